@@ -1,0 +1,167 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { WarmvmError } from './errors.js';
+import { defaultSpec, type AccelChoice, type BootSource, type HealthCheckSpec, type PortForward, type VmSpec } from './vm-spec.js';
+
+type Json = Record<string, unknown>;
+
+const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'bounds'] as const;
+const ACCELS: readonly AccelChoice[] = ['auto', 'kvm', 'tcg', 'hvf'];
+
+/** Reads and validates a config file; relative paths in it are taken from the file's folder. */
+export async function loadConfigFile(file: string): Promise<VmSpec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new WarmvmError('E_CONFIG_READ', `cannot read config file ${file}`, { hint: 'check the path given to --config', cause });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new WarmvmError('E_CONFIG_JSON', `config file ${file} is not valid JSON: ${(cause as Error).message}`, {
+      hint: 'fix the JSON syntax (no comments or trailing commas)',
+      cause,
+    });
+  }
+  return parseConfig(parsed, { file, baseDir: dirname(resolve(file)) });
+}
+
+/** Validates a parsed config object into a VmSpec, naming the exact field when one is wrong. */
+export function parseConfig(value: unknown, where: { file: string; baseDir: string }): VmSpec {
+  const fail = (field: string, problem: string, hint?: string): never => {
+    throw new WarmvmError('E_CONFIG', `config ${where.file}: field "${field}" ${problem}`, {
+      hint: hint ?? `fix "${field}" in ${where.file}; see "Config file" in the README`,
+    });
+  };
+  const obj = expectObject(value, '(top level)', fail);
+  rejectUnknown(obj, TOP_FIELDS, '', fail);
+  const spec = defaultSpec();
+  if (obj.memoryMb !== undefined) spec.memoryMb = expectInt(obj.memoryMb, 'memoryMb', 64, 1024 * 1024, fail);
+  if (obj.cpus !== undefined) spec.cpus = expectInt(obj.cpus, 'cpus', 1, 256, fail);
+  if (obj.accel !== undefined) {
+    if (typeof obj.accel !== 'string' || !ACCELS.includes(obj.accel as AccelChoice)) fail('accel', `must be one of ${ACCELS.join(', ')}, got ${show(obj.accel)}`);
+    spec.accel = obj.accel as AccelChoice;
+  }
+  if (obj.cpuModel !== undefined) spec.cpuModel = expectString(obj.cpuModel, 'cpuModel', fail);
+  if (obj.agent !== undefined) {
+    if (typeof obj.agent !== 'boolean') fail('agent', `must be true or false, got ${show(obj.agent)}`);
+    spec.agent = obj.agent as boolean;
+  }
+  if (obj.image !== undefined) spec.boot = parseImage(obj.image, where.baseDir, fail);
+  if (obj.ports !== undefined) spec.ports = parsePorts(obj.ports, fail);
+  if (obj.health !== undefined) spec.health = parseHealth(obj.health, fail);
+  if (obj.bounds !== undefined) {
+    const bounds = expectObject(obj.bounds, 'bounds', fail);
+    rejectUnknown(bounds, ['launchSeconds', 'bootSeconds', 'healthSeconds', 'stopSeconds'], 'bounds.', fail);
+    const seconds = (key: string): number | undefined =>
+      bounds[key] === undefined ? undefined : expectInt(bounds[key], `bounds.${key}`, 1, 3600, fail) * 1000;
+    spec.bounds = {
+      launchMs: seconds('launchSeconds') ?? spec.bounds.launchMs,
+      bootMs: seconds('bootSeconds') ?? spec.bounds.bootMs,
+      healthMs: seconds('healthSeconds') ?? spec.bounds.healthMs,
+      stopMs: seconds('stopSeconds') ?? spec.bounds.stopMs,
+    };
+  }
+  for (const [index, check] of spec.health.entries()) {
+    if (!spec.ports.some((port) => port.guest === check.port)) {
+      fail(`health[${index}].port`, `is guest port ${check.port}, which is not forwarded`, `add {"guest": ${check.port}} to "ports", or check a forwarded port`);
+    }
+  }
+  return spec;
+}
+
+type Fail = (field: string, problem: string, hint?: string) => never;
+
+function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
+  const image = expectObject(value, 'image', fail);
+  const path = (key: string): string | undefined =>
+    image[key] === undefined ? undefined : absolute(expectString(image[key], `image.${key}`, fail), baseDir);
+  if (image.demo === true) {
+    rejectUnknown(image, ['demo'], 'image.', fail);
+    return { kind: 'demo' };
+  }
+  if (image.disk !== undefined) {
+    rejectUnknown(image, ['disk', 'format', 'kernel', 'initrd', 'append'], 'image.', fail);
+    const format = image.format ?? 'qcow2';
+    if (format !== 'qcow2' && format !== 'raw') fail('image.format', `must be "qcow2" or "raw", got ${show(format)}`);
+    return {
+      kind: 'disk',
+      path: path('disk') as string,
+      format: format as 'qcow2' | 'raw',
+      kernel: path('kernel'),
+      initrd: path('initrd'),
+      append: image.append === undefined ? undefined : expectString(image.append, 'image.append', fail),
+    };
+  }
+  if (image.kernel !== undefined) {
+    rejectUnknown(image, ['kernel', 'initrd', 'append'], 'image.', fail);
+    return {
+      kind: 'kernel',
+      kernel: path('kernel') as string,
+      initrd: path('initrd'),
+      append: image.append === undefined ? undefined : expectString(image.append, 'image.append', fail),
+    };
+  }
+  return fail('image', 'must name a "disk" (a qcow2 or raw image), a "kernel" (with an optional "initrd"), or be {"demo": true}');
+}
+
+function parsePorts(value: unknown, fail: Fail): PortForward[] {
+  if (!Array.isArray(value)) return fail('ports', `must be a list like [{"guest": 8080}], got ${show(value)}`);
+  const seen = new Set<number>();
+  return value.map((entry, index) => {
+    const port = expectObject(entry, `ports[${index}]`, fail);
+    rejectUnknown(port, ['guest', 'host'], `ports[${index}].`, fail);
+    const guest = expectInt(port.guest, `ports[${index}].guest`, 1, 65535, fail);
+    if (seen.has(guest)) fail(`ports[${index}].guest`, `forwards guest port ${guest} twice`);
+    seen.add(guest);
+    const host = port.host === undefined ? undefined : expectInt(port.host, `ports[${index}].host`, 1, 65535, fail);
+    return { guest, host };
+  });
+}
+
+function parseHealth(value: unknown, fail: Fail): HealthCheckSpec[] {
+  if (!Array.isArray(value)) return fail('health', `must be a list like [{"port": 8080, "path": "/health"}], got ${show(value)}`);
+  return value.map((entry, index) => {
+    const check = expectObject(entry, `health[${index}]`, fail);
+    rejectUnknown(check, ['port', 'path', 'status'], `health[${index}].`, fail);
+    const path = check.path === undefined ? '/' : expectString(check.path, `health[${index}].path`, fail);
+    if (!path.startsWith('/')) fail(`health[${index}].path`, `must start with "/", got ${show(path)}`);
+    return {
+      port: expectInt(check.port, `health[${index}].port`, 1, 65535, fail),
+      path,
+      status: check.status === undefined ? 200 : expectInt(check.status, `health[${index}].status`, 100, 599, fail),
+    };
+  });
+}
+
+function expectObject(value: unknown, field: string, fail: Fail): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(field, `must be an object, got ${show(value)}`);
+  return value as Json;
+}
+
+function expectInt(value: unknown, field: string, min: number, max: number, fail: Fail): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) return fail(field, `must be a whole number, got ${show(value)}`);
+  if (value < min || value > max) return fail(field, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function expectString(value: unknown, field: string, fail: Fail): string {
+  if (typeof value !== 'string' || value === '') return fail(field, `must be a non-empty string, got ${show(value)}`);
+  return value;
+}
+
+function rejectUnknown(obj: Json, known: readonly string[], prefix: string, fail: Fail): void {
+  for (const key of Object.keys(obj)) {
+    if (!known.includes(key)) fail(`${prefix}${key}`, `is not a known field (known: ${known.join(', ')})`);
+  }
+}
+
+function absolute(path: string, baseDir: string): string {
+  return isAbsolute(path) ? path : resolve(baseDir, path);
+}
+
+function show(value: unknown): string {
+  return value === undefined ? 'nothing' : JSON.stringify(value);
+}

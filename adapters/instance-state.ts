@@ -1,0 +1,33 @@
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+
+/** What a running instance's `state.json` says; read by `status` and `stop`. No secrets. */
+export interface InstanceState {
+  name: string;
+  pid: number;
+  startedAt: string;
+  path: string;
+  accel: string;
+  qemuVersion: string;
+  machineType: string;
+  qmpSocket: string;
+  forwards: { guest: number; host: number }[];
+  health: { url: string; expectStatus: number }[];
+}
+
+export async function writeInstanceState(file: string, state: InstanceState): Promise<void> {
+  const temp = `${file}.tmp-${process.pid}`;
+  await writeFile(temp, JSON.stringify(state, null, 2) + '\n');
+  await rename(temp, file);
+}
+
+export async function readInstanceState(file: string): Promise<InstanceState | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as InstanceState;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function removeInstanceState(file: string): Promise<void> {
+  await rm(file, { force: true });
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { createLogger, type Logger } from '../adapters/logger.js';
+import { resolveHome } from '../adapters/paths.js';
+import { doctorCommand } from './commands/doctor.js';
+import { guestBuildCommand } from './commands/guest.js';
+import { startCommand } from './commands/start.js';
+import { statusCommand } from './commands/status.js';
+import { stopCommand } from './commands/stop.js';
+import { createOutput, type Output } from './output.js';
+
+const program = new Command();
+
+program
+  .name('warmvm')
+  .description(
+    'Bring a QEMU virtual machine from a disk image to healthy as fast as the hardware allows.\n' +
+      'State lives under $WARMVM_HOME (default ~/.warmvm): images/, snapshots/, instances/<name>/.',
+  )
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .showHelpAfterError('(run with --help for usage)');
+
+const nameOption = (): Option => new Option('-n, --name <name>', 'instance name').default('default');
+const jsonOption = (): Option => new Option('--json', 'print one JSON object on stdout (progress, if any, goes to stderr)');
+
+program
+  .command('start')
+  .description(
+    'Start an instance and wait until its health checks pass; QEMU keeps running detached.\n' +
+      'Without --config the embedded demo guest is used (built on first use).',
+  )
+  .addOption(nameOption())
+  .option('-c, --config <file>', 'JSON config: memoryMb, cpus, accel, image, ports, health, bounds (see README)')
+  .option('--cold', 'cold-boot (the only path so far)')
+  .addOption(jsonOption())
+  .action(async (opts: { name: string; config?: string; cold?: boolean; json?: boolean }) => {
+    await run(opts.json, (output, logger) =>
+      startCommand({ name: opts.name, config: opts.config, cold: opts.cold ?? false, home: resolveHome(), logger, output }),
+    );
+  });
+
+program
+  .command('status')
+  .description('Say whether an instance runs, its QEMU pid and its health checks\' answers')
+  .addOption(nameOption())
+  .addOption(jsonOption())
+  .action(async (opts: { name: string; json?: boolean }) => {
+    await run(opts.json, (output) => statusCommand({ name: opts.name, home: resolveHome(), output }));
+  });
+
+program
+  .command('stop')
+  .description('Stop an instance\'s QEMU (SIGTERM, then SIGKILL) and remove its sockets and pidfile')
+  .addOption(nameOption())
+  .addOption(jsonOption())
+  .action(async (opts: { name: string; json?: boolean }) => {
+    await run(opts.json, (output) => stopCommand({ name: opts.name, home: resolveHome(), output }));
+  });
+
+program
+  .command('doctor')
+  .description('Check what warmvm needs: QEMU >= 9.0, qemu-img, the accelerator, the guest build tools, a writable home')
+  .addOption(jsonOption())
+  .action(async (opts: { json?: boolean }) => {
+    await run(opts.json, (output, logger) => doctorCommand({ home: resolveHome(), output, logger }));
+  });
+
+const guest = program.command('guest').description('The embedded demo guest');
+guest
+  .command('build')
+  .description('Build the demo guest (kernel + initramfs from Debian packages) into $WARMVM_HOME/images/, unless already built')
+  .option('--force', 'rebuild even when a build with the same inputs exists')
+  .addOption(jsonOption())
+  .action(async (opts: { force?: boolean; json?: boolean }) => {
+    await run(opts.json, (output, logger) => guestBuildCommand({ home: resolveHome(), force: opts.force ?? false, output, logger }));
+  });
+
+/** Runs a command: prints its error (with the fix) instead of a stack, and sets the exit code. */
+async function run(json: boolean | undefined, command: (output: Output, logger: Logger) => Promise<number>): Promise<void> {
+  const output = createOutput(json ?? false);
+  const logger = createLogger({ pretty: process.stderr.isTTY === true && !json });
+  let code: number;
+  try {
+    code = await command(output, logger);
+  } catch (error) {
+    output.error(error);
+    code = (error as { code?: string }).code === 'E_ABORTED' ? 130 : 1;
+  }
+  logger.flush?.();
+  // Sockets to a detached QEMU are closed, but be sure nothing keeps the CLI alive.
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 50).unref();
+}
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what warmvm needs on Debian 12 and builds it. Safe to run again: each step checks first.
+#   - QEMU >= 9.0 (qemu-system-x86 + qemu-utils from bookworm-backports; Debian 12's own is 7.2)
+#   - Debian packages the demo guest build and the tests use
+#   - npm packages (npm ci) and the TypeScript build (dist/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || die "run as root, or install sudo"
+  SUDO="sudo"
+fi
+
+command -v apt-get >/dev/null || die "apt-get not found: this script is for Debian 12 (bookworm)"
+
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+[ "$node_major" -ge 20 ] || die "Node.js 20 or newer is needed (found: $(node --version 2>/dev/null || echo none)); install it from nodejs.org or NodeSource"
+
+qemu_ok() {
+  local v
+  v="$(qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')" || return 1
+  [ -n "$v" ] || return 1
+  set -- $v
+  [ "$1" -gt 9 ] || { [ "$1" -eq 9 ] && [ "$2" -ge 0 ]; }
+}
+
+BACKPORTS=/etc/apt/sources.list.d/warmvm-backports.list
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  say "adding bookworm-backports to apt's sources ($BACKPORTS)"
+  echo 'deb http://deb.debian.org/debian bookworm-backports main' | $SUDO tee "$BACKPORTS" >/dev/null
+fi
+
+# The demo guest is assembled with `apt-get download`, so the package lists must be fresh.
+say "apt-get update"
+$SUDO apt-get update -q >/dev/null
+
+PACKAGES=(ca-certificates procps iproute2 zstd curl)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+if ! qemu_ok || ! command -v qemu-img >/dev/null; then
+  say "installing QEMU from bookworm-backports (about 20 s)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils >/dev/null
+fi
+qemu_ok || die "QEMU >= 9.0 is still missing after the install: $(qemu-system-x86_64 --version 2>&1 | head -1)"
+say "$(qemu-system-x86_64 --version | head -1)"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  say "npm packages up to date; building"
+  npm run --silent build
+fi
+say "ready: node dist/bin/warmvm.js --help"

@@ -1,0 +1,97 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfigFile, parseConfig } from '../../adapters/config.js';
+import { WarmvmError } from '../../adapters/errors.js';
+import { defaultSpec } from '../../adapters/vm-spec.js';
+import { useTempDirs } from '../helpers/temp.js';
+
+const where = { file: 'warmvm.json', baseDir: '/cfg' };
+
+function configError(value: unknown): WarmvmError {
+  try {
+    parseConfig(value, where);
+  } catch (error) {
+    expect(error).toBeInstanceOf(WarmvmError);
+    return error as WarmvmError;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('parseConfig', () => {
+  it('an empty object is the demo guest with defaults', () => {
+    expect(parseConfig({}, where)).toEqual(defaultSpec());
+  });
+
+  it('reads every field and resolves relative paths from the config folder', () => {
+    const spec = parseConfig(
+      {
+        memoryMb: 1024,
+        cpus: 2,
+        accel: 'tcg',
+        image: { disk: 'disk.qcow2', kernel: '/boot/vmlinuz', append: 'root=/dev/vda' },
+        ports: [{ guest: 80, host: 18080 }, { guest: 5432 }],
+        health: [{ port: 80, path: '/ready', status: 204 }],
+        bounds: { bootSeconds: 300 },
+      },
+      where,
+    );
+    expect(spec.memoryMb).toBe(1024);
+    expect(spec.cpus).toBe(2);
+    expect(spec.accel).toBe('tcg');
+    expect(spec.boot).toEqual({ kind: 'disk', path: '/cfg/disk.qcow2', format: 'qcow2', kernel: '/boot/vmlinuz', initrd: undefined, append: 'root=/dev/vda' });
+    expect(spec.ports).toEqual([{ guest: 80, host: 18080 }, { guest: 5432, host: undefined }]);
+    expect(spec.health).toEqual([{ port: 80, path: '/ready', status: 204 }]);
+    expect(spec.bounds.bootMs).toBe(300_000);
+    expect(spec.bounds.healthMs).toBe(defaultSpec().bounds.healthMs);
+  });
+
+  it('names the field with a wrong type', () => {
+    const error = configError({ memoryMb: '512' });
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message).toContain('"memoryMb"');
+    expect(error.message).toContain('"512"');
+  });
+
+  it('names an unknown field and lists the known ones', () => {
+    const error = configError({ memory: 512 });
+    expect(error.message).toContain('"memory" is not a known field');
+    expect(error.message).toContain('memoryMb');
+  });
+
+  it('names nested fields by their path', () => {
+    expect(configError({ ports: [{ guest: 8080 }, { guest: 70000 }] }).message).toContain('"ports[1].guest"');
+    expect(configError({ health: [{ port: 8080, path: 'health' }] }).message).toContain('"health[0].path"');
+    expect(configError({ bounds: { bootSecs: 3 } }).message).toContain('"bounds.bootSecs"');
+    expect(configError({ accel: 'xen' }).message).toContain('"accel"');
+  });
+
+  it('refuses a health check on a port that is not forwarded', () => {
+    const error = configError({ ports: [{ guest: 80 }], health: [{ port: 8080, path: '/health' }] });
+    expect(error.message).toContain('"health[0].port"');
+    expect(error.hint).toContain('"ports"');
+  });
+});
+
+describe('loadConfigFile', () => {
+  const temp = useTempDirs();
+
+  it('reports invalid JSON with the file name', async () => {
+    const file = join(await temp(), 'bad.json');
+    await writeFile(file, '{ "memoryMb": 256, }');
+    await expect(loadConfigFile(file)).rejects.toMatchObject({ code: 'E_CONFIG_JSON', message: expect.stringContaining(file) });
+  });
+
+  it('reports a missing file', async () => {
+    await expect(loadConfigFile('/nonexistent/warmvm.json')).rejects.toMatchObject({ code: 'E_CONFIG_READ' });
+  });
+
+  it('reads a valid file', async () => {
+    const dir = await temp();
+    const file = join(dir, 'ok.json');
+    await writeFile(file, JSON.stringify({ memoryMb: 512, image: { kernel: 'vmlinuz', initrd: 'initrd.img' } }));
+    const spec = await loadConfigFile(file);
+    expect(spec.memoryMb).toBe(512);
+    expect(spec.boot).toEqual({ kind: 'kernel', kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), append: undefined });
+  });
+});

@@ -1,0 +1,125 @@
+import { createServer, type Server } from 'node:net';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getStatus } from '../../adapters/health-probe.js';
+import { instancePaths } from '../../adapters/paths.js';
+import { isProcessAlive } from '../../adapters/process-alive.js';
+import { QgaClient } from '../../adapters/qga-client.js';
+import { findFreePort } from '../../adapters/ports.js';
+import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
+
+// A real QEMU, the real demo guest, the real CLI. Cold boots take ~6 s under TCG each.
+const BOOT_TIMEOUT = 240_000;
+
+async function expectNoInstanceLeft(name: string, pid: number | undefined): Promise<void> {
+  const paths = instancePaths(E2E_HOME, name);
+  if (pid !== undefined) expect(await isProcessAlive(pid)).toBe(false);
+  for (const file of [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile, paths.lockFile]) expect(existsSync(file), file).toBe(false);
+}
+
+describe('cold boot of the demo guest on real QEMU', () => {
+  beforeAll(async () => {
+    // Builds the guest once for every e2e test (cached in the shared home).
+    const built = await cli(['guest', 'build', '--json']);
+    expect(built.exitCode, built.stderr).toBe(0);
+  }, 900_000);
+
+  afterAll(async () => {
+    for (const name of ['e2e-cold', 'e2e-ctrlc', 'e2e-lock']) await cli(['stop', '--name', name]);
+  });
+
+  it('starts healthy, answers HTTP and the guest agent, reports running, and stops clean', async () => {
+    const name = 'e2e-cold';
+    const started = await cli(['start', '--cold', '--name', name, '--json']);
+    expect(started.exitCode, started.stderr + started.stdout).toBe(0);
+    expect(started.json).toMatchObject({ name, outcome: 'healthy', path: 'cold' });
+    const seconds = started.json.seconds as Record<string, number>;
+    for (const phase of ['total', 'preflight', 'image', 'accelerator', 'launching', 'booting', 'probing']) expect(seconds[phase], phase).toBeTypeOf('number');
+    const health = started.json.health as { url: string; status: number }[];
+    expect(health).toHaveLength(1);
+    expect(health[0]?.status).toBe(200);
+
+    // QEMU runs on, detached, after the CLI has exited.
+    const answer = await getStatus(health[0]?.url as string, 5_000);
+    expect(answer.status).toBe(200);
+
+    const status = await cli(['status', '--name', name, '--json']);
+    expect(status.json).toMatchObject({ name, state: 'running', pid: started.json.pid, path: 'cold' });
+    expect(status.json.health).toEqual([{ url: health[0]?.url, status: 200 }]);
+
+    // The real guest agent runs a real command.
+    const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
+    try {
+      const result = await qga.exec('/bin/sh', ['-c', 'read line; echo "got:$line"; uname -s'], { inputData: 'hello\n', timeoutMs: 10_000 });
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.toString()).toBe('got:hello\nLinux\n');
+    } finally {
+      await qga.close();
+    }
+
+    const stopped = await cli(['stop', '--name', name, '--json']);
+    expect(stopped.json).toMatchObject({ name, outcome: 'stopped', pid: started.json.pid });
+    await expectNoInstanceLeft(name, started.json.pid as number);
+    expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'stopped', pid: null });
+  }, BOOT_TIMEOUT);
+
+  it('refuses a second start of a running instance, and a concurrent one', async () => {
+    const name = 'e2e-lock';
+    const first = startCli(['start', '--name', name, '--json']);
+    const paths = instancePaths(E2E_HOME, name);
+    await waitFor(() => existsSync(paths.pidFile), 60_000);
+    const concurrent = await cli(['start', '--name', name, '--json']);
+    expect(concurrent.exitCode).toBe(1);
+    expect((concurrent.json.error as { code: string }).code).toBe('E_LOCKED');
+    const firstResult = parse(await first);
+    expect(firstResult.json.outcome, firstResult.stderr).toBe('healthy');
+    const again = await cli(['start', '--name', name, '--json']);
+    expect(again.exitCode).toBe(1);
+    expect(again.json.error).toMatchObject({ code: 'E_ALREADY_RUNNING', hint: expect.stringContaining('warmvm stop') });
+    // The refused starts touched nothing: the first instance is still healthy.
+    expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'running', pid: firstResult.json.pid });
+    await cli(['stop', '--name', name]);
+    await expectNoInstanceLeft(name, firstResult.json.pid as number);
+  }, BOOT_TIMEOUT);
+
+  it('Ctrl-C during the boot stops the QEMU it launched', async () => {
+    const name = 'e2e-ctrlc';
+    const paths = instancePaths(E2E_HOME, name);
+    const run = startCli(['start', '--name', name, '--json']);
+    await waitFor(() => existsSync(paths.pidFile), 60_000);
+    const pid = Number((await import('node:fs')).readFileSync(paths.pidFile, 'utf8'));
+    run.kill('SIGINT');
+    const result = parse(await run);
+    expect(result.exitCode).toBe(130);
+    expect(result.json.error).toMatchObject({ code: 'E_INTERRUPTED' });
+    await expectNoInstanceLeft(name, pid);
+  }, BOOT_TIMEOUT);
+
+  it('a host port already taken fails before launch, naming the port', async () => {
+    const port = await findFreePort();
+    const server: Server = createServer();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    try {
+      const dir = join(E2E_HOME, 'configs');
+      await mkdir(dir, { recursive: true });
+      const config = join(dir, 'taken.json');
+      await writeFile(config, JSON.stringify({ ports: [{ guest: 8080, host: port }] }));
+      const result = await cli(['start', '--name', 'e2e-port', '--config', config, '--json']);
+      expect(result.exitCode).toBe(1);
+      expect(result.json.error).toMatchObject({ code: 'E_PORT_TAKEN', message: expect.stringContaining(String(port)) });
+      await expectNoInstanceLeft('e2e-port', undefined);
+    } finally {
+      server.close();
+    }
+  }, 60_000);
+});
+
+async function waitFor(check: () => boolean, boundMs: number): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${boundMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,103 @@
+import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
+import { describe, expect, it } from 'vitest';
+import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type StopResult } from '../../machines/cold-boot.js';
+
+const bounds = { launchMs: 1_000, bootMs: 5_000, healthMs: 3_000, stopMs: 2_000 };
+
+type Outcome<T> = { ok: T } | { fail: Error & { code?: string } } | 'hang';
+
+function fake<T>(outcome: Outcome<T>, calls: string[], name: string) {
+  return fromPromise<T, void>(
+    ({ signal }) =>
+      new Promise<T>((resolve, reject) => {
+        calls.push(name);
+        if (outcome === 'hang') {
+          signal.addEventListener('abort', () => reject(new Error('aborted')));
+          return;
+        }
+        if ('ok' in outcome) resolve(outcome.ok);
+        else reject(outcome.fail);
+      }),
+  );
+}
+
+function withCode(message: string, code: string): Error & { code: string; hint: string } {
+  return Object.assign(new Error(message), { code, hint: 'do the thing' });
+}
+
+async function run(outcomes: {
+  launch?: Outcome<LaunchResult>;
+  guest?: Outcome<GuestUp>;
+  health?: Outcome<HealthResult[]>;
+  stop?: Outcome<StopResult>;
+  cancelAfterTicks?: boolean;
+}) {
+  const calls: string[] = [];
+  const clock = new SimulatedClock();
+  const machine = coldBootMachine.provide({
+    actors: {
+      launchQemu: fake(outcomes.launch ?? { ok: { pid: 42 } }, calls, 'launch'),
+      waitForGuest: fake(outcomes.guest ?? { ok: { runstate: 'running', agent: true } }, calls, 'guest'),
+      probeHealth: fake(outcomes.health ?? { ok: [{ url: 'http://127.0.0.1:1/health', status: 200 }] }, calls, 'health'),
+      stopQemu: fake(outcomes.stop ?? { ok: { how: 'terminated' } }, calls, 'stop'),
+    },
+  });
+  const actor = createActor(machine, { input: { bounds }, clock });
+  const states: string[] = [];
+  actor.subscribe((snapshot) => {
+    const value = String(snapshot.value);
+    if (states.at(-1) !== value) states.push(value);
+  });
+  actor.start();
+  // Let promise actors settle, then move simulated time past every bound.
+  for (let i = 0; i < 10 && actor.getSnapshot().status === 'active'; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (outcomes.cancelAfterTicks) {
+      if (i === 2) actor.send({ type: 'CANCEL' });
+      if (i <= 2) continue; // no bound may pass before the Ctrl-C
+    }
+    clock.increment(10_000);
+  }
+  const final = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 1_000 });
+  return { output: final.output as ColdBootOutput, calls, states };
+}
+
+describe('coldBoot machine', () => {
+  it('launches, boots, probes and is ready', async () => {
+    const { output, calls, states } = await run({});
+    expect(states).toEqual(['launching', 'booting', 'probing', 'ready']);
+    expect(calls).toEqual(['launch', 'guest', 'health']);
+    expect(output).toEqual({ outcome: 'ready', pid: 42, health: [{ url: 'http://127.0.0.1:1/health', status: 200 }] });
+  });
+
+  it('stops QEMU when the guest fails, and keeps the reason and its fix', async () => {
+    const { output, calls, states } = await run({ guest: { fail: withCode('QEMU exited (exit code 1)', 'E_QEMU_EXITED') } });
+    expect(states).toEqual(['launching', 'booting', 'stopping', 'failed']);
+    expect(calls).toEqual(['launch', 'guest', 'stop']);
+    expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.booting', code: 'E_QEMU_EXITED', hint: 'do the thing' } });
+  });
+
+  it('a passed bound fails the state by name and still stops QEMU', async () => {
+    const { output, calls } = await run({ health: 'hang' });
+    expect(calls).toEqual(['launch', 'guest', 'health', 'stop']);
+    expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.probing', code: 'E_BOUND' } });
+    expect(output.outcome === 'failed' && output.failure.message).toContain('3 s');
+  });
+
+  it('a failed launch still goes through stopping', async () => {
+    const { output, calls } = await run({ launch: { fail: withCode('spawn failed', 'E_QEMU_SPAWN') } });
+    expect(calls).toEqual(['launch', 'stop']);
+    expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.launching' } });
+  });
+
+  it('a stop that hangs is bounded too, and said in the output', async () => {
+    const { output } = await run({ guest: { fail: withCode('boom', 'E_X') }, stop: 'hang' });
+    expect(output).toMatchObject({ outcome: 'failed', stopError: expect.stringContaining('did not stop') });
+  });
+
+  it('Ctrl-C while waiting stops QEMU and says it was interrupted', async () => {
+    const { output, calls } = await run({ guest: 'hang', cancelAfterTicks: true });
+    expect(calls.at(-1)).toBe('stop');
+    expect(output).toMatchObject({ outcome: 'failed', failure: { code: 'E_INTERRUPTED' } });
+  });
+});
