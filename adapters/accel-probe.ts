@@ -28,6 +28,8 @@ export interface ProbeInput {
   boundMs?: number;
   signal?: AbortSignal;
   platform?: NodeJS.Platform;
+  /** The KVM device to check; tests point it elsewhere. */
+  kvmDevice?: string;
 }
 
 /** Printed by the kernel once it runs decompressed: proof the vCPU makes progress. */
@@ -43,7 +45,7 @@ export async function chooseAccelerator(input: ProbeInput): Promise<AccelVerdict
   if (input.choice === 'tcg') return { accel: 'tcg', reason: 'asked for tcg', rejected: undefined, probeMs: undefined, cached: false };
   const platform = input.platform ?? process.platform;
   const hypervisor: Accel = input.choice === 'auto' ? (platform === 'darwin' ? 'hvf' : 'kvm') : input.choice;
-  const unusable = await hypervisorUnusable(hypervisor, input.accelerators, platform);
+  const unusable = await hypervisorUnusable(hypervisor, input.accelerators, platform, input.kvmDevice ?? '/dev/kvm');
   if (unusable) return refuseOrFallBack(input.choice, hypervisor, unusable, undefined, false);
 
   const cacheKey = `${input.qemuVersion}|${hypervisor}|${platform}|${release()}`;
@@ -75,14 +77,14 @@ function refuseOrFallBack(
   return { accel: 'tcg', reason: `${hypervisor} not usable (${failure}); using tcg`, rejected: { accel: hypervisor, reason: failure }, probeMs, cached };
 }
 
-async function hypervisorUnusable(accel: Accel, accelerators: string[], platform: NodeJS.Platform): Promise<string | undefined> {
+async function hypervisorUnusable(accel: Accel, accelerators: string[], platform: NodeJS.Platform, kvmDevice: string): Promise<string | undefined> {
   if (!accelerators.includes(accel)) return `this QEMU has no ${accel} support`;
   if (accel === 'kvm') {
     if (platform !== 'linux') return 'kvm needs Linux';
     try {
-      await access('/dev/kvm', constants.R_OK | constants.W_OK);
+      await access(kvmDevice, constants.R_OK | constants.W_OK);
     } catch {
-      return '/dev/kvm is missing or not accessible';
+      return `${kvmDevice} is missing or not accessible`;
     }
   }
   if (accel === 'hvf' && platform !== 'darwin') return 'hvf needs macOS';
@@ -113,7 +115,8 @@ async function probeHypervisor(accel: Accel, input: ProbeInput): Promise<string 
   const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), bound).unref());
   const proven = await Promise.race([sawMarker, timer]);
   child.kill('SIGKILL');
-  await child;
+  // Reap it, but never wait long: a wrapper script's children may hold its output open.
+  await Promise.race([child, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
   if (input.signal?.aborted) throw new WarmvmError('E_ABORTED', 'accelerator probe was cancelled', { cause: input.signal.reason });
   if (proven) return undefined;
   const said = output.trim().split('\n').slice(-1)[0];

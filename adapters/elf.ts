@@ -14,6 +14,7 @@ export interface ElfDynamicInfo {
 const PT_LOAD = 1;
 const PT_DYNAMIC = 2;
 const PT_INTERP = 3;
+const PT_NOTE = 4;
 const DT_NULL = 0n;
 const DT_NEEDED = 1n;
 const DT_STRTAB = 5n;
@@ -28,18 +29,7 @@ interface ProgramHeader {
 export class ElfFormatError extends Error {}
 
 export function readElfDynamic(file: Buffer, what = 'file'): ElfDynamicInfo {
-  const elf = header(file, what);
-  const programs: ProgramHeader[] = [];
-  for (let index = 0; index < elf.phnum; index += 1) {
-    const base = elf.phoff + index * elf.phentsize;
-    within(file, base, 56, what);
-    programs.push({
-      type: file.readUInt32LE(base),
-      offset: toNumber(file.readBigUInt64LE(base + 8), what),
-      vaddr: file.readBigUInt64LE(base + 16),
-      filesz: toNumber(file.readBigUInt64LE(base + 32), what),
-    });
-  }
+  const programs = programHeaders(file, what);
 
   const interp = programs.find((program) => program.type === PT_INTERP);
   const interpreter = interp ? cString(file, interp.offset, what) : undefined;
@@ -66,6 +56,34 @@ export function readElfDynamic(file: Buffer, what = 'file'): ElfDynamicInfo {
   return { interpreter, needed: neededOffsets.map((offset) => cString(file, strtabOffset + toNumber(offset, what), what)) };
 }
 
+export interface ElfNote {
+  name: string;
+  type: number;
+  desc: Buffer;
+}
+
+/** The notes of every PT_NOTE segment (e.g. the kernel's "Xen" notes that announce a PVH entry). */
+export function readElfNotes(file: Buffer, what = 'file'): ElfNote[] {
+  const notes: ElfNote[] = [];
+  for (const program of programHeaders(file, what)) {
+    if (program.type !== PT_NOTE) continue;
+    within(file, program.offset, program.filesz, what);
+    const end = program.offset + program.filesz;
+    for (let at = program.offset; at + 12 <= end; ) {
+      const nameSize = file.readUInt32LE(at);
+      const descSize = file.readUInt32LE(at + 4);
+      const type = file.readUInt32LE(at + 8);
+      const nameStart = at + 12;
+      const descStart = nameStart + align4(nameSize);
+      const next = descStart + align4(descSize);
+      if (next > end) throw new ElfFormatError(`${what}: a note runs past its segment`);
+      notes.push({ name: file.toString('utf8', nameStart, nameStart + Math.max(0, nameSize - 1)), type, desc: file.subarray(descStart, descStart + descSize) });
+      at = next;
+    }
+  }
+  return notes;
+}
+
 /** The bytes of the section called `name`, or undefined when the file has none. */
 export function readElfSection(file: Buffer, name: string, what = 'file'): Buffer | undefined {
   const elf = header(file, what);
@@ -87,6 +105,26 @@ export function readElfSection(file: Buffer, name: string, what = 'file'): Buffe
     return file.subarray(candidate.offset, candidate.offset + candidate.size);
   }
   return undefined;
+}
+
+function programHeaders(file: Buffer, what: string): ProgramHeader[] {
+  const elf = header(file, what);
+  const programs: ProgramHeader[] = [];
+  for (let index = 0; index < elf.phnum; index += 1) {
+    const base = elf.phoff + index * elf.phentsize;
+    within(file, base, 56, what);
+    programs.push({
+      type: file.readUInt32LE(base),
+      offset: toNumber(file.readBigUInt64LE(base + 8), what),
+      vaddr: file.readBigUInt64LE(base + 16),
+      filesz: toNumber(file.readBigUInt64LE(base + 32), what),
+    });
+  }
+  return programs;
+}
+
+function align4(value: number): number {
+  return (value + 3) & ~3;
 }
 
 function header(file: Buffer, what: string): { phoff: number; phentsize: number; phnum: number; shoff: number; shentsize: number; shnum: number; shstrndx: number } {

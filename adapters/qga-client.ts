@@ -136,16 +136,18 @@ export class QgaExecuteError extends WarmvmError {
 export class QgaDisconnectedError extends WarmvmError {
   constructor(
     readonly socketPath: string,
-    readonly operation: string,
+    /** What was waiting on the connection; undefined for onClose listeners. */
+    readonly operation: string | undefined,
     /** True when QEMU hung up, false when this side closed. */
     readonly byPeer: boolean,
     cause?: unknown,
   ) {
+    const during = operation === undefined ? '' : ` during ${operation}`;
     super(
       'E_QGA_DISCONNECTED',
       byPeer
-        ? `QEMU closed the guest agent socket ${socketPath} during ${operation}`
-        : `the guest agent connection ${socketPath} was closed by warmvm during ${operation}`,
+        ? `QEMU closed the guest agent socket ${socketPath}${during}`
+        : `the guest agent connection ${socketPath} was closed by warmvm${during}`,
       {
         hint: byPeer ? 'QEMU probably exited or crashed: read its log in the instance folder' : 'nothing to fix: the caller closed it on purpose',
         cause,
@@ -236,8 +238,8 @@ export class QgaClient {
         const remaining = deadline - Date.now();
         if (remaining <= 0) {
           if (syncs === 0) {
-            const code = (lastError as QgaConnectError | undefined)?.cause as NodeJS.ErrnoException | undefined;
-            throw new QgaConnectError(socketPath, `guest agent socket ${socketPath} was not ready within ${opts.deadlineMs} ms (last: ${code?.code ?? 'no answer'})`, lastError);
+            const errno = lastError instanceof QgaConnectError ? (lastError.cause as NodeJS.ErrnoException | undefined)?.code : undefined;
+            throw new QgaConnectError(socketPath, `guest agent socket ${socketPath} was not ready within ${opts.deadlineMs} ms (last: ${errno ?? 'no answer'})`, lastError);
           }
           throw new QgaTimeoutError(
             socketPath,
@@ -376,7 +378,7 @@ export class QgaClient {
   /** Called once when the connection ends; at once (next tick) if it already has. */
   onClose(listener: (error: QgaDisconnectedError) => void): () => void {
     if (this.closedBy) {
-      const error = this.disconnected('the connection');
+      const error = this.disconnected(undefined);
       queueMicrotask(() => listener(error));
       return () => {};
     }
@@ -419,6 +421,9 @@ export class QgaClient {
   private async syncNow(timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
     const id = randomInt(1, 2 ** 47);
     this.decoder.resync();
+    // Only our id is accepted, not even an error: the agent writes its 0xFF only when a sync
+    // actually runs, so anything else after a 0xFF answers an older sync or a stale request.
+    // (The 0xFF we send first itself draws a "JSON parse error, stray …" reply, before the sentinel.)
     await this.roundTrip('guest-sync-delimited', { id }, timeoutMs, signal, (message) => message.return === id);
     this.needsSync = false;
   }
@@ -518,7 +523,7 @@ export class QgaClient {
     for (const waiter of [...this.waiters]) waiter.fail(this.disconnected(waiter.operation));
     this.pending = undefined;
     if (byPeer) this.log?.info({ socketPath: this.socketPath, err: this.lastSocketError }, 'guest agent socket closed by QEMU');
-    const error = this.disconnected('the connection');
+    const error = this.disconnected(undefined);
     for (const listener of [...this.closeListeners]) {
       try {
         listener(error);
@@ -530,7 +535,7 @@ export class QgaClient {
     if (byPeer) this.socket.destroy();
   }
 
-  private disconnected(operation: string): QgaDisconnectedError {
+  private disconnected(operation: string | undefined): QgaDisconnectedError {
     return new QgaDisconnectedError(this.socketPath, operation, this.closedBy?.byPeer ?? true, this.lastSocketError);
   }
 }

@@ -139,16 +139,16 @@ function hintForErrorClass(errorClass: string): string {
 export class QmpDisconnectedError extends WarmvmError {
   constructor(
     readonly socketPath: string,
-    readonly operation: string,
+    /** What was waiting on the connection; undefined for onClose listeners. */
+    readonly operation: string | undefined,
     /** True when QEMU (or whatever held the other end) hung up, false when this side closed. */
     readonly byPeer: boolean,
     cause?: unknown,
   ) {
+    const during = operation === undefined ? '' : ` during ${operation}`;
     super(
       'E_QMP_DISCONNECTED',
-      byPeer
-        ? `QEMU closed the QMP connection ${socketPath} during ${operation}`
-        : `the QMP connection ${socketPath} was closed by warmvm during ${operation}`,
+      byPeer ? `QEMU closed the QMP connection ${socketPath}${during}` : `the QMP connection ${socketPath} was closed by warmvm${during}`,
       {
         hint: byPeer ? 'QEMU probably exited or crashed: read its log in the instance folder' : 'nothing to fix: the caller closed it on purpose',
         cause,
@@ -336,7 +336,7 @@ export class QmpClient {
   /** Called once when the connection ends, with why; at once (next tick) if it already has. */
   onClose(listener: (error: QmpDisconnectedError) => void): () => void {
     if (this.closedBy) {
-      const error = this.disconnected('the connection');
+      const error = this.disconnected(undefined);
       queueMicrotask(() => listener(error));
       return () => {};
     }
@@ -495,7 +495,7 @@ export class QmpClient {
     for (const waiter of [...this.waiters]) waiter.fail(this.disconnected(waiter.operation));
     this.pending.clear();
     if (byPeer) this.log?.info({ socketPath: this.socketPath, err: this.lastSocketError }, 'QMP connection closed by QEMU');
-    const error = this.disconnected('the connection');
+    const error = this.disconnected(undefined);
     for (const listener of [...this.closeListeners]) {
       try {
         listener(error);
@@ -508,7 +508,7 @@ export class QmpClient {
     if (byPeer) this.socket.destroy();
   }
 
-  private disconnected(operation: string): QmpDisconnectedError {
+  private disconnected(operation: string | undefined): QmpDisconnectedError {
     return new QmpDisconnectedError(this.socketPath, operation, this.closedBy?.byPeer ?? true, this.lastSocketError);
   }
 }
