@@ -20,12 +20,15 @@ interface Step {
 export class CleanupStack {
   private readonly steps: Step[] = [];
   private running: Promise<void> | undefined;
+  private closed = false;
 
   constructor(private readonly logger?: Logger) {}
 
   add(name: string, fn: () => Promise<void> | void): CleanupHandle {
     const step: Step = { name, fn, done: false };
     this.steps.push(step);
+    // A resource that appears after the stack ran has no owner left: clean it at once.
+    if (this.closed) void this.runStep(step);
     return {
       release: () => {
         step.done = true;
@@ -40,11 +43,18 @@ export class CleanupStack {
     return this.steps.filter((step) => !step.done).map((step) => step.name);
   }
 
+  /** Runs every pending step, newest first, including steps added while it runs. */
   async runAll(): Promise<void> {
     this.running ??= (async () => {
-      for (const step of [...this.steps].reverse()) await this.runStep(step);
+      for (let step = this.newestPending(); step; step = this.newestPending()) await this.runStep(step);
+      this.closed = true;
     })();
     await this.running;
+  }
+
+  private newestPending(): Step | undefined {
+    for (let index = this.steps.length - 1; index >= 0; index -= 1) if (!this.steps[index]?.done) return this.steps[index];
+    return undefined;
   }
 
   private async runStep(step: Step): Promise<void> {

@@ -47,6 +47,7 @@ export interface StopReport {
 
 /** Stops the instance's QEMU and removes its runtime files; a stale pidfile is recognised and cleaned. */
 export async function stopInstance(paths: InstancePaths, graceMs = 5_000): Promise<StopReport> {
+  if (!(await fileExists(paths.dir))) throw notRunning(paths.name);
   const lock = await acquireInstanceLock(paths.lockFile, paths.name);
   try {
     const pid = await readPidFile(paths.pidFile);
@@ -61,13 +62,17 @@ export async function stopInstance(paths: InstancePaths, graceMs = 5_000): Promi
       return { name: paths.name, result: how === 'killed' ? 'killed' : 'terminated', pid, removed: present };
     }
     if (present.length === 0 && saved === undefined) {
-      throw new WarmvmError('E_NOT_RUNNING', `instance "${paths.name}" is not running`, {
-        hint: `"warmvm status --name ${paths.name}" shows its state; "warmvm start --name ${paths.name}" starts it`,
-      });
+      throw notRunning(paths.name);
     }
     await removeRuntimeFiles(leftovers);
     return { name: paths.name, result: 'stale-cleaned', pid, removed: present };
   } finally {
     await lock.release();
   }
+}
+
+function notRunning(name: string): WarmvmError {
+  return new WarmvmError('E_NOT_RUNNING', `instance "${name}" is not running`, {
+    hint: `"warmvm status --name ${name}" shows its state; "warmvm start --name ${name}" starts it`,
+  });
 }

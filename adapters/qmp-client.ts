@@ -302,7 +302,10 @@ export class QmpClient {
 
   /**
    * Resolves with the next event named `name` (that `predicate` accepts). Only events that arrive
-   * after the call count: start waiting before sending the command that causes the event.
+   * after the call count, and QEMU sends RESUME, STOP and SHUTDOWN *before* its reply to `cont`,
+   * `stop` and `quit`: start waiting before sending the command, e.g.
+   * `const [, resumed] = await Promise.all([client.execute('cont'), client.waitForEvent('RESUME', …)])`
+   * (Promise.all also keeps a failed command from leaving the wait's rejection unhandled).
    */
   waitForEvent(name: string, opts: QmpWaitForEventOptions): Promise<QmpEvent> {
     const operation = `waiting for event ${name}`;

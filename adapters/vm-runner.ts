@@ -36,6 +36,7 @@ export class QemuExitedError extends WarmvmError {
  */
 export class VmRunner {
   private qemu: QemuProcess | undefined;
+  private spawning: Promise<QemuProcess> | undefined;
   private qmp: QmpClient | undefined;
   private qga: QgaClient | undefined;
   private qemuCleanup: CleanupHandle | undefined;
@@ -63,9 +64,11 @@ export class VmRunner {
     await removeRuntimeFiles([paths.qmpSocket, paths.qgaSocket]);
     const argv = buildQemuArgv(plan);
     this.log.info({ binary: plan.binary, argv }, 'launching QEMU');
-    const qemu = await spawnQemu({ binary: plan.binary, argv, logFile: paths.qemuLog, pidFile: paths.pidFile });
+    // Registered before the spawn: a Ctrl-C that lands while QEMU is being started must still stop it.
+    this.qemuCleanup = this.options.cleanup.add('stop QEMU', () => this.stopNow());
+    this.spawning = spawnQemu({ binary: plan.binary, argv, logFile: paths.qemuLog, pidFile: paths.pidFile });
+    const qemu = await this.spawning;
     this.qemu = qemu;
-    this.qemuCleanup = this.options.cleanup.add(`stop QEMU pid ${qemu.pid}`, () => this.stopNow());
     this.qmp = await this.raceExit('opening its QMP socket', QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: this.options.bounds.launchMs, signal, logger: this.log }));
     return { pid: qemu.pid };
   }
@@ -117,7 +120,7 @@ export class VmRunner {
 
   private async stopNow(): Promise<void> {
     await this.closeClients();
-    const qemu = this.qemu;
+    const qemu = this.qemu ?? (await this.spawning?.catch(() => undefined));
     if (qemu) {
       this.lastStop = await stopProcess(qemu.pid, { graceMs: Math.min(5_000, this.options.bounds.stopMs), exited: qemu.exited });
       this.log.info({ pid: qemu.pid, how: this.lastStop }, 'QEMU stopped');

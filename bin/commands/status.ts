@@ -4,14 +4,13 @@ import type { Output } from '../output.js';
 
 export async function statusCommand(options: { name: string; home: string; output: Output }): Promise<number> {
   const status = await instanceStatus(instancePaths(options.home, options.name));
-  const { stale, ...reported } = status;
   const lines =
     status.state === 'running'
       ? [
           `instance "${status.name}": running (QEMU pid ${status.pid}, started ${status.startedAt}, path ${status.path})`,
           ...status.health.map((answer) => `  ${answer.url}  → ${answer.status ?? 'no answer'}`),
         ]
-      : [`instance "${status.name}": stopped${stale ? ' (a stale pidfile from a crash is left: "warmvm stop" cleans it)' : ''}`];
-  options.output.result({ ...reported, path: status.path ?? null, pid: status.pid ?? null, startedAt: status.startedAt ?? null }, lines.join('\n'));
+      : [`instance "${status.name}": stopped${status.stale ? ' (a stale pidfile from a crash is left: "warmvm stop" cleans it)' : ''}`];
+  options.output.result({ ...status, path: status.path ?? null, pid: status.pid ?? null, startedAt: status.startedAt ?? null }, lines.join('\n'));
   return 0;
 }

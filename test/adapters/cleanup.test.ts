@@ -28,3 +28,19 @@ describe('CleanupStack', () => {
     expect(stack.pending).toEqual([]);
   });
 });
+
+describe('CleanupStack, late steps', () => {
+  it('runs a step added while it runs, and one added after it ran', async () => {
+    const ran: string[] = [];
+    const stack = new CleanupStack();
+    stack.add('first', () => {
+      ran.push('first');
+      stack.add('added while running', () => void ran.push('added while running'));
+    });
+    await stack.runAll();
+    expect(ran).toEqual(['first', 'added while running']);
+    stack.add('added after', () => void ran.push('added after'));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(ran.at(-1)).toBe('added after');
+  });
+});

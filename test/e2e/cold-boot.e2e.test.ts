@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,8 +88,9 @@ describe('cold boot of the demo guest on real QEMU', () => {
     const name = 'e2e-ctrlc';
     const paths = instancePaths(E2E_HOME, name);
     const run = startCli(['start', '--name', name, '--json']);
-    await waitFor(() => existsSync(paths.pidFile), 60_000);
-    const pid = Number((await import('node:fs')).readFileSync(paths.pidFile, 'utf8'));
+    await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
+    const pid = Number(readFileSync(paths.pidFile, 'utf8'));
+    expect(pid).toBeGreaterThan(0);
     run.kill('SIGINT');
     const result = parse(await run);
     expect(result.exitCode).toBe(130);
