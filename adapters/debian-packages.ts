@@ -108,7 +108,7 @@ export function parsePolicy(output: string): Map<string, string> {
  * The .deb of each package at its exact version, from `cacheDir` when an earlier build fetched
  * it, else downloaded (into a temporary folder first, so the cache never holds a partial file).
  */
-export async function downloadPackages(packages: readonly DebianPackage[], cacheDir: string, options: AptOptions & { onDownload?: (count: number) => void } = {}): Promise<Map<string, string>> {
+export async function downloadPackages(packages: readonly DebianPackage[], cacheDir: string, options: AptOptions & { onDownload?: (missing: DebianPackage[]) => void } = {}): Promise<Map<string, string>> {
   await mkdir(cacheDir, { recursive: true });
   const paths = new Map<string, string>();
   const missing: DebianPackage[] = [];
@@ -120,7 +120,7 @@ export async function downloadPackages(packages: readonly DebianPackage[], cache
   }
   if (missing.length === 0) return paths;
 
-  options.onDownload?.(missing.length);
+  options.onDownload?.(missing);
   const staging = await mkdtemp(join(cacheDir, '.download-'));
   try {
     // As root, apt drops to the _apt user to download and warns that it cannot write here; the

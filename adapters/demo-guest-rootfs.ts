@@ -94,6 +94,7 @@ async function findLibrary(tree: string, soname: string, neededBy: string): Prom
 /**
  * A file of an unpacked package tree, following symlinks inside the tree: packages hold absolute
  * links (/lib64/ld-linux-x86-64.so.2 → /lib/x86_64-linux-gnu/…) that must not resolve on the host.
+ * Only the file itself may be a link: the folders dpkg-deb unpacks from these packages are real.
  */
 export async function readFromTree(tree: string, path: string): Promise<Buffer> {
   let relative = posix.normalize('/' + path);

@@ -251,7 +251,7 @@ async function buildImage(context: BuildContext): Promise<void> {
   const debs = await downloadPackages(packages, join(context.imagesDir, DOWNLOAD_CACHE), {
     signal,
     logger,
-    onDownload: (count) => progress(`downloading ${count} of them (the kernel is about 70 MB)`),
+    onDownload: (missing) => progress(`downloading ${missing.map((pkg) => pkg.name).join(', ')}${missing.includes(kernelPackage) ? ' (the kernel is about 70 MB)' : ''}`),
   });
   const debOf = (pkg: DebianPackage): string => {
     const path = debs.get(pkg.name);

@@ -58,8 +58,8 @@ export async function getStatus(url: string, timeoutMs: number, signal?: AbortSi
  */
 export async function waitHealthy(checks: HealthCheck[], options: ProbeOptions): Promise<HealthAnswer[]> {
   const deadline = Date.now() + options.overallMs;
-  let backoff = options.initialBackoffMs ?? 20;
-  const maxBackoff = options.maxBackoffMs ?? 500;
+  let backoff = options.initialBackoffMs ?? 10;
+  const maxBackoff = options.maxBackoffMs ?? 100;
   let answers: HealthAnswer[] = checks.map((check) => ({ url: check.url, status: undefined, error: 'not tried yet' }));
   for (;;) {
     if (options.signal?.aborted) throw new WarmvmError('E_ABORTED', 'health probing was cancelled', { cause: options.signal.reason });

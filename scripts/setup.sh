@@ -38,7 +38,7 @@ fi
 say "apt-get update"
 $SUDO apt-get update -q >/dev/null
 
-PACKAGES=(ca-certificates procps iproute2 zstd curl)
+PACKAGES=(ca-certificates procps iproute2 zstd xz-utils curl)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -10,6 +10,8 @@ import type { Output } from '../output.js';
 interface Check {
   check: string;
   ok: boolean;
+  /** A failing optional check is a warning: things work, slower or with less. */
+  optional: boolean;
   detail: string;
   fix: string | undefined;
 }
@@ -17,13 +19,11 @@ interface Check {
 /** Every check runs whatever the others found, and each failing one carries its fix. */
 export async function doctorCommand(options: { home: string; output: Output; logger: Logger }): Promise<number> {
   const checks: Check[] = [];
-  const attempt = async (check: string, fn: () => Promise<string>): Promise<boolean> => {
+  const attempt = async (check: string, fn: () => Promise<string>, optional = false): Promise<void> => {
     try {
-      checks.push({ check, ok: true, detail: await fn(), fix: undefined });
-      return true;
+      checks.push({ check, ok: true, optional, detail: await fn(), fix: undefined });
     } catch (error) {
-      checks.push({ check, ok: false, detail: describeError(error).split('\n')[0] ?? String(error), fix: error instanceof WarmvmError ? error.hint : undefined });
-      return false;
+      checks.push({ check, ok: false, optional, detail: describeError(error).split('\n')[0] ?? String(error), fix: error instanceof WarmvmError ? error.hint : undefined });
     }
   };
 
@@ -44,7 +44,7 @@ export async function doctorCommand(options: { home: string; output: Output; log
     await attempt(`guest build: ${requirement.command}`, async () => {
       if (!(await commandExists(requirement.command))) throw new WarmvmError('E_MISSING', `${requirement.command} was not found (${requirement.why})`, { hint: requirement.fix });
       return 'found';
-    });
+    }, requirement.optional);
   }
   await attempt('accelerator', async () => {
     if (!qemu) throw new WarmvmError('E_QEMU_MISSING', 'not probed: QEMU is not usable', { hint: 'fix the qemu check first' });
@@ -66,9 +66,9 @@ export async function doctorCommand(options: { home: string; output: Output; log
     return `${verdict.accel}: ${verdict.reason}${verdict.cached ? ' (cached)' : ''}`;
   });
 
-  const ok = checks.every((check) => check.ok);
+  const ok = checks.every((check) => check.ok || check.optional);
   const human = checks
-    .map((check) => `${check.ok ? 'ok  ' : 'FAIL'} ${check.check.padEnd(22)} ${check.detail}${check.fix ? `\n     fix: ${check.fix}` : ''}`)
+    .map((check) => `${check.ok ? 'ok  ' : check.optional ? 'warn' : 'FAIL'} ${check.check.padEnd(22)} ${check.detail}${check.fix ? `\n     fix: ${check.fix}` : ''}`)
     .join('\n');
   options.output.result({ ok, checks }, human);
   return ok ? 0 : 1;
