@@ -20,14 +20,18 @@ async function expectNoInstanceLeft(name: string, pid: number | undefined): Prom
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
+  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port'];
+
   beforeAll(async () => {
+    // A run killed midway may have left instances in the shared home.
+    for (const name of names) await cli(['stop', '--name', name]);
     // Builds the guest once for every e2e test (cached in the shared home).
     const built = await cli(['guest', 'build', '--json']);
     expect(built.exitCode, built.stderr).toBe(0);
   }, 900_000);
 
   afterAll(async () => {
-    for (const name of ['e2e-cold', 'e2e-ctrlc', 'e2e-lock']) await cli(['stop', '--name', name]);
+    for (const name of names) await cli(['stop', '--name', name]);
   });
 
   it('starts healthy, answers HTTP and the guest agent, reports running, and stops clean', async () => {
