@@ -1,7 +1,10 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { createLogger, type Logger } from '../adapters/logger.js';
 import { resolveHome } from '../adapters/paths.js';
+import { projectRoot } from '../adapters/project-root.js';
 import { doctorCommand } from './commands/doctor.js';
 import { guestBuildCommand } from './commands/guest.js';
 import { startCommand } from './commands/start.js';
@@ -17,7 +20,7 @@ program
     'Bring a QEMU virtual machine from a disk image to healthy as fast as the hardware allows.\n' +
       'State lives under $WARMVM_HOME (default ~/.warmvm): images/, snapshots/, instances/<name>/.',
   )
-  .version(process.env.npm_package_version ?? '0.1.0')
+  .version((JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version)
   .showHelpAfterError('(run with --help for usage)');
 
 const nameOption = (): Option => new Option('-n, --name <name>', 'instance name').default('default');
