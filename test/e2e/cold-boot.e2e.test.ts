@@ -20,7 +20,7 @@ async function expectNoInstanceLeft(name: string, pid: number | undefined): Prom
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
-  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port'];
+  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port', 'e2e-unhealthy'];
 
   beforeAll(async () => {
     // A run killed midway may have left instances in the shared home.
@@ -99,6 +99,24 @@ describe('cold boot of the demo guest on real QEMU', () => {
     const result = parse(await run);
     expect(result.exitCode).toBe(130);
     expect(result.json.error).toMatchObject({ code: 'E_INTERRUPTED' });
+    await expectNoInstanceLeft(name, pid);
+  }, BOOT_TIMEOUT);
+
+  it('a guest that never turns healthy fails at the bound, with the last answer, and leaves no QEMU', async () => {
+    const name = 'e2e-unhealthy';
+    const dir = join(E2E_HOME, 'configs');
+    await mkdir(dir, { recursive: true });
+    const config = join(dir, 'unhealthy.json');
+    await writeFile(config, JSON.stringify({ health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3 } }));
+    const paths = instancePaths(E2E_HOME, name);
+    const run = startCli(['start', '--name', name, '--config', config, '--json']);
+    await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
+    const pid = Number(readFileSync(paths.pidFile, 'utf8'));
+    const result = parse(await run);
+    expect(result.exitCode).toBe(1);
+    expect(result.json).toMatchObject({ failedState: 'coldBoot.probing' });
+    // Whichever comes first, the probe's own bound or the state's: both name the last answer or the bound.
+    expect((result.json.error as { message: string }).message).toMatch(/→ 404|did not happen within 3 s/);
     await expectNoInstanceLeft(name, pid);
   }, BOOT_TIMEOUT);
 
