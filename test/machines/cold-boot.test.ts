@@ -1,29 +1,9 @@
-import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
+import { createActor, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
+import { errorWithCode as withCode, fakeActor as fake, type Outcome } from '../helpers/fake-actors.js';
 import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type StopResult } from '../../machines/cold-boot.js';
 
 const bounds = { launchMs: 1_000, bootMs: 5_000, healthMs: 3_000, stopMs: 2_000 };
-
-type Outcome<T> = { ok: T } | { fail: Error & { code?: string } } | 'hang';
-
-function fake<T>(outcome: Outcome<T>, calls: string[], name: string) {
-  return fromPromise<T, void>(
-    ({ signal }) =>
-      new Promise<T>((resolve, reject) => {
-        calls.push(name);
-        if (outcome === 'hang') {
-          signal.addEventListener('abort', () => reject(new Error('aborted')));
-          return;
-        }
-        if ('ok' in outcome) resolve(outcome.ok);
-        else reject(outcome.fail);
-      }),
-  );
-}
-
-function withCode(message: string, code: string): Error & { code: string; hint: string } {
-  return Object.assign(new Error(message), { code, hint: 'do the thing' });
-}
 
 async function run(outcomes: {
   launch?: Outcome<LaunchResult>;
