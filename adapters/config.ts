@@ -5,7 +5,7 @@ import { defaultSpec, type AccelChoice, type BootSource, type HealthCheckSpec, t
 
 type Json = Record<string, unknown>;
 
-const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'bounds'] as const;
+const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'rotation', 'bounds'] as const;
 const ACCELS: readonly AccelChoice[] = ['auto', 'kvm', 'tcg', 'hvf'];
 
 /** Reads and validates a config file; relative paths in it are taken from the file's folder. */
@@ -52,9 +52,11 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
   if (obj.image !== undefined) spec.boot = parseImage(obj.image, where.baseDir, fail);
   if (obj.ports !== undefined) spec.ports = parsePorts(obj.ports, fail);
   if (obj.health !== undefined) spec.health = parseHealth(obj.health, fail);
+  if (obj.rotation !== undefined) spec.rotation = parseRotation(obj.rotation, fail);
+  else if (spec.boot.kind !== 'demo') spec.rotation = undefined; // only the demo guest's command is known
   if (obj.bounds !== undefined) {
     const bounds = expectObject(obj.bounds, 'bounds', fail);
-    rejectUnknown(bounds, ['launchSeconds', 'bootSeconds', 'healthSeconds', 'stopSeconds'], 'bounds.', fail);
+    rejectUnknown(bounds, ['launchSeconds', 'bootSeconds', 'healthSeconds', 'stopSeconds', 'incomingSeconds', 'rotateSeconds', 'captureSeconds'], 'bounds.', fail);
     const seconds = (key: string): number | undefined =>
       bounds[key] === undefined ? undefined : expectInt(bounds[key], `bounds.${key}`, 1, 3600, fail) * 1000;
     spec.bounds = {
@@ -62,6 +64,9 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
       bootMs: seconds('bootSeconds') ?? spec.bounds.bootMs,
       healthMs: seconds('healthSeconds') ?? spec.bounds.healthMs,
       stopMs: seconds('stopSeconds') ?? spec.bounds.stopMs,
+      incomingMs: seconds('incomingSeconds') ?? spec.bounds.incomingMs,
+      rotateMs: seconds('rotateSeconds') ?? spec.bounds.rotateMs,
+      captureMs: seconds('captureSeconds') ?? spec.bounds.captureMs,
     };
   }
   for (const [index, check] of spec.health.entries()) {
@@ -105,6 +110,22 @@ function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
     };
   }
   return fail('image', 'must name a "disk" (a qcow2 or raw image), a "kernel" (with an optional "initrd"), or be {"demo": true}');
+}
+
+function parseRotation(value: unknown, fail: Fail): VmSpec['rotation'] {
+  if (value === false) return undefined;
+  const rotation = expectObject(value, 'rotation', fail);
+  rejectUnknown(rotation, ['command', 'secrets'], 'rotation.', fail);
+  const command = expectString(rotation.command, 'rotation.command', fail);
+  if (!command.startsWith('/')) fail('rotation.command', `must be an absolute path inside the guest, got ${show(command)}`);
+  if (!Array.isArray(rotation.secrets) || rotation.secrets.length === 0) return fail('rotation.secrets', `must be a non-empty list of names like ["API_KEY"], got ${show(rotation.secrets)}`);
+  const names = rotation.secrets.map((name, index) => {
+    const text = expectString(name, `rotation.secrets[${index}]`, fail);
+    if (!/^[A-Z_][A-Z0-9_]*$/.test(text)) fail(`rotation.secrets[${index}]`, `must match [A-Z_][A-Z0-9_]*, got ${show(text)}`);
+    return text;
+  });
+  if (new Set(names).size !== names.length) fail('rotation.secrets', 'names a secret twice');
+  return { command, names };
 }
 
 function parsePorts(value: unknown, fail: Fail): PortForward[] {

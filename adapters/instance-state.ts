@@ -10,6 +10,9 @@ export interface InstanceState {
   qemuVersion: string;
   machineType: string;
   qmpSocket: string;
+  /** QEMU's argv as a cold boot would give it (no -incoming): what `warmvm capture` records. */
+  argv: string[];
+  specHash: string;
   forwards: { guest: number; host: number }[];
   health: { url: string; expectStatus: number }[];
 }

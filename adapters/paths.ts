@@ -22,6 +22,8 @@ export interface InstancePaths {
   qemuLog: string;
   traceFile: string;
   overlay: string;
+  /** The fresh secrets of the running VM, for the user only (mode 0600). */
+  secretsFile: string;
 }
 
 /** sun_path is 108 bytes on Linux, 104 on macOS; keep the smaller. */
@@ -62,6 +64,7 @@ export function instancePaths(home: string, name: string): InstancePaths {
     qemuLog: join(dir, 'qemu.log'),
     traceFile: join(dir, 'trace.jsonl'),
     overlay: join(dir, 'disk.qcow2'),
+    secretsFile: join(dir, 'secrets.env'),
   };
 }
 

@@ -4,12 +4,15 @@ import { WarmvmError } from './errors.js';
 import { waitHealthy, type HealthAnswer, type HealthCheck } from './health-probe.js';
 import type { InstancePaths } from './paths.js';
 import { QgaClient } from './qga-client.js';
-import { buildQemuArgv, type LaunchPlan } from './qemu-argv.js';
 import { QmpClient } from './qmp-client.js';
-import { removeRuntimeFiles, spawnQemu, stopProcess, tailLog, type QemuExit, type QemuProcess } from './qemu-process.js';
+import { isProcessAlive } from './process-alive.js';
+import { readPidFile, removeRuntimeFiles, spawnQemu, stopProcess, tailLog, type QemuExit, type QemuProcess } from './qemu-process.js';
 
 export interface VmRunnerOptions {
-  plan: LaunchPlan;
+  binary: string;
+  /** QEMU's argv: built from a plan for a cold boot, the snapshot's own (+ -incoming defer) for a resume. */
+  argv: string[];
+  qgaSocket: string | undefined;
   paths: InstancePaths;
   health: HealthCheck[];
   agent: boolean;
@@ -46,6 +49,10 @@ export class VmRunner {
     this.log = options.logger.child({ module: 'vm-runner' });
   }
 
+  get argv(): string[] {
+    return this.options.argv;
+  }
+
   get pid(): number | undefined {
     return this.qemu?.pid;
   }
@@ -58,15 +65,36 @@ export class VmRunner {
     return this.qga;
   }
 
+  /**
+   * Takes over a QEMU that an earlier `start` left running (for `warmvm capture`): its exit is
+   * noticed by polling, since it is not our child, and no cleanup stops it: it is the user's.
+   */
+  async attach(pid: number, signal?: AbortSignal): Promise<void> {
+    let gone = false;
+    const exited = new Promise<QemuExit>((resolve) => {
+      const poll = (): void => {
+        void isProcessAlive(pid).then((alive) => {
+          if (alive) setTimeout(poll, 100).unref();
+          else {
+            gone = true;
+            resolve({ code: undefined, signal: undefined });
+          }
+        });
+      };
+      poll();
+    });
+    this.qemu = { pid, exited, hasExited: () => gone };
+    this.qmp = await this.raceExit('accepting a QMP connection', QmpClient.connect(this.options.paths.qmpSocket, { timeoutMs: this.options.bounds.launchMs, signal, logger: this.log }));
+  }
+
   /** Starts QEMU and connects to QMP. Cleanup to stop it is registered before anything can fail. */
   async launch(signal?: AbortSignal): Promise<{ pid: number }> {
-    const { plan, paths } = this.options;
+    const { binary, argv, paths } = this.options;
     await removeRuntimeFiles([paths.qmpSocket, paths.qgaSocket]);
-    const argv = buildQemuArgv(plan);
-    this.log.info({ binary: plan.binary, argv }, 'launching QEMU');
+    this.log.info({ binary, argv }, 'launching QEMU');
     // Registered before the spawn: a Ctrl-C that lands while QEMU is being started must still stop it.
     this.qemuCleanup = this.options.cleanup.add('stop QEMU', () => this.stopNow());
-    this.spawning = spawnQemu({ binary: plan.binary, argv, logFile: paths.qemuLog, pidFile: paths.pidFile });
+    this.spawning = spawnQemu({ binary, argv, logFile: paths.qemuLog, pidFile: paths.pidFile });
     const qemu = await this.spawning;
     this.qemu = qemu;
     this.qmp = await this.raceExit('opening its QMP socket', QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: this.options.bounds.launchMs, signal, logger: this.log }));
@@ -80,12 +108,39 @@ export class VmRunner {
     if (status.status !== 'running') {
       throw new WarmvmError('E_NOT_RUNNING', `QEMU's runstate is "${status.status}", not "running", after launch`, { hint: 'see qemu.log in the instance folder' });
     }
-    if (!this.options.agent || !this.options.plan.qgaSocket) return { runstate: status.status, agent: false };
-    this.qga = await this.raceExit(
-      'waiting for the guest agent',
-      QgaClient.connectWhenReady(this.options.plan.qgaSocket, { deadlineMs: this.options.bounds.bootMs, signal }),
-    );
+    if (!this.options.agent || !this.options.qgaSocket) return { runstate: status.status, agent: false };
+    await this.agent(this.options.bounds.bootMs, signal);
     return { runstate: status.status, agent: true };
+  }
+
+  /** The guest agent, connected and in sync (connecting first when needed). */
+  async agent(deadlineMs: number, signal?: AbortSignal): Promise<QgaClient> {
+    if (this.qga && !this.qga.closed) return this.qga;
+    if (!this.options.qgaSocket) throw new WarmvmError('E_NO_AGENT', 'this guest has no guest agent configured', { hint: 'set "agent": true in the config and run qemu-ga in the guest' });
+    this.qga = await this.raceExit('waiting for the guest agent', QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal }));
+    return this.qga;
+  }
+
+  /** QMP of the running QEMU; raced against its exit by the caller through `whileRunning`. */
+  qmpConnection(): QmpClient {
+    return this.requireQmp();
+  }
+
+  /** Runs `work` unless QEMU dies first, in which case the error says so, with QEMU's last words. */
+  async whileRunning<T>(during: string, work: Promise<T>): Promise<T> {
+    return await this.raceExit(during, work);
+  }
+
+  /** QEMU has exited on its own terms (a `quit`): wait for it and forget it. */
+  async waitExit(boundMs: number): Promise<void> {
+    const qemu = this.qemu;
+    if (!qemu) return;
+    await this.closeClients();
+    const exited = await Promise.race([qemu.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), boundMs).unref())]);
+    if (!exited) throw new WarmvmError('E_QEMU_QUIT', `QEMU (pid ${qemu.pid}) did not exit within ${boundMs} ms of quit`, { hint: 'see qemu.log in the instance folder' });
+    await this.removeOwnRuntimeFiles(qemu.pid);
+    // Gone by its own quit: nothing is left for the cleanup to stop.
+    this.qemuCleanup?.release();
   }
 
   async probeHealth(signal?: AbortSignal): Promise<HealthAnswer[]> {
@@ -125,6 +180,16 @@ export class VmRunner {
       this.lastStop = await stopProcess(qemu.pid, { graceMs: Math.min(5_000, this.options.bounds.stopMs), exited: qemu.exited });
       this.log.info({ pid: qemu.pid, how: this.lastStop }, 'QEMU stopped');
     }
+    await this.removeOwnRuntimeFiles(qemu?.pid);
+  }
+
+  /**
+   * Sockets and pidfile are the instance's, shared by every QEMU a start launches in turn: remove
+   * them only while the pidfile still names this runner's QEMU (or nobody's).
+   */
+  private async removeOwnRuntimeFiles(pid: number | undefined): Promise<void> {
+    const holder = await readPidFile(this.options.paths.pidFile);
+    if (holder !== undefined && holder !== pid) return;
     const { paths } = this.options;
     await removeRuntimeFiles([paths.qmpSocket, paths.qgaSocket, paths.pidFile]);
   }
@@ -141,14 +206,25 @@ export class VmRunner {
     return this.qmp;
   }
 
-  /** Whatever comes first: the work, or QEMU's death (with the end of its log in the error). */
+  /**
+   * Whatever comes first: the work, or QEMU's death (with the end of its log in the error). A
+   * dropped QMP connection usually beats the exit notice by a moment: when the work fails, give
+   * the exit a moment to show, so the error names the real cause.
+   */
   private async raceExit<T>(during: string, work: Promise<T>): Promise<T> {
     const qemu = this.qemu;
     if (!qemu) return await work;
-    const died = qemu.exited.then(async (exit) => {
+    const died = async (exit: QemuExit): Promise<never> => {
       throw new QemuExitedError(exit, during, await tailLog(this.options.paths.qemuLog));
-    });
+    };
     work.catch(() => undefined);
-    return await Promise.race([work, died]);
+    try {
+      return await Promise.race([work, qemu.exited.then(died)]);
+    } catch (error) {
+      if (error instanceof QemuExitedError) throw error;
+      const exit = await Promise.race([qemu.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 250).unref())]);
+      if (exit) return await died(exit);
+      throw error;
+    }
   }
 }

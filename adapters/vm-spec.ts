@@ -26,6 +26,17 @@ export interface Bounds {
   bootMs: number;
   healthMs: number;
   stopMs: number;
+  /** Resume: the incoming migration to runstate paused, and cont to running. */
+  incomingMs: number;
+  rotateMs: number;
+  /** Capture: the migration to file, and storing it. */
+  captureMs: number;
+}
+
+export interface RotationSpec {
+  /** Guest command reading `NAME=hex` lines on stdin. */
+  command: string;
+  names: string[];
 }
 
 export interface VmSpec {
@@ -38,8 +49,15 @@ export interface VmSpec {
   health: HealthCheckSpec[];
   /** Whether the guest runs the QEMU guest agent (booting waits for it to answer). */
   agent: boolean;
+  /** How the guest takes fresh secrets; undefined: the guest has none to rotate. */
+  rotation: RotationSpec | undefined;
   bounds: Bounds;
 }
+
+export const DEMO_ROTATION: RotationSpec = {
+  command: '/usr/local/bin/rotate-secrets',
+  names: ['API_KEY', 'DB_PASSWORD', 'SESSION_SECRET', 'WEBHOOK_SECRET'],
+};
 
 export const DEMO_GUEST_PORT = 8080;
 
@@ -53,7 +71,9 @@ export function defaultSpec(): VmSpec {
     ports: [{ guest: DEMO_GUEST_PORT, host: undefined }],
     health: [{ port: DEMO_GUEST_PORT, path: '/health', status: 200 }],
     agent: true,
-    // TCG on a shared 2-core machine: the demo guest boots in ~6 s, so these leave wide room.
-    bounds: { launchMs: 10_000, bootMs: 120_000, healthMs: 60_000, stopMs: 10_000 },
+    rotation: DEMO_ROTATION,
+    // TCG on a shared 2-core machine: the demo guest boots in ~4 s and resumes in ~0.3 s,
+    // so these leave wide room.
+    bounds: { launchMs: 10_000, bootMs: 120_000, healthMs: 60_000, stopMs: 10_000, incomingMs: 60_000, rotateMs: 30_000, captureMs: 300_000 },
   };
 }

@@ -5,7 +5,9 @@ import { Command, Option } from 'commander';
 import { createLogger, type Logger } from '../adapters/logger.js';
 import { resolveHome } from '../adapters/paths.js';
 import { projectRoot } from '../adapters/project-root.js';
+import { captureCommand } from './commands/capture.js';
 import { doctorCommand } from './commands/doctor.js';
+import { resetCommand } from './commands/reset.js';
 import { guestBuildCommand } from './commands/guest.js';
 import { startCommand } from './commands/start.js';
 import { statusCommand } from './commands/status.js';
@@ -30,15 +32,19 @@ program
   .command('start')
   .description(
     'Start an instance and wait until its health checks pass; QEMU keeps running detached.\n' +
-      'Without --config the embedded demo guest is used (built on first use).',
+      'Resumes the instance\'s snapshot when one matches this host and config (fresh secrets, then\n' +
+      'health), else cold-boots; a first start cold-boots, captures, then resumes. Any failure on the\n' +
+      'resume path falls back to a cold boot, once. Without --config the embedded demo guest is used.',
   )
   .addOption(nameOption())
   .option('-c, --config <file>', 'JSON config: memoryMb, cpus, accel, image, ports, health, bounds (see README)')
-  .option('--cold', 'cold-boot (the only path so far)')
+  .option('--cold', 'boot cold: neither use nor make a snapshot')
+  .option('--no-capture', 'do not capture a snapshot after a cold boot')
+  .option('--no-rotation', 'keep the snapshot\'s placeholder secrets (a warning says so)')
   .addOption(jsonOption())
-  .action(async (opts: { name: string; config?: string; cold?: boolean; json?: boolean }) => {
+  .action(async (opts: { name: string; config?: string; cold?: boolean; capture: boolean; rotation: boolean; json?: boolean }) => {
     await run(opts.json, (output, logger) =>
-      startCommand({ name: opts.name, config: opts.config, cold: opts.cold ?? false, home: resolveHome(), logger, output }),
+      startCommand({ name: opts.name, config: opts.config, cold: opts.cold ?? false, capture: opts.capture, rotation: opts.rotation, home: resolveHome(), logger, output }),
     );
   });
 
@@ -58,6 +64,26 @@ program
   .addOption(jsonOption())
   .action(async (opts: { name: string; json?: boolean }) => {
     await run(opts.json, (output) => stopCommand({ name: opts.name, home: resolveHome(), output }));
+  });
+
+program
+  .command('capture')
+  .description('Capture a running instance (started with --cold or --no-capture) into its snapshot; the VM ends stopped, the next start resumes it')
+  .addOption(nameOption())
+  .option('-c, --config <file>', 'the config the instance was started with')
+  .addOption(jsonOption())
+  .action(async (opts: { name: string; config?: string; json?: boolean }) => {
+    await run(opts.json, (output, logger) => captureCommand({ name: opts.name, config: opts.config, home: resolveHome(), logger, output }));
+  });
+
+program
+  .command('reset')
+  .description('Remove an instance\'s state (logs, trace, secrets, disk overlay); with --snapshot also its snapshot, so the next start boots cold and captures anew')
+  .addOption(nameOption())
+  .option('--snapshot', 'remove the snapshot too')
+  .addOption(jsonOption())
+  .action(async (opts: { name: string; snapshot?: boolean; json?: boolean }) => {
+    await run(opts.json, (output) => resetCommand({ name: opts.name, home: resolveHome(), snapshot: opts.snapshot ?? false, output }));
   });
 
 program

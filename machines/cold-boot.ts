@@ -4,12 +4,18 @@ import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './f
 export interface ColdBootBounds {
   launchMs: number;
   bootMs: number;
+  rotateMs: number;
   healthMs: number;
   stopMs: number;
 }
 
 export interface ColdBootInput {
   bounds: ColdBootBounds;
+  /**
+   * Give the guest fresh secrets before probing. Off when the VM is about to be captured: the
+   * snapshot must hold placeholders, and every resume rotates.
+   */
+  rotation: boolean;
 }
 
 /** What the actors report; kept small and free of secrets because it goes into traces. */
@@ -27,15 +33,22 @@ export interface HealthResult {
 export interface StopResult {
   how: string;
 }
+export interface RotateResult {
+  /** How many secrets went in; never their values. */
+  secrets: number;
+  exitCode: number;
+}
 
 export type ColdBootOutput =
-  | { outcome: 'ready'; pid: number; health: HealthResult[] }
+  | { outcome: 'ready'; pid: number; health: HealthResult[]; rotated: boolean }
   | { outcome: 'failed'; failure: Failure; stopError: string | undefined };
 
 interface ColdBootContext {
   bounds: ColdBootBounds;
+  rotation: boolean;
   pid: number | undefined;
   health: HealthResult[];
+  rotated: boolean;
   failure: Failure | undefined;
   stopError: string | undefined;
 }
@@ -49,9 +62,17 @@ function placeholder<TOutput>(name: string) {
   });
 }
 
+const HINTS = {
+  launchMs: 'see qemu.log in the instance folder',
+  bootMs: 'see serial.log in the instance folder for how far the guest got; raise bounds.bootSeconds for a slow guest',
+  rotateMs: "see serial.log; check the guest's rotate command",
+  healthMs: 'see serial.log in the instance folder; check the health checks in the config',
+  stopMs: 'see qemu.log',
+} as const;
+
 /**
- * Cold boot: launching → booting → probing → ready. Every wait is bounded; every failure,
- * a passed bound or Ctrl-C goes through `stopping`, so no QEMU outlives a failed boot.
+ * Cold boot: launching → booting → (rotating) → probing → ready. Every wait is bounded; every
+ * failure, a passed bound or Ctrl-C goes through `stopping`, so no QEMU outlives a failed boot.
  */
 export const coldBootMachine = setup({
   types: {
@@ -63,70 +84,67 @@ export const coldBootMachine = setup({
   actors: {
     launchQemu: placeholder<LaunchResult>('launchQemu'),
     waitForGuest: placeholder<GuestUp>('waitForGuest'),
+    rotateSecrets: placeholder<RotateResult>('rotateSecrets'),
     probeHealth: placeholder<HealthResult[]>('probeHealth'),
     stopQemu: placeholder<StopResult>('stopQemu'),
+  },
+  actions: {
+    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
+    recordBound: assign(({ context }, params: { state: string; bound: keyof typeof HINTS; waitingFor: string }) => ({
+      failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, HINTS[params.bound]),
+    })),
+    recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
+  },
+  guards: {
+    rotationWanted: ({ context }) => context.rotation,
   },
   delays: {
     launchBound: ({ context }) => context.bounds.launchMs,
     bootBound: ({ context }) => context.bounds.bootMs,
+    rotateBound: ({ context }) => context.bounds.rotateMs,
     healthBound: ({ context }) => context.bounds.healthMs,
     stopBound: ({ context }) => context.bounds.stopMs,
   },
 }).createMachine({
   id: 'coldBoot',
-  context: ({ input }) => ({ bounds: input.bounds, pid: undefined, health: [], failure: undefined, stopError: undefined }),
+  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, pid: undefined, health: [], rotated: false, failure: undefined, stopError: undefined }),
   initial: 'launching',
   states: {
     launching: {
       invoke: {
         src: 'launchQemu',
         onDone: { target: 'booting', actions: assign({ pid: ({ event }) => event.output.pid }) },
-        onError: { target: 'stopping', actions: assign({ failure: ({ event }) => toFailure('coldBoot.launching', event.error) }) },
+        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.launching' } } },
       },
-      after: {
-        launchBound: {
-          target: 'stopping',
-          actions: assign({
-            failure: ({ context }) =>
-              timeoutFailure('coldBoot.launching', context.bounds.launchMs, 'QEMU opening its QMP socket', 'see qemu.log in the instance folder'),
-          }),
-        },
-      },
-      on: { CANCEL: { target: 'stopping', actions: assign({ failure: () => interruptedFailure('coldBoot.launching') }) } },
+      after: { launchBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.launching', bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket' } } } },
+      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.launching' } } } },
     },
     booting: {
       invoke: {
         src: 'waitForGuest',
-        onDone: { target: 'probing' },
-        onError: { target: 'stopping', actions: assign({ failure: ({ event }) => toFailure('coldBoot.booting', event.error) }) },
+        onDone: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'probing' }],
+        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.booting' } } },
       },
-      after: {
-        bootBound: {
-          target: 'stopping',
-          actions: assign({
-            failure: ({ context }) =>
-              timeoutFailure('coldBoot.booting', context.bounds.bootMs, 'the guest agent answering', 'see serial.log in the instance folder for how far the guest got; raise bounds.bootSeconds for a slow guest'),
-          }),
-        },
+      after: { bootBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.booting', bound: 'bootMs', waitingFor: 'the guest agent answering' } } } },
+      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.booting' } } } },
+    },
+    rotating: {
+      invoke: {
+        src: 'rotateSecrets',
+        onDone: { target: 'probing', actions: assign({ rotated: true }) },
+        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.rotating' } } },
       },
-      on: { CANCEL: { target: 'stopping', actions: assign({ failure: () => interruptedFailure('coldBoot.booting') }) } },
+      after: { rotateBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.rotating', bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0" } } } },
+      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.rotating' } } } },
     },
     probing: {
       invoke: {
         src: 'probeHealth',
         onDone: { target: 'ready', actions: assign({ health: ({ event }) => event.output }) },
-        onError: { target: 'stopping', actions: assign({ failure: ({ event }) => toFailure('coldBoot.probing', event.error) }) },
+        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.probing' } } },
       },
-      after: {
-        healthBound: {
-          target: 'stopping',
-          actions: assign({
-            failure: ({ context }) =>
-              timeoutFailure('coldBoot.probing', context.bounds.healthMs, 'every health check answering', 'see serial.log in the instance folder; check the health checks in the config'),
-          }),
-        },
-      },
-      on: { CANCEL: { target: 'stopping', actions: assign({ failure: () => interruptedFailure('coldBoot.probing') }) } },
+      after: { healthBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.probing', bound: 'healthMs', waitingFor: 'every health check answering' } } } },
+      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.probing' } } } },
     },
     ready: { type: 'final' },
     stopping: {
@@ -143,7 +161,7 @@ export const coldBootMachine = setup({
   },
   output: ({ context }): ColdBootOutput =>
     context.failure === undefined && context.pid !== undefined
-      ? { outcome: 'ready', pid: context.pid, health: context.health }
+      ? { outcome: 'ready', pid: context.pid, health: context.health, rotated: context.rotated }
       : {
           outcome: 'failed',
           failure: context.failure ?? { state: 'coldBoot', code: 'E_UNEXPECTED', message: 'cold boot ended without a result', hint: undefined },

@@ -1,15 +1,25 @@
 import { assign, fromPromise, sendTo, setup } from 'xstate';
+import { captureMachine, type CaptureBounds, type CaptureOutput } from './capture.js';
 import { coldBootMachine, type ColdBootBounds, type ColdBootOutput, type HealthResult } from './cold-boot.js';
 import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
+import { resumeMachine, type ResumeBounds, type ResumeOutput } from './resume.js';
 
-export interface StartBounds extends ColdBootBounds {
+export interface StartBounds extends ColdBootBounds, ResumeBounds, CaptureBounds {
   preflightMs: number;
   imageMs: number;
   accelMs: number;
+  chooseMs: number;
+  setAsideMs: number;
 }
 
 export interface StartInput {
   bounds: StartBounds;
+  /** `--cold`: boot cold, no snapshot used or made. */
+  forceCold: boolean;
+  /** `--no-capture`: a cold boot is not followed by a capture. */
+  capture: boolean;
+  /** `--no-rotation`: keep the snapshot's placeholder secrets (loudly). */
+  rotation: boolean;
 }
 
 /** Small, secret-free results: they are the events a trace records. */
@@ -25,30 +35,50 @@ export interface AccelResult {
   accel: string;
   reason: string;
 }
+/** What `choosing` found in the store; an unusable snapshot has already been set aside. */
+export type SnapshotChoice = { status: 'usable' } | { status: 'missing' } | { status: 'setAside'; reason: string };
 
 export type StartOutput =
-  | { outcome: 'running'; pid: number; health: HealthResult[] }
-  | { outcome: 'failed'; failure: Failure; stopError: string | undefined };
+  | { outcome: 'healthy'; pid: number; health: HealthResult[]; path: string; fallbackReason: string | undefined; rotated: boolean; warnings: string[] }
+  | { outcome: 'failed'; failure: Failure; stopError: string | undefined; path: string; fallbackReason: string | undefined; warnings: string[] };
 
 interface StartContext {
   bounds: StartBounds;
+  forceCold: boolean;
+  capture: boolean;
+  rotation: boolean;
+  /** Whether the cold boot in progress is followed by a capture. */
+  captureAfterCold: boolean;
+  fallbackTaken: boolean;
+  fallbackReason: string | undefined;
+  /** The steps that made the VM that ends up running: `cold`, `capture`, `resume`. */
+  steps: string[];
   pid: number | undefined;
   health: HealthResult[];
+  rotated: boolean;
   failure: Failure | undefined;
   stopError: string | undefined;
+  warnings: string[];
 }
 
 export type StartEvent = { type: 'CANCEL' };
 
-function placeholder<TOutput>(name: string) {
-  return fromPromise<TOutput, void>(async () => {
+function placeholder<TOutput, TInput = void>(name: string) {
+  return fromPromise<TOutput, TInput>(async () => {
     throw new Error(`actor ${name} was not provided to the start machine`);
   });
 }
 
+/** Resume failures that mean the snapshot itself is bad: it is set aside and captured anew. */
+const SNAPSHOT_DAMAGE = new Set(['E_SNAPSHOT_CORRUPT', 'E_SNAPSHOT_MISSING', 'E_MIGRATION_INCOMING', 'E_NOT_PAUSED']);
+
+const NO_ROTATION_WARNING = 'rotation is off (--no-rotation): the guest runs with the placeholder secrets captured in the snapshot';
+
 /**
- * The root machine behind `warmvm start`: preflight → image → accelerator → choosing → a boot
- * → running, or failed with a reason. Only the cold path exists so far: `choosing` always picks it.
+ * The root machine behind `warmvm start`: preflight → image → accelerator → choosing, then
+ * resume when a matching snapshot exists, else coldBoot (→ capture → resume on a first start).
+ * Any resume failure stops that QEMU (inside the resume machine) and takes the fallback edge to
+ * a cold boot, once. Every run ends in `running` or `failed`.
  */
 export const startMachine = setup({
   types: {
@@ -61,75 +91,160 @@ export const startMachine = setup({
     preflight: placeholder<PreflightResult>('preflight'),
     prepareImage: placeholder<ImageResult>('prepareImage'),
     chooseAccelerator: placeholder<AccelResult>('chooseAccelerator'),
+    chooseSnapshot: placeholder<SnapshotChoice, { forceCold: boolean }>('chooseSnapshot'),
+    setAsideSnapshot: placeholder<{ setAside: string | undefined }, { reason: string }>('setAsideSnapshot'),
     coldBoot: coldBootMachine,
+    capture: captureMachine,
+    resume: resumeMachine,
+  },
+  actions: {
+    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
+    recordBound: assign(({ context }, params: { state: string; bound: 'preflightMs' | 'imageMs' | 'accelMs' | 'chooseMs'; waitingFor: string; hint: string }) => ({
+      failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, params.hint),
+    })),
+    recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
+    enterStep: assign(({ context }, params: { step: string }) => ({ steps: [...context.steps, params.step] })),
+  },
+  guards: {
+    snapshotUsable: ({ event }) => (event as unknown as { output: { status: string } }).output.status === 'usable',
+    fallbackLeft: ({ context }) => !context.fallbackTaken,
+    captureAfterCold: ({ context }) => context.captureAfterCold,
   },
   delays: {
     preflightBound: ({ context }) => context.bounds.preflightMs,
     imageBound: ({ context }) => context.bounds.imageMs,
     accelBound: ({ context }) => context.bounds.accelMs,
+    chooseBound: ({ context }) => context.bounds.chooseMs,
+    setAsideBound: ({ context }) => context.bounds.setAsideMs,
   },
 }).createMachine({
   id: 'start',
-  context: ({ input }) => ({ bounds: input.bounds, pid: undefined, health: [], failure: undefined, stopError: undefined }),
+  context: ({ input }) => ({
+    bounds: input.bounds,
+    forceCold: input.forceCold,
+    capture: input.capture && !input.forceCold,
+    rotation: input.rotation,
+    captureAfterCold: false,
+    fallbackTaken: false,
+    fallbackReason: undefined,
+    steps: [],
+    pid: undefined,
+    health: [],
+    rotated: false,
+    failure: undefined,
+    stopError: undefined,
+    warnings: input.rotation ? [] : [NO_ROTATION_WARNING],
+  }),
   initial: 'preflight',
   states: {
     preflight: {
-      invoke: {
-        src: 'preflight',
-        onDone: { target: 'image' },
-        onError: { target: 'failed', actions: assign({ failure: ({ event }) => toFailure('start.preflight', event.error) }) },
-      },
-      after: {
-        preflightBound: {
-          target: 'failed',
-          actions: assign({ failure: ({ context }) => timeoutFailure('start.preflight', context.bounds.preflightMs, 'checking QEMU and the instance', 'run "warmvm doctor"') }),
-        },
-      },
-      on: { CANCEL: { target: 'failed', actions: assign({ failure: () => interruptedFailure('start.preflight') }) } },
+      invoke: { src: 'preflight', onDone: 'image', onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.preflight' } } } },
+      after: { preflightBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.preflight', bound: 'preflightMs', waitingFor: 'checking QEMU and the instance', hint: 'run "warmvm doctor"' } } } },
+      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.preflight' } } } },
     },
     image: {
-      invoke: {
-        src: 'prepareImage',
-        onDone: { target: 'accelerator' },
-        onError: { target: 'failed', actions: assign({ failure: ({ event }) => toFailure('start.image', event.error) }) },
-      },
-      after: {
-        imageBound: {
-          target: 'failed',
-          actions: assign({ failure: ({ context }) => timeoutFailure('start.image', context.bounds.imageMs, 'preparing the guest image', 'run "warmvm guest build" to see its progress') }),
-        },
-      },
-      on: { CANCEL: { target: 'failed', actions: assign({ failure: () => interruptedFailure('start.image') }) } },
+      invoke: { src: 'prepareImage', onDone: 'accelerator', onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.image' } } } },
+      after: { imageBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.image', bound: 'imageMs', waitingFor: 'preparing the guest image', hint: 'run "warmvm guest build" to see its progress' } } } },
+      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.image' } } } },
     },
     accelerator: {
-      invoke: {
-        src: 'chooseAccelerator',
-        onDone: { target: 'choosing' },
-        onError: { target: 'failed', actions: assign({ failure: ({ event }) => toFailure('start.accelerator', event.error) }) },
-      },
-      after: {
-        accelBound: {
-          target: 'failed',
-          actions: assign({ failure: ({ context }) => timeoutFailure('start.accelerator', context.bounds.accelMs, 'proving an accelerator', 'set "accel": "tcg" in the config') }),
-        },
-      },
-      on: { CANCEL: { target: 'failed', actions: assign({ failure: () => interruptedFailure('start.accelerator') }) } },
+      invoke: { src: 'chooseAccelerator', onDone: 'choosing', onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.accelerator' } } } },
+      after: { accelBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.accelerator', bound: 'accelMs', waitingFor: 'proving an accelerator', hint: 'set "accel": "tcg" in the config' } } } },
+      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.accelerator' } } } },
     },
     choosing: {
-      always: { target: 'coldBoot' },
+      // --cold: the store is neither read nor changed.
+      always: { guard: ({ context }) => context.forceCold, target: 'coldBoot' },
+      invoke: {
+        src: 'chooseSnapshot',
+        input: ({ context }) => ({ forceCold: context.forceCold }),
+        onDone: [
+          { guard: 'snapshotUsable', target: 'resume' },
+          {
+            target: 'coldBoot',
+            actions: assign(({ context, event }) => {
+              const choice = event.output;
+              const setAside = choice.status === 'setAside';
+              return {
+                captureAfterCold: context.capture,
+                // An unusable snapshot counts as the fast path failing: its reason is the fallback's.
+                fallbackTaken: setAside,
+                fallbackReason: setAside ? choice.reason : undefined,
+              };
+            }),
+          },
+        ],
+        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.choosing' } } },
+      },
+      after: { chooseBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.choosing', bound: 'chooseMs', waitingFor: 'reading the snapshot store', hint: 'check the warmvm home' } } } },
+      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.choosing' } } } },
+    },
+    resume: {
+      entry: { type: 'enterStep', params: { step: 'resume' } },
+      invoke: {
+        id: 'resume',
+        src: 'resume',
+        input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation }),
+        onDone: [
+          {
+            guard: ({ event }) => event.output.outcome === 'healthy',
+            target: 'running',
+            actions: assign(({ event }) => {
+              const output = event.output as Extract<ResumeOutput, { outcome: 'healthy' }>;
+              return { pid: output.pid, health: output.health, rotated: output.rotated };
+            }),
+          },
+          {
+            guard: ({ context, event }) => !context.fallbackTaken && event.output.outcome === 'failed' && SNAPSHOT_DAMAGE.has(event.output.failure.code),
+            target: 'settingAside',
+            actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, context.capture)),
+          },
+          {
+            guard: 'fallbackLeft',
+            target: 'coldBoot',
+            actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, false)),
+          },
+          {
+            target: 'failed',
+            actions: assign(({ event }) => {
+              const output = event.output as Extract<ResumeOutput, { outcome: 'failed' }>;
+              return { failure: output.failure, stopError: output.stopError };
+            }),
+          },
+        ],
+        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.resume' } } },
+      },
+      on: { CANCEL: { actions: sendTo('resume', { type: 'CANCEL' }) } },
+    },
+    settingAside: {
+      invoke: {
+        src: 'setAsideSnapshot',
+        input: ({ context }) => ({ reason: context.fallbackReason ?? 'the resume failed' }),
+        onDone: 'coldBoot',
+        // Not fatal: the cold boot's capture replaces the snapshot anyway.
+        onError: 'coldBoot',
+      },
+      after: { setAsideBound: 'coldBoot' },
+      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.settingAside' } } } },
     },
     coldBoot: {
+      entry: { type: 'enterStep', params: { step: 'cold' } },
       invoke: {
         id: 'coldBoot',
         src: 'coldBoot',
-        input: ({ context }) => ({ bounds: context.bounds }),
+        // A VM about to be captured keeps its placeholders: every resume rotates.
+        input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation && !context.captureAfterCold }),
         onDone: [
+          {
+            guard: ({ context, event }) => event.output.outcome === 'ready' && context.captureAfterCold,
+            target: 'capture',
+          },
           {
             guard: ({ event }) => event.output.outcome === 'ready',
             target: 'running',
             actions: assign(({ event }) => {
               const output = event.output as Extract<ColdBootOutput, { outcome: 'ready' }>;
-              return { pid: output.pid, health: output.health };
+              return { pid: output.pid, health: output.health, rotated: output.rotated };
             }),
           },
           {
@@ -140,20 +255,64 @@ export const startMachine = setup({
             }),
           },
         ],
-        onError: { target: 'failed', actions: assign({ failure: ({ event }) => toFailure('start.coldBoot', event.error) }) },
+        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.coldBoot' } } },
       },
       // The child owns the QEMU it launched: it must stop it before the run ends.
       on: { CANCEL: { actions: sendTo('coldBoot', { type: 'CANCEL' }) } },
+    },
+    capture: {
+      entry: { type: 'enterStep', params: { step: 'capture' } },
+      invoke: {
+        id: 'capture',
+        src: 'capture',
+        input: ({ context }) => ({ bounds: context.bounds }),
+        onDone: [
+          { guard: ({ event }) => event.output.outcome === 'captured', target: 'resume' },
+          {
+            guard: 'fallbackLeft',
+            target: 'coldBoot',
+            actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<CaptureOutput, { outcome: 'failed' }>).failure, false)),
+          },
+          {
+            target: 'failed',
+            actions: assign(({ event }) => ({ failure: (event.output as Extract<CaptureOutput, { outcome: 'failed' }>).failure })),
+          },
+        ],
+        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.capture' } } },
+      },
+      on: { CANCEL: { actions: sendTo('capture', { type: 'CANCEL' }) } },
     },
     running: { type: 'final' },
     failed: { type: 'final' },
   },
   output: ({ context }): StartOutput =>
     context.failure === undefined && context.pid !== undefined
-      ? { outcome: 'running', pid: context.pid, health: context.health }
+      ? {
+          outcome: 'healthy',
+          pid: context.pid,
+          health: context.health,
+          path: context.steps.join('+'),
+          fallbackReason: context.fallbackReason,
+          rotated: context.rotated,
+          warnings: context.warnings,
+        }
       : {
           outcome: 'failed',
           failure: context.failure ?? { state: 'start', code: 'E_UNEXPECTED', message: 'start ended without a result', hint: undefined },
           stopError: context.stopError,
+          path: context.steps.join('+'),
+          fallbackReason: context.fallbackReason,
+          warnings: context.warnings,
         },
 });
+
+/** Taking the fallback edge: note why, forget the failed steps, decide whether to capture again. */
+function fallBack(context: StartContext, failure: Failure, captureAgain: boolean): Partial<StartContext> {
+  return {
+    fallbackTaken: true,
+    fallbackReason: `${failure.state}: ${failure.message}`,
+    steps: [],
+    captureAfterCold: captureAgain,
+    warnings: context.warnings,
+  };
+}

@@ -66,6 +66,15 @@ describe('parseConfig', () => {
     expect(configError({ accel: 'xen' }).message).toContain('"accel"');
   });
 
+  it('reads a rotation command and its secret names; a user image has none unless given', () => {
+    expect(parseConfig({ rotation: { command: '/usr/bin/rotate', secrets: ['API_KEY', 'DB_PASS'] } }, where).rotation).toEqual({ command: '/usr/bin/rotate', names: ['API_KEY', 'DB_PASS'] });
+    expect(parseConfig({ rotation: false }, where).rotation).toBeUndefined();
+    expect(parseConfig({ image: { disk: 'd.qcow2' } }, where).rotation).toBeUndefined();
+    expect(parseConfig({}, where).rotation?.command).toBe('/usr/local/bin/rotate-secrets');
+    expect(configError({ rotation: { command: 'rotate', secrets: ['A'] } }).message).toContain('"rotation.command"');
+    expect(configError({ rotation: { command: '/r', secrets: ['api-key'] } }).message).toContain('"rotation.secrets[0]"');
+  });
+
   it('refuses a health check on a port that is not forwarded', () => {
     const error = configError({ ports: [{ guest: 80 }], health: [{ port: 8080, path: '/health' }] });
     expect(error.message).toContain('"health[0].port"');

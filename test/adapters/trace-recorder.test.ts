@@ -4,11 +4,16 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { redact, TraceRecorder } from '../../adapters/trace-recorder.js';
 import { coldBootMachine, type GuestUp, type HealthResult } from '../../machines/cold-boot.js';
-import { startMachine, type ImageResult } from '../../machines/start.js';
+import { startMachine, type ImageResult, type StartBounds } from '../../machines/start.js';
 import { useTempDirs } from '../helpers/temp.js';
 
 const temp = useTempDirs();
-const bounds = { launchMs: 1_000, bootMs: 1_000, healthMs: 1_000, stopMs: 1_000, preflightMs: 1_000, imageMs: 1_000, accelMs: 1_000 };
+const bounds: StartBounds = {
+  preflightMs: 1_000, imageMs: 1_000, accelMs: 1_000, chooseMs: 1_000, setAsideMs: 1_000,
+  launchMs: 1_000, bootMs: 1_000, rotateMs: 1_000, healthMs: 1_000, stopMs: 1_000,
+  prepareMs: 1_000, incomingMs: 1_000, contMs: 1_000,
+  pauseMs: 1_000, migrateMs: 1_000, quitMs: 1_000, storeMs: 1_000, recoverMs: 1_000,
+};
 
 describe('TraceRecorder', () => {
   it('records every state of the root and child machines, in order, to trace.jsonl', async () => {
@@ -26,13 +31,14 @@ describe('TraceRecorder', () => {
             waitForGuest: fromPromise<GuestUp, void>(async () => {
               throw Object.assign(new Error('agent never answered'), { code: 'E_QGA_TIMEOUT', secret: 'abc' });
             }),
+            rotateSecrets: ok({ secrets: 0, exitCode: 0 }),
             probeHealth: ok<HealthResult[]>([]),
             stopQemu: ok({ how: 'terminated' }),
           },
         }),
       },
     });
-    const actor = createActor(machine, { input: { bounds }, inspect: recorder.inspect });
+    const actor = createActor(machine, { input: { bounds, forceCold: true, capture: false, rotation: false }, inspect: recorder.inspect });
     actor.start();
     await waitFor(actor, (snapshot) => snapshot.status === 'done');
     const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { state: string; event: { type: string; error?: unknown } });

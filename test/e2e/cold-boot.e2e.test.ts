@@ -40,7 +40,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
     expect(started.exitCode, started.stderr + started.stdout).toBe(0);
     expect(started.json).toMatchObject({ name, outcome: 'healthy', path: 'cold' });
     const seconds = started.json.seconds as Record<string, number>;
-    for (const phase of ['total', 'preflight', 'image', 'accelerator', 'launching', 'booting', 'probing']) expect(seconds[phase], phase).toBeTypeOf('number');
+    for (const phase of ['total', 'preflight', 'image', 'accelerator', 'coldBoot.launching', 'coldBoot.booting', 'coldBoot.rotating', 'coldBoot.probing']) expect(seconds[phase], phase).toBeTypeOf('number');
     const health = started.json.health as { url: string; status: number }[];
     expect(health).toHaveLength(1);
     expect(health[0]?.status).toBe(200);

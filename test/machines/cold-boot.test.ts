@@ -1,15 +1,17 @@
 import { createActor, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { errorWithCode as withCode, fakeActor as fake, type Outcome } from '../helpers/fake-actors.js';
-import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type StopResult } from '../../machines/cold-boot.js';
+import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type RotateResult, type StopResult } from '../../machines/cold-boot.js';
 
-const bounds = { launchMs: 1_000, bootMs: 5_000, healthMs: 3_000, stopMs: 2_000 };
+const bounds = { launchMs: 1_000, bootMs: 5_000, rotateMs: 2_000, healthMs: 3_000, stopMs: 2_000 };
 
 async function run(outcomes: {
   launch?: Outcome<LaunchResult>;
   guest?: Outcome<GuestUp>;
   health?: Outcome<HealthResult[]>;
   stop?: Outcome<StopResult>;
+  rotate?: Outcome<RotateResult>;
+  rotation?: boolean;
   cancelAfterTicks?: boolean;
 }) {
   const calls: string[] = [];
@@ -18,11 +20,12 @@ async function run(outcomes: {
     actors: {
       launchQemu: fake(outcomes.launch ?? { ok: { pid: 42 } }, calls, 'launch'),
       waitForGuest: fake(outcomes.guest ?? { ok: { runstate: 'running', agent: true } }, calls, 'guest'),
+      rotateSecrets: fake(outcomes.rotate ?? { ok: { secrets: 4, exitCode: 0 } }, calls, 'rotate'),
       probeHealth: fake(outcomes.health ?? { ok: [{ url: 'http://127.0.0.1:1/health', status: 200 }] }, calls, 'health'),
       stopQemu: fake(outcomes.stop ?? { ok: { how: 'terminated' } }, calls, 'stop'),
     },
   });
-  const actor = createActor(machine, { input: { bounds }, clock });
+  const actor = createActor(machine, { input: { bounds, rotation: outcomes.rotation ?? false }, clock });
   const states: string[] = [];
   actor.subscribe((snapshot) => {
     const value = String(snapshot.value);
@@ -47,7 +50,16 @@ describe('coldBoot machine', () => {
     const { output, calls, states } = await run({});
     expect(states).toEqual(['launching', 'booting', 'probing', 'ready']);
     expect(calls).toEqual(['launch', 'guest', 'health']);
-    expect(output).toEqual({ outcome: 'ready', pid: 42, health: [{ url: 'http://127.0.0.1:1/health', status: 200 }] });
+    expect(output).toEqual({ outcome: 'ready', pid: 42, health: [{ url: 'http://127.0.0.1:1/health', status: 200 }], rotated: false });
+  });
+
+  it('rotates before probing when asked, and a failed rotation stops QEMU', async () => {
+    const rotated = await run({ rotation: true });
+    expect(rotated.states).toEqual(['launching', 'booting', 'rotating', 'probing', 'ready']);
+    expect(rotated.output).toMatchObject({ outcome: 'ready', rotated: true });
+    const failed = await run({ rotation: true, rotate: { fail: withCode('rotate-secrets exited 2', 'E_ROTATE') } });
+    expect(failed.calls).toEqual(['launch', 'guest', 'rotate', 'stop']);
+    expect(failed.output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.rotating', code: 'E_ROTATE' } });
   });
 
   it('stops QEMU when the guest fails, and keeps the reason and its fix', async () => {

@@ -1,0 +1,51 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+
+/** Fresh per-start secrets: NAME → hex. Never logged, traced or put in an error. */
+export type Secrets = ReadonlyMap<string, string>;
+
+const NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+export function generateSecrets(names: readonly string[], bytes = 32): Secrets {
+  const secrets = new Map<string, string>();
+  for (const name of names) {
+    if (!NAME.test(name)) throw new Error(`secret name ${JSON.stringify(name)} is not [A-Z_][A-Z0-9_]*`);
+    secrets.set(name, randomBytes(bytes).toString('hex'));
+  }
+  return secrets;
+}
+
+/** `NAME=hex\n` lines: what the guest's rotate command reads on stdin. */
+export function secretsToEnvLines(secrets: Secrets): string {
+  return [...secrets].map(([name, value]) => `${name}=${value}\n`).join('');
+}
+
+/** sha256 of the env lines: what the demo guest serves at /secret-fingerprint. */
+export function secretsFingerprint(secrets: Secrets): string {
+  return createHash('sha256').update(secretsToEnvLines(secrets)).digest('hex');
+}
+
+/** Replaces every secret value in `text` (a guest's stderr, say) before a person sees it. */
+export function redactSecrets(text: string, secrets: Secrets): string {
+  let out = text;
+  for (const value of secrets.values()) if (value.length > 0) out = out.split(value).join('[redacted]');
+  return out;
+}
+
+/** Writes the secrets for the user, readable by the user only from the first byte on. */
+export async function writeSecretsFile(file: string, secrets: Secrets): Promise<void> {
+  const temp = `${file}.tmp-${process.pid}`;
+  const handle = await open(temp, 'w', 0o600);
+  try {
+    await handle.chmod(0o600); // an umask never widens, but a pre-existing temp might be wider
+    await handle.writeFile(secretsToEnvLines(secrets));
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(temp, file);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}

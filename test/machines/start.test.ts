@@ -1,0 +1,167 @@
+import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
+import { describe, expect, it } from 'vitest';
+import { captureMachine } from '../../machines/capture.js';
+import { coldBootMachine } from '../../machines/cold-boot.js';
+import { resumeMachine } from '../../machines/resume.js';
+import { startMachine, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
+import { errorWithCode } from '../helpers/fake-actors.js';
+
+const bounds: StartBounds = {
+  preflightMs: 1_000, imageMs: 1_000, accelMs: 1_000, chooseMs: 1_000, setAsideMs: 1_000,
+  launchMs: 1_000, bootMs: 1_000, rotateMs: 1_000, healthMs: 1_000, stopMs: 1_000,
+  prepareMs: 1_000, incomingMs: 1_000, contMs: 1_000,
+  pauseMs: 1_000, migrateMs: 1_000, quitMs: 1_000, storeMs: 1_000, recoverMs: 1_000,
+};
+
+/** A world of fake actors that counts live QEMUs, so "at most one at a time" can be checked. */
+function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; captureFails?: boolean }) {
+  const calls: string[] = [];
+  let live = 0;
+  let maxLive = 0;
+  let resumes = 0;
+  // Typed loosely on purpose: each fake stands in for an actor of its own output type.
+  const step = <T,>(name: string, fn: () => T): never =>
+    fromPromise<T, unknown>(async () => {
+      calls.push(name);
+      return fn();
+    }) as never;
+  const launch = (name: string) =>
+    step(name, () => {
+      live += 1;
+      maxLive = Math.max(maxLive, live);
+      return { pid: 100 + calls.length };
+    });
+  const stop = (name: string) =>
+    step(name, () => {
+      live = Math.max(0, live - 1);
+      return { how: 'terminated' };
+    });
+  const health = [{ url: 'http://127.0.0.1:1/health', status: 200 }];
+  const machine = startMachine.provide({
+    actors: {
+      preflight: step('preflight', () => ({ qemuVersion: '10.0.2', machineType: 'pc-q35-10.0' })),
+      prepareImage: step('image', () => ({ image: 'demo', built: false })),
+      chooseAccelerator: step('accel', () => ({ accel: 'tcg', reason: 'test' })),
+      chooseSnapshot: step('choose', () => faults.snapshot ?? { status: 'missing' }),
+      setAsideSnapshot: step('setAside', () => ({ setAside: '/s/x.set-aside' })),
+      coldBoot: coldBootMachine.provide({
+        actors: {
+          launchQemu: launch('cold.launch'),
+          waitForGuest: step('cold.guest', () => ({ runstate: 'running', agent: true })),
+          rotateSecrets: step('cold.rotate', () => ({ secrets: 4, exitCode: 0 })),
+          probeHealth: step('cold.health', () => health),
+          stopQemu: stop('cold.stop'),
+        },
+      }),
+      capture: captureMachine.provide({
+        actors: {
+          pauseVm: step('capture.pause', () => ({ runstate: 'paused' })),
+          migrateToFile: fromPromise<{ apparentBytes: number; ms: number }, void>(async () => {
+            calls.push('capture.migrate');
+            if (faults.captureFails) throw errorWithCode('migration failed: disk full', 'E_MIGRATION');
+            return { apparentBytes: 1, ms: 1 };
+          }),
+          quitQemu: stop('capture.quit'),
+          storeSnapshot: step('capture.store', () => ({ snapshot: '/s/x', compressedBytes: 1 })),
+          recoverVm: fromPromise<{ dropped: string[] }, void>(async () => {
+            calls.push('capture.recover');
+            live = Math.max(0, live - 1);
+            return { dropped: ['the cold-booted QEMU'] };
+          }),
+        },
+      }),
+      resume: resumeMachine.provide({
+        actors: {
+          prepareState: step('resume.prepare', () => ({ stateFile: '/s/state.raw', decompressed: false })),
+          launchIncoming: launch('resume.launch'),
+          migrateIncoming: step('resume.incoming', () => ({ runstate: 'paused' })),
+          cont: step('resume.cont', () => ({ runstate: 'running' })),
+          rotateSecrets: fromPromise<{ secrets: number; exitCode: number }, void>(async () => {
+            calls.push('resume.rotate');
+            const code = faults.resumeFails?.[resumes];
+            resumes += 1;
+            if (code) throw errorWithCode(`resume fault ${code}`, code);
+            return { secrets: 4, exitCode: 0 };
+          }),
+          probeHealth: step('resume.health', () => health),
+          stopQemu: stop('resume.stop'),
+        },
+      }),
+    },
+  });
+  return { machine, calls, maxLive: () => maxLive };
+}
+
+async function run(faults: Parameters<typeof world>[0], input: { forceCold?: boolean; capture?: boolean; rotation?: boolean } = {}) {
+  const w = world(faults);
+  const actor = createActor(w.machine, {
+    input: { bounds, forceCold: input.forceCold ?? false, capture: input.capture ?? true, rotation: input.rotation ?? true },
+    clock: new SimulatedClock(),
+  });
+  actor.start();
+  const final = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 2_000 });
+  return { output: final.output as StartOutput, calls: w.calls, maxLive: w.maxLive() };
+}
+
+describe('start machine', () => {
+  it('a first start goes cold → capture → resume, the cold VM unrotated and the resume rotated', async () => {
+    const { output, calls, maxLive } = await run({});
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: undefined, rotated: true });
+    expect(calls).not.toContain('cold.rotate');
+    expect(calls).toContain('resume.rotate');
+    expect(calls.indexOf('capture.quit')).toBeLessThan(calls.indexOf('resume.launch'));
+    expect(maxLive).toBe(1);
+  });
+
+  it('a usable snapshot resumes', async () => {
+    const { output, calls } = await run({ snapshot: { status: 'usable' } });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'resume' });
+    expect(calls.some((call) => call.startsWith('cold.'))).toBe(false);
+  });
+
+  it('a failed rotation falls back to a cold boot, once, keeps the snapshot and says why', async () => {
+    const { output, calls, maxLive } = await run({ snapshot: { status: 'usable' }, resumeFails: ['E_ROTATE'] });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('resume.rotating') });
+    expect(calls).not.toContain('setAside');
+    expect(calls).toContain('cold.rotate');
+    expect(calls.indexOf('resume.stop')).toBeLessThan(calls.indexOf('cold.launch'));
+    expect(maxLive).toBe(1);
+  });
+
+  it('a damaged snapshot is set aside, and the cold boot captures a new one', async () => {
+    const { output, calls } = await run({ snapshot: { status: 'usable' }, resumeFails: ['E_SNAPSHOT_CORRUPT'] });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume fault E_SNAPSHOT_CORRUPT') });
+    expect(calls).toContain('setAside');
+  });
+
+  it('the fallback is taken at most once: a second resume failure fails the start', async () => {
+    const { output, maxLive } = await run({ snapshot: { status: 'usable' }, resumeFails: ['E_SNAPSHOT_CORRUPT', 'E_ROTATE'] });
+    expect(output).toMatchObject({ outcome: 'failed', failure: { code: 'E_ROTATE' } });
+    expect(maxLive).toBe(1);
+  });
+
+  it('a mismatched snapshot (set aside while choosing) is the fallback reason; a new one is captured', async () => {
+    const { output } = await run({ snapshot: { status: 'setAside', reason: "the snapshot's QEMU version is 9.2.0, this host's is 10.0.2" } });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('9.2.0') });
+  });
+
+  it('--cold boots cold with rotation and neither reads nor makes a snapshot', async () => {
+    const { output, calls } = await run({ snapshot: { status: 'usable' } }, { forceCold: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', rotated: true });
+    expect(calls.some((call) => call === 'choose' || call.startsWith('capture.') || call.startsWith('resume.'))).toBe(false);
+  });
+
+  it('--no-rotation warns in the output and never rotates', async () => {
+    const { output, calls } = await run({}, { rotation: false });
+    expect(output).toMatchObject({ outcome: 'healthy', rotated: false, warnings: [expect.stringContaining('placeholder secrets')] });
+    expect(calls.some((call) => call.endsWith('.rotate'))).toBe(false);
+  });
+
+  it('a failed capture drops its QEMU and falls back to a cold boot that rotates', async () => {
+    const { output, calls, maxLive } = await run({ captureFails: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('capture.migrating') });
+    expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
+    expect(calls).toContain('cold.rotate');
+    expect(maxLive).toBe(1);
+  });
+});
