@@ -1,5 +1,7 @@
+import { readFile, realpath, stat, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { WarmvmError } from './errors.js';
+import { resolveCommand } from './which.js';
 
 export interface QemuInfo {
   binary: string;
@@ -41,6 +43,25 @@ export function parseAccelerators(help: string): string[] {
     .slice(1)
     .map((line) => line.trim())
     .filter((line) => /^[a-z]+$/.test(line));
+}
+
+/**
+ * `inspectQemu`, remembered in `cacheFile` for as long as the binary file is the same one (path,
+ * size, mtime): asking QEMU costs three processes on every start otherwise.
+ */
+export async function inspectQemuCached(cacheFile: string, binary = qemuBinaryName(), signal?: AbortSignal): Promise<QemuInfo> {
+  const path = await resolveCommand(binary);
+  const file = path ? await stat(await realpath(path)).catch(() => undefined) : undefined;
+  const key = file ? `${path}|${file.size}|${file.mtimeMs}` : undefined;
+  if (key) {
+    const cached = await readFile(cacheFile, 'utf8')
+      .then((text) => JSON.parse(text) as { key?: string; info?: QemuInfo })
+      .catch(() => undefined);
+    if (cached?.key === key && cached.info) return cached.info;
+  }
+  const info = await inspectQemu(binary, signal);
+  if (key) await writeFile(cacheFile, JSON.stringify({ key, info }) + '\n').catch(() => undefined);
+  return info;
 }
 
 /** Finds QEMU, proves it new enough, and asks it for the versioned machine type. */

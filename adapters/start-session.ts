@@ -13,7 +13,7 @@ import { captureToFile, incomingFromFile, quit, resumeVcpus } from './migration.
 import { homePaths, type InstancePaths } from './paths.js';
 import { assertPortFree, findFreePort, isPortFree } from './ports.js';
 import { buildQemuArgv, defaultCpuModel, type LaunchPlan } from './qemu-argv.js';
-import { inspectQemu, type QemuInfo } from './qemu-binary.js';
+import { inspectQemu, inspectQemuCached, type QemuInfo } from './qemu-binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from './qemu-process.js';
 import { rotateSecrets } from './rotation.js';
 import { hashSpec, manifestMismatch, type SnapshotManifest } from './snapshot-manifest.js';
@@ -85,7 +85,7 @@ export class StartSession {
       });
     }
     await removeRuntimeFiles([this.paths.pidFile, this.paths.stateFile, this.paths.qmpSocket, this.paths.qgaSocket]);
-    this.qemu = await inspectQemu(undefined, signal);
+    this.qemu = await inspectQemuCached(join(this.options.home, 'qemu-info.json'), undefined, signal);
     for (const forward of this.spec.ports) {
       if (forward.host !== undefined) await assertPortFree(forward.host, `forwarded to guest port ${forward.guest}`);
     }

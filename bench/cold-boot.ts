@@ -1,5 +1,6 @@
 /**
- * Cold boot of the demo guest to healthy through `warmvm start --cold`, against a bare
+ * Cold boot of the demo guest to healthy through `warmvm start --cold --no-rotation` (the bare
+ * boot rotates nothing either), against a bare
  * qemu-system-x86_64 boot of the same guest with the same argv to its first HTTP 200, in one
  * run, alternating A B A B so that drift of a shared machine hits both alike.
  *   node dist/bench/cold-boot.js [--runs N]
@@ -24,7 +25,7 @@ const home = resolveHome();
 
 async function warmvmColdStart(): Promise<{ wall: number; phases: Record<string, number> }> {
   const started = performance.now();
-  const result = await execa('node', [cli, 'start', '--cold', '--name', 'bench-cold', '--json'], { reject: false, env: { WARMVM_HOME: home } });
+  const result = await execa('node', [cli, 'start', '--cold', '--no-rotation', '--name', 'bench-cold', '--json'], { reject: false, env: { WARMVM_HOME: home } });
   const wall = (performance.now() - started) / 1000;
   const json = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as { outcome?: string; seconds?: Record<string, number>; error?: unknown };
   await execa('node', [cli, 'stop', '--name', 'bench-cold'], { reject: false, env: { WARMVM_HOME: home } });

@@ -5,13 +5,6 @@ import { Command, Option } from 'commander';
 import { createLogger, type Logger } from '../adapters/logger.js';
 import { resolveHome } from '../adapters/paths.js';
 import { projectRoot } from '../adapters/project-root.js';
-import { captureCommand } from './commands/capture.js';
-import { doctorCommand } from './commands/doctor.js';
-import { resetCommand } from './commands/reset.js';
-import { guestBuildCommand } from './commands/guest.js';
-import { startCommand } from './commands/start.js';
-import { statusCommand } from './commands/status.js';
-import { stopCommand } from './commands/stop.js';
 import { createOutput, type Output } from './output.js';
 
 const program = new Command();
@@ -43,8 +36,8 @@ program
   .option('--no-rotation', 'keep the snapshot\'s placeholder secrets (a warning says so)')
   .addOption(jsonOption())
   .action(async (opts: { name: string; config?: string; cold?: boolean; capture: boolean; rotation: boolean; json?: boolean }) => {
-    await run(opts.json, (output, logger) =>
-      startCommand({ name: opts.name, config: opts.config, cold: opts.cold ?? false, capture: opts.capture, rotation: opts.rotation, home: resolveHome(), logger, output }),
+    await run(opts.json, async (output, logger) =>
+      (await import('./commands/start.js')).startCommand({ name: opts.name, config: opts.config, cold: opts.cold ?? false, capture: opts.capture, rotation: opts.rotation, home: resolveHome(), logger, output }),
     );
   });
 
@@ -54,7 +47,7 @@ program
   .addOption(nameOption())
   .addOption(jsonOption())
   .action(async (opts: { name: string; json?: boolean }) => {
-    await run(opts.json, (output) => statusCommand({ name: opts.name, home: resolveHome(), output }));
+    await run(opts.json, async (output) => (await import('./commands/status.js')).statusCommand({ name: opts.name, home: resolveHome(), output }));
   });
 
 program
@@ -63,7 +56,7 @@ program
   .addOption(nameOption())
   .addOption(jsonOption())
   .action(async (opts: { name: string; json?: boolean }) => {
-    await run(opts.json, (output) => stopCommand({ name: opts.name, home: resolveHome(), output }));
+    await run(opts.json, async (output) => (await import('./commands/stop.js')).stopCommand({ name: opts.name, home: resolveHome(), output }));
   });
 
 program
@@ -73,7 +66,7 @@ program
   .option('-c, --config <file>', 'the config the instance was started with')
   .addOption(jsonOption())
   .action(async (opts: { name: string; config?: string; json?: boolean }) => {
-    await run(opts.json, (output, logger) => captureCommand({ name: opts.name, config: opts.config, home: resolveHome(), logger, output }));
+    await run(opts.json, async (output, logger) => (await import('./commands/capture.js')).captureCommand({ name: opts.name, config: opts.config, home: resolveHome(), logger, output }));
   });
 
 program
@@ -83,7 +76,7 @@ program
   .option('--snapshot', 'remove the snapshot too')
   .addOption(jsonOption())
   .action(async (opts: { name: string; snapshot?: boolean; json?: boolean }) => {
-    await run(opts.json, (output) => resetCommand({ name: opts.name, home: resolveHome(), snapshot: opts.snapshot ?? false, output }));
+    await run(opts.json, async (output) => (await import('./commands/reset.js')).resetCommand({ name: opts.name, home: resolveHome(), snapshot: opts.snapshot ?? false, output }));
   });
 
 program
@@ -91,7 +84,7 @@ program
   .description('Check what warmvm needs: QEMU >= 9.0, qemu-img, the accelerator, the guest build tools, a writable home')
   .addOption(jsonOption())
   .action(async (opts: { json?: boolean }) => {
-    await run(opts.json, (output, logger) => doctorCommand({ home: resolveHome(), output, logger }));
+    await run(opts.json, async (output, logger) => (await import('./commands/doctor.js')).doctorCommand({ home: resolveHome(), output, logger }));
   });
 
 const guest = program.command('guest').description('The embedded demo guest');
@@ -101,7 +94,7 @@ guest
   .option('--force', 'rebuild even when a build with the same inputs exists')
   .addOption(jsonOption())
   .action(async (opts: { force?: boolean; json?: boolean }) => {
-    await run(opts.json, (output, logger) => guestBuildCommand({ home: resolveHome(), force: opts.force ?? false, output, logger }));
+    await run(opts.json, async (output, logger) => (await import('./commands/guest.js')).guestBuildCommand({ home: resolveHome(), force: opts.force ?? false, output, logger }));
   });
 
 /** Runs a command: prints its error (with the fix) instead of a stack, and sets the exit code. */

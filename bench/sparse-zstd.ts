@@ -1,0 +1,80 @@
+/**
+ * Storing and restoring a sparse mapped-ram state: warmvm's sparse zstd against the zstd command
+ * line on the same file, in one run, alternating. The state is a real one when a snapshot exists
+ * ($WARMVM_HOME/snapshots/<name>/state.raw, --name, default "default"), else a synthetic 4 GiB
+ * file with 150 MB of data.
+ *   node dist/bench/sparse-zstd.js [--runs N] [--name NAME]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { homePaths, resolveHome } from '../adapters/paths.js';
+import { fileExists } from '../adapters/file-exists.js';
+import { snapshotPaths } from '../adapters/snapshot-store.js';
+import { compressSparse, decompressSparse } from '../adapters/sparse-zstd.js';
+import { formatSummary, parseRuns, summarize } from './stats.js';
+
+const runs = parseRuns(process.argv, 3);
+const nameArg = process.argv.indexOf('--name');
+const name = nameArg >= 0 ? (process.argv[nameArg + 1] ?? 'default') : 'default';
+const home = resolveHome();
+const work = join(home, 'bench', 'sparse');
+await mkdir(work, { recursive: true });
+
+async function source(): Promise<string> {
+  const real = snapshotPaths(homePaths(home).snapshots, name).stateRaw;
+  if (await fileExists(real)) return real;
+  const file = join(work, 'synthetic.raw');
+  const handle = await open(file, 'w');
+  await handle.truncate(4 << 30);
+  // 150 pieces of 1 MiB, half random, half repetitive, spread over 4 GiB.
+  for (let i = 0; i < 150; i += 1) {
+    const data = i % 2 === 0 ? randomBytes(1 << 20) : Buffer.alloc(1 << 20, `page ${i} `);
+    await handle.write(data, 0, data.length, Math.floor((i / 150) * ((4 << 30) - (1 << 20))));
+  }
+  await handle.close();
+  return file;
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return (performance.now() - started) / 1000;
+}
+
+const src = await source();
+const info = await stat(src);
+const zstCli = join(work, 'cli.zst');
+const zstOurs = join(work, 'ours.zst');
+const outCli = join(work, 'cli.raw');
+const outOurs = join(work, 'ours.raw');
+const compress: { ours: number[]; cli: number[]; ratio: number[] } = { ours: [], cli: [], ratio: [] };
+const decompress: { ours: number[]; cli: number[]; ratio: number[] } = { ours: [], cli: [], ratio: [] };
+for (let i = 0; i < runs; i += 1) {
+  await rm(zstCli, { force: true });
+  const a = await timed(() => compressSparse(src, zstOurs));
+  const b = await timed(() => execa('zstd', ['-q', '-3', '-T1', '-f', src, '-o', zstCli]));
+  compress.ours.push(a);
+  compress.cli.push(b);
+  compress.ratio.push(a / b);
+  await rm(outCli, { force: true });
+  await rm(outOurs, { force: true });
+  const c = await timed(() => decompressSparse(zstOurs, outOurs));
+  // zstd -d writes holes for zero runs by default (--sparse when the output is a file).
+  const d = await timed(() => execa('zstd', ['-q', '-d', '-f', zstCli, '-o', outCli]));
+  decompress.ours.push(c);
+  decompress.cli.push(d);
+  decompress.ratio.push(c / d);
+}
+const sizes = { src: info.blocks * 512, ours: (await stat(outOurs)).blocks * 512, cli: (await stat(outCli)).blocks * 512 };
+console.log(`sparse state ${src}: ${(info.size / 2 ** 20).toFixed(0)} MiB apparent, ${(sizes.src / 2 ** 20).toFixed(0)} MiB allocated; ${runs} runs`);
+console.log(formatSummary('compress: warmvm sparse zstd', summarize(compress.ours)));
+console.log(formatSummary('compress: zstd -3 -T1 (whole file)', summarize(compress.cli)));
+console.log(formatSummary('compress ratio warmvm / zstd', summarize(compress.ratio), '×'));
+console.log(formatSummary('decompress: warmvm sparse zstd', summarize(decompress.ours)));
+console.log(formatSummary('decompress: zstd -d', summarize(decompress.cli)));
+console.log(formatSummary('decompress ratio warmvm / zstd -d', summarize(decompress.ratio), '×'));
+console.log(`allocated after restore: warmvm ${(sizes.ours / 2 ** 20).toFixed(1)} MiB, zstd -d ${(sizes.cli / 2 ** 20).toFixed(1)} MiB, original ${(sizes.src / 2 ** 20).toFixed(1)} MiB`);
+console.log(`compressed: warmvm ${((await stat(zstOurs)).size / 2 ** 20).toFixed(1)} MiB, zstd ${((await stat(zstCli)).size / 2 ** 20).toFixed(1)} MiB`);
+await rm(work, { recursive: true, force: true });
