@@ -10,6 +10,8 @@ export interface ResumeSteps {
   cont(signal: AbortSignal): Promise<Resumed>;
   rotate(runner: VmRunner, signal: AbortSignal): Promise<Rotated>;
   resumed(): VmRunner;
+  /** The resuming VM's runner, or undefined when the resume failed before launching. */
+  resumedIfLaunched(): VmRunner | undefined;
 }
 
 /** The resume machine's actors: one call each, the AbortSignal passed down. */
@@ -24,12 +26,6 @@ export function resumeActors(steps: ResumeSteps) {
       (await steps.resumed().probeHealth(signal)).map((answer) => ({ url: answer.url, status: answer.status })),
     ),
     // A resume that failed before launching has no QEMU to stop.
-    stopQemu: fromPromise<{ how: string }, void>(async () => {
-      try {
-        return await steps.resumed().stop();
-      } catch {
-        return { how: 'nothing was launched' };
-      }
-    }),
+    stopQemu: fromPromise<{ how: string }, void>(async () => (await steps.resumedIfLaunched()?.stop()) ?? { how: 'nothing was launched' }),
   };
 }

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import { WarmvmError } from './errors.js';
 import type { Accel, AccelChoice } from './vm-spec.js';
 
@@ -95,6 +95,7 @@ async function hypervisorUnusable(accel: Accel, accelerators: string[], platform
 async function probeHypervisor(accel: Accel, input: ProbeInput): Promise<string | undefined> {
   const bound = input.boundMs ?? DEFAULT_BOUND_MS;
   const kernel = await input.kernel();
+  const execa = await loadExeca();
   const child = execa(
     input.qemuBinary,
     ['-machine', input.machineType, '-accel', accel, '-cpu', 'host', '-m', '128M', '-nodefaults', '-no-user-config',

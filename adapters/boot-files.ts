@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
 import { ensureDemoGuest } from './demo-guest.js';
 import { WarmvmError } from './errors.js';
@@ -45,6 +45,7 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
   if (source.initrd) await mustExist(source.initrd, 'image.initrd');
   await removeRuntimeFiles([options.overlay]);
   try {
+    const execa = await loadExeca();
     await execa(options.qemuImg, ['create', '-q', '-f', 'qcow2', '-F', source.format, '-b', source.path, options.overlay], { cancelSignal: options.signal, stdin: 'ignore' });
   } catch (cause) {
     throw new WarmvmError('E_OVERLAY', `cannot create a disk overlay over ${source.path}`, {

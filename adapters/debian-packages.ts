@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
 import { WarmvmError } from './errors.js';
 import { silentLogger } from './logger.js';
@@ -153,6 +153,7 @@ export async function pruneDownloadCache(cacheDir: string, keep: readonly Debian
 export async function extractPackage(deb: string, dest: string, options: AptOptions = {}): Promise<void> {
   await mkdir(dest, { recursive: true });
   try {
+    const execa = await loadExeca();
     await execa('dpkg-deb', ['-x', deb, dest], { cancelSignal: options.signal, stdin: 'ignore' });
   } catch (cause) {
     throw commandError('dpkg-deb', `cannot unpack ${deb}`, cause, 'apt-get install dpkg (it comes with every Debian system)', options.signal);
@@ -173,6 +174,7 @@ async function apt(command: 'apt-cache' | 'apt-get', args: string[], options: Ap
   logger.debug({ command, args }, 'running apt');
   try {
     // apt's messages are translated; the parsers above read the C locale's.
+    const execa = await loadExeca();
     const result = await execa(command, args, { cwd: options.cwd, env: { LC_ALL: 'C' }, cancelSignal: options.signal, stdin: 'ignore' });
     if (result.stderr.trim() !== '') logger.debug({ command, stderr: result.stderr }, 'apt said');
     return { stdout: result.stdout };

@@ -1,10 +1,9 @@
 import { WarmvmError } from './errors.js';
 import { getStatus } from './health-probe.js';
-import { acquireInstanceLock } from './instance-lock.js';
-import { readInstanceState, removeInstanceState, type InstanceState } from './instance-state.js';
+import { readInstanceState } from './instance-state.js';
 import type { InstancePaths } from './paths.js';
 import { fileExists } from './file-exists.js';
-import { isInstanceQemu, readPidFile, removeRuntimeFiles, stopProcess } from './qemu-process.js';
+import { isInstanceQemu, readPidFile, removeRuntimeFiles } from './qemu-process.js';
 
 export interface InstanceStatus {
   name: string;
@@ -37,41 +36,28 @@ export async function instanceStatus(paths: InstancePaths): Promise<InstanceStat
   };
 }
 
-export interface StopReport {
-  name: string;
-  /** What happened to QEMU. */
-  result: 'terminated' | 'killed' | 'stale-cleaned';
-  pid: number | undefined;
-  removed: string[];
+/** What `warmvm stop` finds: the instance's live QEMU, if any, and its runtime files. */
+export async function findInstance(paths: InstancePaths): Promise<{ pid: number | undefined; running: boolean; leftovers: string[] }> {
+  const pid = await readPidFile(paths.pidFile);
+  const running = pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket));
+  const leftovers: string[] = [];
+  for (const file of runtimeFiles(paths)) if (await fileExists(file)) leftovers.push(file);
+  return { pid, running, leftovers };
 }
 
-/** Stops the instance's QEMU and removes its runtime files; a stale pidfile is recognised and cleaned. */
-export async function stopInstance(paths: InstancePaths, graceMs = 5_000): Promise<StopReport> {
-  if (!(await fileExists(paths.dir))) throw notRunning(paths.name);
-  const lock = await acquireInstanceLock(paths.lockFile, paths.name);
-  try {
-    const pid = await readPidFile(paths.pidFile);
-    const saved: InstanceState | undefined = await readInstanceState(paths.stateFile);
-    const leftovers = [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile];
-    const present: string[] = [];
-    for (const file of leftovers) if (await fileExists(file)) present.push(file);
-    if (pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket))) {
-      const how = await stopProcess(pid, { graceMs });
-      await removeRuntimeFiles(leftovers);
-      await removeInstanceState(paths.stateFile);
-      return { name: paths.name, result: how === 'killed' ? 'killed' : 'terminated', pid, removed: present };
-    }
-    if (present.length === 0 && saved === undefined) {
-      throw notRunning(paths.name);
-    }
-    await removeRuntimeFiles(leftovers);
-    return { name: paths.name, result: 'stale-cleaned', pid, removed: present };
-  } finally {
-    await lock.release();
-  }
+/** Removes the sockets, pidfile and state of a QEMU that is gone; says which were there. */
+export async function cleanInstance(paths: InstancePaths): Promise<{ removed: string[] }> {
+  const removed: string[] = [];
+  for (const file of runtimeFiles(paths)) if (await fileExists(file)) removed.push(file);
+  await removeRuntimeFiles(runtimeFiles(paths));
+  return { removed };
 }
 
-function notRunning(name: string): WarmvmError {
+function runtimeFiles(paths: InstancePaths): string[] {
+  return [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile];
+}
+
+export function notRunning(name: string): WarmvmError {
   return new WarmvmError('E_NOT_RUNNING', `instance "${name}" is not running`, {
     hint: `"warmvm status --name ${name}" shows its state; "warmvm start --name ${name}" starts it`,
   });

@@ -1,5 +1,5 @@
 import { gunzipSync } from 'node:zlib';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import { readElfNotes } from './elf.js';
 
 /**
@@ -65,6 +65,7 @@ function compressionOf(payload: Buffer): Compression | undefined {
 
 async function decompress(payload: Buffer, format: Compression, signal: AbortSignal | undefined): Promise<Buffer> {
   if (format === 'gzip') return gunzipSync(payload);
+  const execa = await loadExeca();
   const result = await execa(format, ['-dc'], { input: payload, encoding: 'buffer', cancelSignal: signal, maxBuffer: 512 * 1024 * 1024 });
   return Buffer.from(result.stdout);
 }

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import { readElfSection } from './elf.js';
 import { WarmvmError } from './errors.js';
 
@@ -82,6 +82,7 @@ async function readModule(path: string, signal: AbortSignal | undefined): Promis
   if (suffix === '.gz') return gunzipSync(await readFile(path));
   const command = suffix === '.xz' ? 'xz' : 'zstd';
   try {
+    const execa = await loadExeca();
     const result = await execa(command, ['-dc', path], { encoding: 'buffer', cancelSignal: signal, stdin: 'ignore' });
     return Buffer.from(result.stdout);
   } catch (cause) {

@@ -1,5 +1,5 @@
 import { readFile, realpath, stat, writeFile } from 'node:fs/promises';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import { WarmvmError } from './errors.js';
 import { resolveCommand } from './which.js';
 
@@ -68,6 +68,7 @@ export async function inspectQemuCached(cacheFile: string, binary = qemuBinaryNa
 export async function inspectQemu(binary = qemuBinaryName(), signal?: AbortSignal): Promise<QemuInfo> {
   const run = async (args: string[]): Promise<string> => {
     try {
+      const execa = await loadExeca();
       const result = await execa(binary, args, { timeout: 15_000, cancelSignal: signal, stdin: 'ignore' });
       return result.stdout;
     } catch (cause) {

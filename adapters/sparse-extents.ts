@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 
 export interface Extent {
   offset: number;
@@ -51,6 +51,7 @@ export function mergeExtents(extents: Extent[]): Extent[] {
 
 async function extentsFromFiemap(path: string, size: number): Promise<Extent[] | undefined> {
   // -s syncs first, so delayed allocations show up as extents.
+  const execa = await loadExeca();
   const result = await execa('filefrag', ['-s', '-e', path], { stdin: 'ignore', timeout: 60_000 });
   return parseFilefrag(result.stdout, size);
 }

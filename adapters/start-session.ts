@@ -1,6 +1,6 @@
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
 import { chooseAccelerator } from './accel-probe.js';
 import { prepareBootFiles, type BootFiles } from './boot-files.js';
@@ -328,6 +328,7 @@ export class StartSession {
     }
     if (manifest.files.disk) {
       await removeRuntimeFiles([this.paths.overlay]);
+      const execa = await loadExeca();
       await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', this.snapshot.disk, this.paths.overlay], { cancelSignal: signal, stdin: 'ignore' });
     }
     return { stateFile: this.snapshot.stateRaw, decompressed };
@@ -365,6 +366,10 @@ export class StartSession {
 
   resumed(): VmRunner {
     return this.require(this.resumeRunner, 'the resuming VM');
+  }
+
+  resumedIfLaunched(): VmRunner | undefined {
+    return this.resumeRunner;
   }
 
   coldBooted(): VmRunner {

@@ -14,6 +14,8 @@ export interface TraceEntry {
   from: string | undefined;
   ms: number | undefined;
   event: Record<string, unknown>;
+  /** Set when the state entered carries a warning (its `meta.warning`), e.g. rotation turned off. */
+  warning?: string;
 }
 
 const SECRET_KEY = /secret|password|passwd|token|credential|input-?data/i;
@@ -33,7 +35,7 @@ export class TraceRecorder {
   /** Pass as `inspect` to createActor. */
   readonly inspect = (inspection: InspectionEvent): void => {
     if (inspection.type !== '@xstate.snapshot' && inspection.type !== '@xstate.microstep') return;
-    const snapshot = inspection.snapshot as { value?: unknown; machine?: { id?: string } };
+    const snapshot = inspection.snapshot as { value?: unknown; machine?: { id?: string }; getMeta?: () => Record<string, { warning?: unknown } | undefined> };
     if (snapshot.value === undefined || !snapshot.machine?.id) return;
     const machine = snapshot.machine.id;
     const actorKey = inspection.actorRef.sessionId;
@@ -42,6 +44,7 @@ export class TraceRecorder {
     if (previous?.state === state) return;
     const now = Date.now();
     this.last.set(actorKey, { state, at: now });
+    const warning = warningOf(snapshot.getMeta?.() ?? {}, state);
     this.record({
       t: new Date(now).toISOString(),
       at: now - this.started,
@@ -50,6 +53,7 @@ export class TraceRecorder {
       from: previous?.state,
       ms: previous ? now - previous.at : undefined,
       event: summarizeEvent(inspection.event),
+      ...(warning ? { warning } : {}),
     });
   };
 
@@ -73,6 +77,12 @@ export class TraceRecorder {
     if (this.file) appendFileSync(this.file, JSON.stringify(entry) + '\n');
     for (const listener of this.listeners) listener(entry);
   }
+}
+
+/** The warning of the state just entered: meta is keyed by state node id, `resume.unrotated`. */
+function warningOf(meta: Record<string, { warning?: unknown } | undefined>, state: string): string | undefined {
+  const warning = meta[state]?.warning;
+  return typeof warning === 'string' ? warning : undefined;
 }
 
 /** `{a: {b: 'c'}}` → `a.b.c`; parallel regions are joined with `+`. */

@@ -97,6 +97,57 @@ guest
     await run(opts.json, async (output, logger) => (await import('./commands/guest.js')).guestBuildCommand({ home: resolveHome(), force: opts.force ?? false, output, logger }));
   });
 
+const trace = program.command('trace').description('Read a run\'s trace.jsonl: one line per state entered, by every machine');
+trace
+  .command('show')
+  .description('Print a trace as a timeline: time, state (indented by machine), the state left and its time, the event')
+  .argument('[file]', 'a trace.jsonl (default: the instance\'s, $WARMVM_HOME/instances/<name>/trace.jsonl)')
+  .addOption(nameOption())
+  .addOption(jsonOption())
+  .action(async (file: string | undefined, opts: { name: string; json?: boolean }, command: Command) => {
+    const nameGiven = command.getOptionValueSource('name') === 'cli';
+    await run(opts.json, async (output) => (await import('./commands/trace.js')).traceShowCommand({ file, name: opts.name, nameGiven, home: resolveHome(), output }));
+  });
+trace
+  .command('check')
+  .summary('Check a trace against an expected one: exit 0 it matches, 1 it does not, 2 it could not be checked')
+  .description(
+    'Check a trace against an expected one. Exit 0: it matches (one line on stdout). Exit 1: it does not ' +
+      '(a diff on stdout). Exit 2: it could not be checked (a bad EXPECTED.json, a missing or damaged trace, ' +
+      'bad usage), with the error on stderr.',
+  )
+  .argument('<expected>', 'the expected trace, a JSON file')
+  .argument('[actual]', 'a trace.jsonl (default: the instance\'s, $WARMVM_HOME/instances/<name>/trace.jsonl)')
+  .addOption(nameOption())
+  .addOption(jsonOption())
+  .addHelpText(
+    'after',
+    [
+      '',
+      'EXPECTED.json:',
+      '  {"description": "a resume that never fell back",',
+      '   "states": ["start.preflight", "...", "start.resume", "resume.*",',
+      '              {"state": "resume.rotating", "maxMs": 5000}, "...", "start.running"],',
+      '   "absent": ["coldBoot.*"], "maxTotalMs": 20000}',
+      '',
+      '  states      every entry that has a state, in order, anchored at both ends:',
+      '              "machine.state" matches one entry in that state; "prefix.*" one or more',
+      '              consecutive entries under prefix; "..." zero or more entries of anything;',
+      '              {"state", "maxMs"?, "optional"?} bounds the time spent in the matched',
+      '              state(s), or lets the item match nothing',
+      '  absent      patterns that no entry may match',
+      '  maxTotalMs  a bound on the last entry\'s time',
+      '',
+      'See "Traces" in the README.',
+    ].join('\n'),
+  )
+  // A usage error is "could not check" too.
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  .action(async (expected: string, actual: string | undefined, opts: { name: string; json?: boolean }, command: Command) => {
+    const nameGiven = command.getOptionValueSource('name') === 'cli';
+    await run(opts.json, async (output) => (await import('./commands/trace.js')).traceCheckCommand({ expected, file: actual, name: opts.name, nameGiven, home: resolveHome(), output }));
+  });
+
 /** Runs a command: prints its error (with the fix) instead of a stack, and sets the exit code. */
 async function run(json: boolean | undefined, command: (output: Output, logger: Logger) => Promise<number>): Promise<void> {
   const output = createOutput(json ?? false);

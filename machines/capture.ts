@@ -1,4 +1,5 @@
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { placeholder } from './placeholder.js';
 import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
 
 export interface CaptureBounds {
@@ -31,18 +32,14 @@ export interface Recovered {
 
 export type CaptureOutput =
   | { outcome: 'captured'; snapshot: string }
-  | { outcome: 'failed'; failure: Failure };
+  | { outcome: 'failed'; failure: Failure; stopError: string | undefined };
 
 interface CaptureContext {
   bounds: CaptureBounds;
   snapshot: string | undefined;
   failure: Failure | undefined;
-}
-
-function placeholder<TOutput>(name: string) {
-  return fromPromise<TOutput, void>(async () => {
-    throw new Error(`actor ${name} was not provided to the capture machine`);
-  });
+  /** Recovering failed: the capture's QEMU may still run, so no other may be launched. */
+  stopError: string | undefined;
 }
 
 /**
@@ -59,11 +56,11 @@ export const captureMachine = setup({
     output: {} as CaptureOutput,
   },
   actors: {
-    pauseVm: placeholder<Paused>('pauseVm'),
-    migrateToFile: placeholder<Migrated>('migrateToFile'),
-    quitQemu: placeholder<{ exited: boolean }>('quitQemu'),
-    storeSnapshot: placeholder<Stored>('storeSnapshot'),
-    recoverVm: placeholder<Recovered>('recoverVm'),
+    pauseVm: placeholder<Paused>('capture', 'pauseVm'),
+    migrateToFile: placeholder<Migrated>('capture', 'migrateToFile'),
+    quitQemu: placeholder<{ exited: boolean }>('capture', 'quitQemu'),
+    storeSnapshot: placeholder<Stored>('capture', 'storeSnapshot'),
+    recoverVm: placeholder<Recovered>('capture', 'recoverVm'),
   },
   actions: {
     recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
@@ -81,7 +78,7 @@ export const captureMachine = setup({
   },
 }).createMachine({
   id: 'capture',
-  context: ({ input }) => ({ bounds: input.bounds, snapshot: undefined, failure: undefined }),
+  context: ({ input }) => ({ bounds: input.bounds, snapshot: undefined, failure: undefined, stopError: undefined }),
   initial: 'stopping',
   states: {
     stopping: {
@@ -113,9 +110,9 @@ export const captureMachine = setup({
       invoke: {
         src: 'recoverVm',
         onDone: 'failed',
-        onError: 'failed',
+        onError: { target: 'failed', actions: assign({ stopError: ({ event }) => toFailure('capture.recovering', event.error).message }) },
       },
-      after: { recoverBound: 'failed' },
+      after: { recoverBound: { target: 'failed', actions: assign({ stopError: ({ context }) => `recovering from the failed capture took longer than ${context.bounds.recoverMs} ms` }) } },
     },
     failed: { type: 'final' },
   },
@@ -125,5 +122,6 @@ export const captureMachine = setup({
       : {
           outcome: 'failed',
           failure: context.failure ?? { state: 'capture', code: 'E_UNEXPECTED', message: 'capture ended without a result', hint: undefined },
+          stopError: context.stopError,
         },
 });

@@ -1,4 +1,5 @@
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { placeholder } from './placeholder.js';
 import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
 
 export interface ColdBootBounds {
@@ -11,11 +12,10 @@ export interface ColdBootBounds {
 
 export interface ColdBootInput {
   bounds: ColdBootBounds;
-  /**
-   * Give the guest fresh secrets before probing. Off when the VM is about to be captured: the
-   * snapshot must hold placeholders, and every resume rotates.
-   */
+  /** Give the guest fresh secrets before probing; off only by the user's choice (with a warning). */
   rotation: boolean;
+  /** The VM is about to be captured: it keeps its placeholders on purpose, every resume rotates. */
+  capturing: boolean;
 }
 
 /** What the actors report; kept small and free of secrets because it goes into traces. */
@@ -46,6 +46,7 @@ export type ColdBootOutput =
 interface ColdBootContext {
   bounds: ColdBootBounds;
   rotation: boolean;
+  capturing: boolean;
   pid: number | undefined;
   health: HealthResult[];
   rotated: boolean;
@@ -55,12 +56,7 @@ interface ColdBootContext {
 
 export type ColdBootEvent = { type: 'CANCEL' };
 
-/** The machine names its actors; `actors/` provides the real ones, tests provide fakes. */
-function placeholder<TOutput>(name: string) {
-  return fromPromise<TOutput, void>(async () => {
-    throw new Error(`actor ${name} was not provided to the coldBoot machine`);
-  });
-}
+export const COLD_UNROTATED_WARNING = 'rotation is off: the guest runs with the secrets its image boots with';
 
 const HINTS = {
   launchMs: 'see qemu.log in the instance folder',
@@ -82,11 +78,11 @@ export const coldBootMachine = setup({
     output: {} as ColdBootOutput,
   },
   actors: {
-    launchQemu: placeholder<LaunchResult>('launchQemu'),
-    waitForGuest: placeholder<GuestUp>('waitForGuest'),
-    rotateSecrets: placeholder<RotateResult>('rotateSecrets'),
-    probeHealth: placeholder<HealthResult[]>('probeHealth'),
-    stopQemu: placeholder<StopResult>('stopQemu'),
+    launchQemu: placeholder<LaunchResult>('coldBoot', 'launchQemu'),
+    waitForGuest: placeholder<GuestUp>('coldBoot', 'waitForGuest'),
+    rotateSecrets: placeholder<RotateResult>('coldBoot', 'rotateSecrets'),
+    probeHealth: placeholder<HealthResult[]>('coldBoot', 'probeHealth'),
+    stopQemu: placeholder<StopResult>('coldBoot', 'stopQemu'),
   },
   actions: {
     recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
@@ -97,6 +93,7 @@ export const coldBootMachine = setup({
   },
   guards: {
     rotationWanted: ({ context }) => context.rotation,
+    capturing: ({ context }) => context.capturing,
   },
   delays: {
     launchBound: ({ context }) => context.bounds.launchMs,
@@ -107,7 +104,7 @@ export const coldBootMachine = setup({
   },
 }).createMachine({
   id: 'coldBoot',
-  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, pid: undefined, health: [], rotated: false, failure: undefined, stopError: undefined }),
+  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, capturing: input.capturing, pid: undefined, health: [], rotated: false, failure: undefined, stopError: undefined }),
   initial: 'launching',
   states: {
     launching: {
@@ -122,7 +119,7 @@ export const coldBootMachine = setup({
     booting: {
       invoke: {
         src: 'waitForGuest',
-        onDone: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'probing' }],
+        onDone: [{ guard: 'capturing', target: 'probing' }, { guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
         onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.booting' } } },
       },
       after: { bootBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.booting', bound: 'bootMs', waitingFor: 'the guest agent answering' } } } },
@@ -136,6 +133,11 @@ export const coldBootMachine = setup({
       },
       after: { rotateBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.rotating', bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0" } } } },
       on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.rotating' } } } },
+    },
+    // Passed through only when the user turned rotation off: the trace carries the warning.
+    unrotated: {
+      meta: { warning: COLD_UNROTATED_WARNING },
+      always: 'probing',
     },
     probing: {
       invoke: {

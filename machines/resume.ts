@@ -1,4 +1,5 @@
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, setup } from 'xstate';
+import { placeholder } from './placeholder.js';
 import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
 import type { HealthResult } from './cold-boot.js';
 
@@ -52,11 +53,7 @@ interface ResumeContext {
 
 export type ResumeEvent = { type: 'CANCEL' };
 
-function placeholder<TOutput>(name: string) {
-  return fromPromise<TOutput, void>(async () => {
-    throw new Error(`actor ${name} was not provided to the resume machine`);
-  });
-}
+export const UNROTATED_WARNING = "rotation is off: the guest runs with the placeholder secrets captured in the snapshot";
 
 /**
  * Resume from a snapshot: preparing → launching → incoming → paused → cont → rotating →
@@ -73,13 +70,13 @@ export const resumeMachine = setup({
     output: {} as ResumeOutput,
   },
   actors: {
-    prepareState: placeholder<PreparedState>('prepareState'),
-    launchIncoming: placeholder<{ pid: number }>('launchIncoming'),
-    migrateIncoming: placeholder<Incoming>('migrateIncoming'),
-    cont: placeholder<Resumed>('cont'),
-    rotateSecrets: placeholder<Rotated>('rotateSecrets'),
-    probeHealth: placeholder<HealthResult[]>('probeHealth'),
-    stopQemu: placeholder<{ how: string }>('stopQemu'),
+    prepareState: placeholder<PreparedState>('resume', 'prepareState'),
+    launchIncoming: placeholder<{ pid: number }>('resume', 'launchIncoming'),
+    migrateIncoming: placeholder<Incoming>('resume', 'migrateIncoming'),
+    cont: placeholder<Resumed>('resume', 'cont'),
+    rotateSecrets: placeholder<Rotated>('resume', 'rotateSecrets'),
+    probeHealth: placeholder<HealthResult[]>('resume', 'probeHealth'),
+    stopQemu: placeholder<{ how: string }>('resume', 'stopQemu'),
   },
   actions: {
     recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
@@ -156,7 +153,7 @@ export const resumeMachine = setup({
     cont: {
       invoke: {
         src: 'cont',
-        onDone: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'probing' }],
+        onDone: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
         onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.cont' } } },
       },
       after: { contBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.cont', bound: 'contMs', waitingFor: 'QEMU reporting runstate "running" after cont' } } } },
@@ -170,6 +167,11 @@ export const resumeMachine = setup({
       },
       after: { rotateBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.rotating', bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0" } } } },
       on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.rotating' } } } },
+    },
+    // Passed through only when rotation is off: the trace and the inspector carry the warning.
+    unrotated: {
+      meta: { warning: UNROTATED_WARNING },
+      always: 'probing',
     },
     probing: {
       invoke: {

@@ -1,6 +1,7 @@
-import { assign, fromPromise, sendTo, setup } from 'xstate';
+import { and, assign, sendTo, setup } from 'xstate';
 import { captureMachine, type CaptureBounds, type CaptureOutput } from './capture.js';
 import { coldBootMachine, type ColdBootBounds, type ColdBootOutput, type HealthResult } from './cold-boot.js';
+import { placeholder } from './placeholder.js';
 import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
 import { resumeMachine, type ResumeBounds, type ResumeOutput } from './resume.js';
 
@@ -63,12 +64,6 @@ interface StartContext {
 
 export type StartEvent = { type: 'CANCEL' };
 
-function placeholder<TOutput, TInput = void>(name: string) {
-  return fromPromise<TOutput, TInput>(async () => {
-    throw new Error(`actor ${name} was not provided to the start machine`);
-  });
-}
-
 /** Resume failures that mean the snapshot itself is bad: it is set aside and captured anew. */
 const SNAPSHOT_DAMAGE = new Set(['E_SNAPSHOT_CORRUPT', 'E_SNAPSHOT_MISSING', 'E_MIGRATION_INCOMING', 'E_NOT_PAUSED']);
 
@@ -88,11 +83,11 @@ export const startMachine = setup({
     output: {} as StartOutput,
   },
   actors: {
-    preflight: placeholder<PreflightResult>('preflight'),
-    prepareImage: placeholder<ImageResult>('prepareImage'),
-    chooseAccelerator: placeholder<AccelResult>('chooseAccelerator'),
-    chooseSnapshot: placeholder<SnapshotChoice, { forceCold: boolean }>('chooseSnapshot'),
-    setAsideSnapshot: placeholder<{ setAside: string | undefined }, { reason: string }>('setAsideSnapshot'),
+    preflight: placeholder<PreflightResult>('start', 'preflight'),
+    prepareImage: placeholder<ImageResult>('start', 'prepareImage'),
+    chooseAccelerator: placeholder<AccelResult>('start', 'chooseAccelerator'),
+    chooseSnapshot: placeholder<SnapshotChoice, { forceCold: boolean }>('start', 'chooseSnapshot'),
+    setAsideSnapshot: placeholder<{ setAside: string | undefined }, { reason: string }>('start', 'setAsideSnapshot'),
     coldBoot: coldBootMachine,
     capture: captureMachine,
     resume: resumeMachine,
@@ -108,6 +103,8 @@ export const startMachine = setup({
   guards: {
     snapshotUsable: ({ event }) => (event as unknown as { output: { status: string } }).output.status === 'usable',
     fallbackLeft: ({ context }) => !context.fallbackTaken,
+    // A child whose QEMU could not be stopped: launching another would make two QEMUs at once.
+    childStopped: ({ event }) => (event as unknown as { output: { stopError?: string } }).output.stopError === undefined,
     captureAfterCold: ({ context }) => context.captureAfterCold,
   },
   delays: {
@@ -195,12 +192,13 @@ export const startMachine = setup({
             }),
           },
           {
-            guard: ({ context, event }) => !context.fallbackTaken && event.output.outcome === 'failed' && SNAPSHOT_DAMAGE.has(event.output.failure.code),
+            guard: ({ context, event }) =>
+              !context.fallbackTaken && event.output.outcome === 'failed' && event.output.stopError === undefined && SNAPSHOT_DAMAGE.has(event.output.failure.code),
             target: 'settingAside',
             actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, context.capture)),
           },
           {
-            guard: 'fallbackLeft',
+            guard: and(['fallbackLeft', 'childStopped']),
             target: 'coldBoot',
             actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, false)),
           },
@@ -208,7 +206,7 @@ export const startMachine = setup({
             target: 'failed',
             actions: assign(({ event }) => {
               const output = event.output as Extract<ResumeOutput, { outcome: 'failed' }>;
-              return { failure: output.failure, stopError: output.stopError };
+              return { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError };
             }),
           },
         ],
@@ -232,8 +230,7 @@ export const startMachine = setup({
       invoke: {
         id: 'coldBoot',
         src: 'coldBoot',
-        // A VM about to be captured keeps its placeholders: every resume rotates.
-        input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation && !context.captureAfterCold }),
+        input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation, capturing: context.captureAfterCold }),
         onDone: [
           {
             guard: ({ context, event }) => event.output.outcome === 'ready' && context.captureAfterCold,
@@ -269,13 +266,16 @@ export const startMachine = setup({
         onDone: [
           { guard: ({ event }) => event.output.outcome === 'captured', target: 'resume' },
           {
-            guard: 'fallbackLeft',
+            guard: and(['fallbackLeft', 'childStopped']),
             target: 'coldBoot',
             actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<CaptureOutput, { outcome: 'failed' }>).failure, false)),
           },
           {
             target: 'failed',
-            actions: assign(({ event }) => ({ failure: (event.output as Extract<CaptureOutput, { outcome: 'failed' }>).failure })),
+            actions: assign(({ event }) => {
+              const output = event.output as Extract<CaptureOutput, { outcome: 'failed' }>;
+              return { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError };
+            }),
           },
         ],
         onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.capture' } } },
@@ -305,6 +305,16 @@ export const startMachine = setup({
           warnings: context.warnings,
         },
 });
+
+/** A failure the fallback does not follow: says why, when it is because a QEMU may still run. */
+function noFallbackFailure(failure: Failure, stopError: string | undefined): Failure {
+  if (stopError === undefined) return failure;
+  return {
+    ...failure,
+    message: `${failure.message}; its QEMU could not be stopped, so no cold boot was tried (two QEMUs of one instance must never run at once)`,
+    hint: 'run "warmvm stop" (it kills a QEMU that ignores SIGTERM), then start again',
+  };
+}
 
 /** Taking the fallback edge: note why, forget the failed steps, decide whether to capture again. */
 function fallBack(context: StartContext, failure: Failure, captureAgain: boolean): Partial<StartContext> {

@@ -9,6 +9,7 @@ import type { Logger } from '../../adapters/logger.js';
 import { ensureInstanceDir } from '../../adapters/paths.js';
 import { isInstanceQemu, removeRuntimeFiles } from '../../adapters/qemu-process.js';
 import { StartSession } from '../../adapters/start-session.js';
+import { archivePreviousTrace } from '../../adapters/trace-archive.js';
 import { TraceRecorder } from '../../adapters/trace-recorder.js';
 import { defaultSpec } from '../../adapters/vm-spec.js';
 import { captureMachine } from '../../machines/capture.js';
@@ -41,7 +42,7 @@ export async function captureCommand(options: { name: string; config: string | u
       });
     }
     await session.adoptRunning(state, controller.signal);
-    await removeRuntimeFiles([paths.traceFile]);
+    await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
     trace.onEntry((entry) => {
       if (entry.from && entry.ms !== undefined) output.progress(`  ${entry.from.padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);

@@ -6,8 +6,8 @@ import { acquireInstanceLock } from '../../adapters/instance-lock.js';
 import { writeInstanceState } from '../../adapters/instance-state.js';
 import type { Logger } from '../../adapters/logger.js';
 import { ensureInstanceDir } from '../../adapters/paths.js';
-import { removeRuntimeFiles } from '../../adapters/qemu-process.js';
 import { StartSession } from '../../adapters/start-session.js';
+import { archivePreviousTrace } from '../../adapters/trace-archive.js';
 import { TraceRecorder } from '../../adapters/trace-recorder.js';
 import { defaultSpec, type VmSpec } from '../../adapters/vm-spec.js';
 import { captureActors } from '../../actors/capture-actors.js';
@@ -72,7 +72,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
   const lock = await acquireInstanceLock(paths.lockFile, paths.name);
   cleanup.add('release the instance lock', () => lock.release());
   try {
-    await removeRuntimeFiles([paths.traceFile]);
+    await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
     const session = new StartSession({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line) });
     trace.onEntry((entry) => {

@@ -62,6 +62,36 @@ describe('sparse zstd', () => {
     expect(await sha256(out)).toBe(await sha256(src));
   });
 
+  it('cuts data into several frames whose edges fall inside extents, and puts every byte back', async () => {
+    const d = await dir();
+    const src = join(d, 'state.raw');
+    const handle = await open(src, 'w');
+    await handle.truncate(64 << 20);
+    // 10.5 MiB of data: frames of 4 MiB end inside the second and third extents.
+    for (const [offset, data] of [[0, randomBytes(2.5 * 2 ** 20)], [20 << 20, Buffer.alloc(3 << 20, 'frame ')], [40 << 20, randomBytes(5 << 20)]] as const) {
+      await handle.write(data, 0, data.length, offset);
+    }
+    await handle.close();
+    const packed = await compressSparse(src, join(d, 'state.zst'));
+    expect(packed.dataBytes).toBe(10.5 * 2 ** 20);
+    const out = join(d, 'restored.raw');
+    const restored = await decompressSparse(join(d, 'state.zst'), out);
+    expect(restored).toMatchObject({ apparentBytes: 64 << 20, dataBytes: 10.5 * 2 ** 20, sha256: packed.sha256 });
+    expect(await sha256(out)).toBe(await sha256(src));
+    expect((await stat(out)).blocks * 512).toBeLessThanOrEqual((await stat(src)).blocks * 512);
+  });
+
+  it('refuses a state in another format by name, so the fallback can say why', async () => {
+    const d = await dir();
+    const src = join(d, 'state.raw');
+    await sparseFile(src, 16 << 20);
+    await compressSparse(src, join(d, 'state.zst'));
+    const older = await readFile(join(d, 'state.zst'));
+    older.write('WVMSPZ01', 0, 'latin1');
+    await writeFile(join(d, 'older.zst'), older);
+    await expect(decompressSparse(join(d, 'older.zst'), join(d, 'c.raw'))).rejects.toMatchObject({ code: 'E_SNAPSHOT_CORRUPT', message: expect.stringContaining('another warmvm format (WVMSPZ01') });
+  });
+
   it('handles a file that is all hole, and one with no hole', async () => {
     const d = await dir();
     await writeFile(join(d, 'empty'), '');

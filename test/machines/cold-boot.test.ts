@@ -25,7 +25,7 @@ async function run(outcomes: {
       stopQemu: fake(outcomes.stop ?? { ok: { how: 'terminated' } }, calls, 'stop'),
     },
   });
-  const actor = createActor(machine, { input: { bounds, rotation: outcomes.rotation ?? false }, clock });
+  const actor = createActor(machine, { input: { bounds, rotation: outcomes.rotation ?? false, capturing: outcomes.rotation === undefined }, clock });
   const states: string[] = [];
   actor.subscribe((snapshot) => {
     const value = String(snapshot.value);

@@ -1,0 +1,70 @@
+import { readFile } from 'node:fs/promises';
+import { WarmvmError } from '../../adapters/errors.js';
+import { instancePaths } from '../../adapters/paths.js';
+import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace-check.js';
+import type { TraceRecord } from '../../adapters/trace-event.js';
+import { readTraceFile } from '../../adapters/trace-file.js';
+import { formatTimeline } from '../../adapters/trace-timeline.js';
+import type { Output } from '../output.js';
+
+/** `trace check` exit codes: CI can tell a trace that differs from one that could not be checked. */
+export const TRACE_MATCHED = 0;
+export const TRACE_DIFFERS = 1;
+export const TRACE_UNCHECKED = 2;
+
+/** Which trace: a file given on the command line, else the instance's. */
+export interface TraceSource {
+  file: string | undefined;
+  name: string;
+  /** Whether --name was given (it has a default), so a FILE and --name together can be refused. */
+  nameGiven: boolean;
+  home: string;
+}
+
+export async function traceShowCommand(options: TraceSource & { output: Output }): Promise<number> {
+  const { file, label } = resolveTrace(options);
+  const entries = await readTraceFile(file, options.file === undefined ? { instance: options.name } : {});
+  options.output.result({ ...label, file, entries }, formatTimeline(entries));
+  return 0;
+}
+
+export async function traceCheckCommand(options: TraceSource & { expected: string; output: Output }): Promise<number> {
+  return orUnchecked(options.output, { expected: options.expected }, async () => {
+    const { file } = resolveTrace(options);
+    const expected = await readExpected(options.expected);
+    const entries: TraceRecord[] = await readTraceFile(file, options.file === undefined ? { instance: options.name } : {});
+    const result = checkTrace(expected, entries, { actualSource: file });
+    options.output.result({ ok: result.ok, expected: options.expected, actual: file, description: expected.description, problems: result.problems }, formatTraceCheck(result));
+    return result.ok ? TRACE_MATCHED : TRACE_DIFFERS;
+  });
+}
+
+function resolveTrace(options: TraceSource): { file: string; label: { name?: string } } {
+  if (options.file !== undefined && options.nameGiven) {
+    throw new WarmvmError('E_USAGE', `give either a trace file (${options.file}) or --name ${options.name}, not both`, {
+      hint: 'without a file, the instance\'s own trace.jsonl is read',
+    });
+  }
+  if (options.file !== undefined) return { file: options.file, label: {} };
+  return { file: instancePaths(options.home, options.name).traceFile, label: { name: options.name } };
+}
+
+async function readExpected(path: string): Promise<ExpectedTrace> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new WarmvmError('E_EXPECTED_TRACE', `cannot read the expected trace ${path}`, { hint: 'check the path of EXPECTED.json', cause });
+  }
+  return parseExpectedTrace(text, path);
+}
+
+/** Prints an error the way every command does, but exits 2: "could not check", not "differs". */
+async function orUnchecked(output: Output, extra: Record<string, unknown>, command: () => Promise<number>): Promise<number> {
+  try {
+    return await command();
+  } catch (error) {
+    output.error(error, extra);
+    return TRACE_UNCHECKED;
+  }
+}

@@ -1,0 +1,129 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { projectRoot } from '../../adapters/project-root.js';
+import { cli } from '../helpers/cli.js';
+import { useTempDirs } from '../helpers/temp.js';
+
+// The built CLI as a real process (npm test builds first), on temp files and a temp home.
+const temp = useTempDirs();
+const traces = join(projectRoot(), 'test', 'traces');
+const resumeExpected = join(traces, 'resume.json');
+const resumeRun = join(traces, 'runs', 'resume.jsonl');
+const fallbackRun = join(traces, 'runs', 'corrupt-snapshot-fallback.jsonl');
+
+/** A home with one instance whose trace is a copy of `run`. */
+async function homeWith(name: string, run: string): Promise<string> {
+  const home = await temp();
+  await mkdir(join(home, 'instances', name), { recursive: true });
+  await writeFile(join(home, 'instances', name, 'trace.jsonl'), await readFile(run));
+  return home;
+}
+
+describe('warmvm trace check', () => {
+  it('exits 0 with one line when the trace matches', async () => {
+    const home = await homeWith('ci1', resumeRun);
+    const result = await cli(['trace', 'check', resumeExpected, '--name', 'ci1'], { WARMVM_HOME: home });
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.trim().split('\n')).toHaveLength(1);
+    expect(result.stdout).toContain(`trace check OK: ${join(home, 'instances', 'ci1', 'trace.jsonl')} matches ${resumeExpected}`);
+  });
+
+  it('exits 1 with the diff on stdout when it does not', async () => {
+    const result = await cli(['trace', 'check', resumeExpected, fallbackRun], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(1);
+    expect(result.stdout).toContain(`trace check FAILED: ${fallbackRun} does not match ${resumeExpected}`);
+    expect(result.stdout).toMatch(/\n {2}> +6 {2}resume\.rotating \(maxMs 5000\) +#8 +\+0\.057s {2}start\.settingAside +<- diverges here\n/);
+    expect(result.stdout).toContain('E_SNAPSHOT_CORRUPT the compressed state');
+    expect(result.stderr).toBe('');
+  });
+
+  it('with --json, prints {ok, expected, actual, problems}', async () => {
+    const result = await cli(['trace', 'check', resumeExpected, fallbackRun, '--json'], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(1);
+    expect(result.json).toMatchObject({ ok: false, expected: resumeExpected, actual: fallbackRun });
+    const problems = result.json.problems as { kind: string; item?: unknown; entry?: { state: string } }[];
+    expect(problems.map((problem) => problem.kind)).toEqual(['sequence', 'absent', 'absent']);
+    expect(problems[0]).toMatchObject({ item: { index: 6, pattern: 'resume.rotating' }, entry: { index: 8, state: 'start.settingAside' } });
+    const ok = await cli(['trace', 'check', resumeExpected, resumeRun, '--json'], { WARMVM_HOME: await temp() });
+    expect(ok.exitCode).toBe(0);
+    expect(ok.json).toMatchObject({ ok: true, problems: [] });
+  });
+
+  it('exits 2 on an expected file that is not valid, naming the field', async () => {
+    const expected = join(await temp(), 'expect.json');
+    await writeFile(expected, JSON.stringify({ states: ['start.preflight', { state: 'start.image', maxMs: '5s' }] }));
+    const result = await cli(['trace', 'check', expected, resumeRun], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`warmvm: ${expected} is not a valid expected trace`);
+    expect(result.stderr).toContain('"states[1].maxMs" must be a number of milliseconds >= 0 (got "5s")');
+  });
+
+  it('exits 2 when the trace is missing, saying how to make one', async () => {
+    const home = await temp();
+    const result = await cli(['trace', 'check', resumeExpected, '--name', 'ci2'], { WARMVM_HOME: home });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`there is no trace at ${join(home, 'instances', 'ci2', 'trace.jsonl')}`);
+    expect(result.stderr).toContain('run "warmvm start --name ci2" first');
+    const json = await cli(['trace', 'check', resumeExpected, '--name', 'ci2', '--json'], { WARMVM_HOME: home });
+    expect(json.exitCode).toBe(2);
+    expect(json.json).toMatchObject({ outcome: 'failed', error: { code: 'E_TRACE_MISSING' } });
+  });
+
+  it('exits 2 on a damaged trace, naming its file and line', async () => {
+    const run = join(await temp(), 'trace.jsonl');
+    const lines = (await readFile(resumeRun, 'utf8')).split('\n');
+    lines[2] = '{"at": 47, "state": "start.acc';
+    await writeFile(run, lines.join('\n'));
+    const result = await cli(['trace', 'check', resumeExpected, run], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`${run}:3 is not JSON`);
+  });
+
+  it('exits 2 on bad usage', async () => {
+    expect((await cli(['trace', 'check'], { WARMVM_HOME: await temp() })).exitCode).toBe(2);
+    expect((await cli(['trace', 'check', resumeExpected, resumeRun, '--nope'], { WARMVM_HOME: await temp() })).exitCode).toBe(2);
+    const both = await cli(['trace', 'check', resumeExpected, resumeRun, '--name', 'x'], { WARMVM_HOME: await temp() });
+    expect(both.exitCode).toBe(2);
+    expect(both.stderr).toContain('give either a trace file');
+  });
+
+  it('explains the format in --help', async () => {
+    const result = await cli(['trace', 'check', '--help']);
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toContain('Exit 2: it could not be checked');
+    expect(result.stdout).toContain('"..." zero or more entries of anything');
+    expect(result.stdout).toContain('See "Traces" in the README.');
+  });
+});
+
+describe('warmvm trace show', () => {
+  it('prints an instance\'s trace as a timeline', async () => {
+    const home = await homeWith('ci3', fallbackRun);
+    const result = await cli(['trace', 'show', '--name', 'ci3'], { WARMVM_HOME: home });
+    expect(result.exitCode).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toHaveLength(32);
+    expect(lines[7]).toMatch(/^ {2}\+0\.055s {4}resume\.stopping +preparing 2 ms +error resume\.preparing: E_SNAPSHOT_CORRUPT the compressed state .* is corrupt/);
+    expect(lines.at(-1)).toBe('6.394s in all, 30 states, ended in start.running');
+  });
+
+  it('with --json, prints the file and its entries', async () => {
+    const result = await cli(['trace', 'show', resumeRun, '--json'], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(0);
+    expect(result.json.file).toBe(resumeRun);
+    expect(result.json.name).toBeUndefined();
+    expect((result.json.entries as { state: string }[]).map((entry) => entry.state).at(-1)).toBe('start.running');
+    const byName = await cli(['trace', 'show', '--name', 'ci4', '--json'], { WARMVM_HOME: await homeWith('ci4', resumeRun) });
+    expect(byName.json).toMatchObject({ name: 'ci4' });
+    expect(byName.json.entries).toHaveLength(14);
+  });
+
+  it('fails with the missing file named', async () => {
+    const home = await temp();
+    const result = await cli(['trace', 'show', '--name', 'ci5'], { WARMVM_HOME: home });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('run "warmvm start --name ci5" first');
+  });
+});
