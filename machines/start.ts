@@ -1,4 +1,4 @@
-import { and, assign, sendTo, setup } from 'xstate';
+import { and, assign, not, sendTo, setup } from 'xstate';
 import { captureMachine, type CaptureBounds, type CaptureOutput } from './capture.js';
 import { coldBootMachine, type ColdBootBounds, type ColdBootOutput, type HealthResult } from './cold-boot.js';
 import { placeholder } from './placeholder.js';
@@ -52,6 +52,8 @@ interface StartContext {
   captureAfterCold: boolean;
   fallbackTaken: boolean;
   fallbackReason: string | undefined;
+  /** Ctrl-C reached a child: whatever it ends with, nothing new may start. */
+  interrupted: boolean;
   /** The steps that made the VM that ends up running: `cold`, `capture`, `resume`. */
   steps: string[];
   pid: number | undefined;
@@ -64,8 +66,16 @@ interface StartContext {
 
 export type StartEvent = { type: 'CANCEL' };
 
-/** Resume failures that mean the snapshot itself is bad: it is set aside and captured anew. */
+/**
+ * Resume failures that mean the snapshot itself is bad: it is set aside and captured anew. Only
+ * while reading it (preparing) or loading it (incoming): a later failure says nothing about it.
+ */
 const SNAPSHOT_DAMAGE = new Set(['E_SNAPSHOT_CORRUPT', 'E_SNAPSHOT_MISSING', 'E_MIGRATION_INCOMING', 'E_NOT_PAUSED']);
+const SNAPSHOT_READING_STATES = new Set(['resume.preparing', 'resume.incoming']);
+
+function snapshotDamaged(failure: Failure): boolean {
+  return SNAPSHOT_DAMAGE.has(failure.code) && SNAPSHOT_READING_STATES.has(failure.state);
+}
 
 const NO_ROTATION_WARNING = 'rotation is off (--no-rotation): the guest runs with the placeholder secrets captured in the snapshot';
 
@@ -98,11 +108,13 @@ export const startMachine = setup({
       failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, params.hint),
     })),
     recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
+    recordInterrupt: assign({ interrupted: true }),
     enterStep: assign(({ context }, params: { step: string }) => ({ steps: [...context.steps, params.step] })),
   },
   guards: {
     snapshotUsable: ({ event }) => (event as unknown as { output: { status: string } }).output.status === 'usable',
     fallbackLeft: ({ context }) => !context.fallbackTaken,
+    interrupted: ({ context }) => context.interrupted,
     // A child whose QEMU could not be stopped: launching another would make two QEMUs at once.
     childStopped: ({ event }) => (event as unknown as { output: { stopError?: string } }).output.stopError === undefined,
     captureAfterCold: ({ context }) => context.captureAfterCold,
@@ -124,6 +136,7 @@ export const startMachine = setup({
     captureAfterCold: false,
     fallbackTaken: false,
     fallbackReason: undefined,
+    interrupted: false,
     steps: [],
     pid: undefined,
     health: [],
@@ -193,12 +206,12 @@ export const startMachine = setup({
           },
           {
             guard: ({ context, event }) =>
-              !context.fallbackTaken && event.output.outcome === 'failed' && event.output.stopError === undefined && SNAPSHOT_DAMAGE.has(event.output.failure.code),
+              !context.fallbackTaken && !context.interrupted && event.output.outcome === 'failed' && event.output.stopError === undefined && snapshotDamaged(event.output.failure),
             target: 'settingAside',
             actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, context.capture)),
           },
           {
-            guard: and(['fallbackLeft', 'childStopped']),
+            guard: and(['fallbackLeft', 'childStopped', not('interrupted')]),
             target: 'coldBoot',
             actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, false)),
           },
@@ -212,7 +225,7 @@ export const startMachine = setup({
         ],
         onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.resume' } } },
       },
-      on: { CANCEL: { actions: sendTo('resume', { type: 'CANCEL' }) } },
+      on: { CANCEL: { actions: ['recordInterrupt', sendTo('resume', { type: 'CANCEL' })] } },
     },
     settingAside: {
       invoke: {
@@ -255,7 +268,7 @@ export const startMachine = setup({
         onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.coldBoot' } } },
       },
       // The child owns the QEMU it launched: it must stop it before the run ends.
-      on: { CANCEL: { actions: sendTo('coldBoot', { type: 'CANCEL' }) } },
+      on: { CANCEL: { actions: ['recordInterrupt', sendTo('coldBoot', { type: 'CANCEL' })] } },
     },
     capture: {
       entry: { type: 'enterStep', params: { step: 'capture' } },
@@ -266,7 +279,7 @@ export const startMachine = setup({
         onDone: [
           { guard: ({ event }) => event.output.outcome === 'captured', target: 'resume' },
           {
-            guard: and(['fallbackLeft', 'childStopped']),
+            guard: and(['fallbackLeft', 'childStopped', not('interrupted')]),
             target: 'coldBoot',
             actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<CaptureOutput, { outcome: 'failed' }>).failure, false)),
           },
@@ -280,7 +293,7 @@ export const startMachine = setup({
         ],
         onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.capture' } } },
       },
-      on: { CANCEL: { actions: sendTo('capture', { type: 'CANCEL' }) } },
+      on: { CANCEL: { actions: ['recordInterrupt', sendTo('capture', { type: 'CANCEL' })] } },
     },
     running: { type: 'final' },
     failed: { type: 'final' },

@@ -1,0 +1,50 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { brokenInvariants, describeRun } from '../helpers/invariants.js';
+import { flagsArb, propertyParameters, runWorld, scriptArb } from '../helpers/world-run.js';
+
+/*
+ * DESIGN.md's invariants, held on every generated run of the root machine (and through it the
+ * cold-boot, capture and resume machines): each actor succeeds, fails with an error of any kind,
+ * hangs until its bound, answers around its bound, or sees QEMU exit; Ctrl-C may come after any
+ * call. A failure prints fast-check's seed and path: replay it with
+ *   WARMVM_PROPERTY_SEED=<seed> WARMVM_PROPERTY_PATH=<path> npx vitest run test/machines/invariants.property.test.ts
+ * and WARMVM_PROPERTY_RUNS=<n> runs more.
+ */
+describe('the machines keep DESIGN.md invariants on every generated run', () => {
+  it('invariants 1-7 hold, checked on the trace and on the world the fakes act on', async () => {
+    await fc.assert(
+      fc.asyncProperty(scriptArb, flagsArb, async (script, flags) => {
+        const run = await runWorld(script, flags);
+        const broken = brokenInvariants(run);
+        if (broken.length > 0) throw new Error(`${broken.join('\n')}\n${describeRun(run)}`);
+      }),
+      propertyParameters(300),
+    );
+  }, 120_000);
+
+  it('races: actor answers and bounds settle in every order fc.scheduler picks', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.scheduler(), scriptArb, flagsArb, fc.infiniteStream(fc.boolean()), async (scheduler, script, flags, choices) => {
+        const preferences = choices[Symbol.iterator]();
+        const run = await runWorld(script, flags, {
+          settle: (label, value) => scheduler.schedule(Promise.resolve(label)).then(value),
+          pending: () => scheduler.count(),
+          settleOne: () => scheduler.waitOne(),
+          preferSettle: () => preferences.next().value === true,
+        });
+        const broken = brokenInvariants(run);
+        if (broken.length > 0) throw new Error(`${broken.join('\n')}\n${describeRun(run)}\n${scheduler.report().map((task) => task.label).join(', ')}`);
+      }),
+      propertyParameters(150),
+    );
+  }, 120_000);
+
+  it('a broken invariant is caught: the checks themselves can fail', async () => {
+    // A world where QEMU never stops: every failed attempt leaves it running.
+    const run = await runWorld({ behaviours: { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' }] }, snapshot: 'usable', incomingRunstate: 'paused', cancelAtCall: undefined }, { forceCold: false, capture: true, rotation: true });
+    expect(brokenInvariants(run)).toEqual([]);
+    run.world.live.add(424242);
+    expect(brokenInvariants(run).join('\n')).toMatch(/^2: healthy with pid/m);
+  });
+});
