@@ -140,12 +140,21 @@ export interface Exchange {
 /** The last few exchanges on a connection, oldest first: what a person reads when a start is stuck. */
 export class ExchangeRing {
   private readonly entries: Exchange[] = [];
+  private readonly listeners = new Set<(exchange: Exchange) => void>();
 
   constructor(private readonly capacity = 20) {}
 
   record(direction: Exchange['direction'], kind: Exchange['kind'], name: string | undefined, message: unknown): void {
-    this.entries.push({ at: new Date().toISOString(), direction, kind, name, text: redactedJson(message) });
+    const exchange: Exchange = { at: new Date().toISOString(), direction, kind, name, text: redactedJson(message) };
+    this.entries.push(exchange);
     if (this.entries.length > this.capacity) this.entries.shift();
+    for (const listener of this.listeners) listener({ ...exchange });
+  }
+
+  /** Every exchange from now on, as recorded (redacted): for the inspector. */
+  subscribe(listener: (exchange: Exchange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   list(): Exchange[] {

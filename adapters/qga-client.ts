@@ -393,6 +393,11 @@ export class QgaClient {
     return this.exchanges.list();
   }
 
+  /** Each message from now on, secrets redacted, as it is sent or received. */
+  observeExchanges(listener: (exchange: Exchange) => void): () => void {
+    return this.exchanges.subscribe(listener);
+  }
+
   /** Closes the connection; queued and pending requests reject with QgaDisconnectedError. Idempotent. */
   close(): Promise<void> {
     if (!this.closing) {

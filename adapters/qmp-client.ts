@@ -354,6 +354,11 @@ export class QmpClient {
     return this.exchanges.list();
   }
 
+  /** Each message from now on, secrets redacted, as it is sent or received. */
+  observeExchanges(listener: (exchange: Exchange) => void): () => void {
+    return this.exchanges.subscribe(listener);
+  }
+
   /** Closes the connection; every pending call rejects with QmpDisconnectedError. Idempotent. */
   close(): Promise<void> {
     if (!this.closing) {

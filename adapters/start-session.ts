@@ -7,6 +7,7 @@ import { prepareBootFiles, type BootFiles } from './boot-files.js';
 import type { CleanupStack } from './cleanup.js';
 import { ensureDemoGuest } from './demo-guest.js';
 import { WarmvmError } from './errors.js';
+import type { Exchange } from './inspector-protocol.js';
 import { fileExists } from './file-exists.js';
 import type { InstanceState } from './instance-state.js';
 import { captureToFile, incomingFromFile, quit, resumeVcpus } from './migration.js';
@@ -39,6 +40,8 @@ export interface StartSessionOptions {
   cleanup: CleanupStack;
   logger: Logger;
   progress: (line: string) => void;
+  /** Epoch ms the run's trace began at: exchanges are timed from it, like trace entries. */
+  startedAt?: number;
 }
 
 type Choice = { status: 'usable' } | { status: 'missing' } | { status: 'setAside'; reason: string };
@@ -61,9 +64,13 @@ export class StartSession {
   /** The runner whose VM ended healthy, if any. */
   winner: VmRunner | undefined;
   lastFingerprint: string | undefined;
+  private readonly exchangeListeners: ((exchange: Exchange) => void)[] = [];
+
+  private readonly clockStart: number;
 
   constructor(readonly options: StartSessionOptions) {
     this.snapshot = snapshotPaths(homePaths(options.home).snapshots, options.paths.name);
+    this.clockStart = options.startedAt ?? Date.now();
   }
 
   get spec(): VmSpec {
@@ -184,10 +191,15 @@ export class StartSession {
     const rotation = this.spec.rotation;
     if (!rotation) return { secrets: 0, exitCode: 0 };
     const qga = await runner.agent(this.spec.bounds.rotateMs, signal);
-    const result = await runner.whileRunning(
-      'rotating secrets',
-      rotateSecrets(qga, rotation, { secretsFile: this.paths.secretsFile, timeoutMs: this.spec.bounds.rotateMs, signal }),
-    );
+    const started = Date.now();
+    const result = await runner
+      .whileRunning('rotating secrets', rotateSecrets(qga, rotation, { secretsFile: this.paths.secretsFile, timeoutMs: this.spec.bounds.rotateMs, signal }))
+      .catch((error: unknown) => {
+        // The error's message is secret-free: rotateSecrets redacts the guest's stderr.
+        this.exchange({ channel: 'exec', what: rotation.command, ok: false, summary: (error as Error).message, ms: Date.now() - started });
+        throw error;
+      });
+    this.exchange({ channel: 'exec', what: rotation.command, ok: true, summary: `exit ${result.exitCode}, ${result.secrets} secrets in${result.clockSet ? ', clock set' : ''}`, ms: Date.now() - started });
     this.lastFingerprint = result.fingerprint;
     return { secrets: result.secrets, exitCode: result.exitCode };
   }
@@ -401,9 +413,22 @@ export class StartSession {
     };
   }
 
+  /** The last exchanges with QEMU, the agent and the health checks, for the inspector. Secret-free. */
+  onExchange(listener: (exchange: Exchange) => void): void {
+    this.exchangeListeners.push(listener);
+  }
+
+  private exchange(exchange: Omit<Exchange, 'at'>): void {
+    for (const listener of this.exchangeListeners) listener({ at: Date.now() - this.clockStart, ...exchange });
+  }
+
   private runner(argv: string[]): VmRunner {
     const qemu = this.require(this.qemu, 'QEMU');
     return new VmRunner({
+      onHealthAttempt: (answers) => {
+        for (const answer of answers) this.exchange({ channel: 'health', what: answer.url, ok: answer.status !== undefined && answer.status < 400, summary: answer.status !== undefined ? `HTTP ${answer.status}` : `no answer (${answer.error ?? 'refused'})` });
+      },
+      onExchange: (exchange) => this.exchange(exchange),
       binary: qemu.binary,
       argv,
       qgaSocket: this.spec.agent ? this.paths.qgaSocket : undefined,

@@ -1,5 +1,6 @@
 import { appendFileSync } from 'node:fs';
 import type { InspectionEvent } from 'xstate';
+import type { Exchange } from './inspector-protocol.js';
 
 /** One line of trace.jsonl: a state entered. */
 export interface TraceEntry {
@@ -57,6 +58,19 @@ export class TraceRecorder {
     });
   };
 
+  /**
+   * An exchange with QEMU, the agent or the health checks, as a line without a `state` (readers
+   * of states skip it). A poll that says the same as the last one of its channel is not repeated.
+   */
+  exchange(exchange: Exchange): void {
+    const key = `${exchange.what}\u0000${exchange.summary}`;
+    if (this.lastExchange.get(exchange.channel) === key) return;
+    this.lastExchange.set(exchange.channel, key);
+    if (this.file) appendFileSync(this.file, JSON.stringify({ t: new Date(this.started + exchange.at).toISOString(), at: exchange.at, exchange }) + '\n');
+  }
+
+  private readonly lastExchange = new Map<string, string>();
+
   onEntry(listener: (entry: TraceEntry) => void): void {
     this.listeners.push(listener);
   }
@@ -66,6 +80,11 @@ export class TraceRecorder {
     const out: Record<string, number> = {};
     for (const entry of this.entries) if (entry.from !== undefined && entry.ms !== undefined) out[entry.from] = (out[entry.from] ?? 0) + entry.ms;
     return out;
+  }
+
+  /** Epoch milliseconds the run began at: entries' `at` count from here. */
+  get startedAt(): number {
+    return this.started;
   }
 
   elapsedMs(): number {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { CleanupHandle, CleanupStack } from './cleanup.js';
 import { WarmvmError } from './errors.js';
+import type { Exchange } from './inspector-protocol.js';
 import { waitHealthy, type HealthAnswer, type HealthCheck } from './health-probe.js';
 import type { InstancePaths } from './paths.js';
 import { QgaClient } from './qga-client.js';
@@ -21,6 +22,8 @@ export interface VmRunnerOptions {
   logger: Logger;
   /** Each health round's answers, for progress and the inspector. */
   onHealthAttempt?: (answers: HealthAnswer[]) => void;
+  /** Each QMP and guest-agent command and its answer, for the inspector. */
+  onExchange?: (exchange: Omit<Exchange, 'at'>) => void;
 }
 
 export class QemuExitedError extends WarmvmError {
@@ -85,6 +88,7 @@ export class VmRunner {
     });
     this.qemu = { pid, exited, hasExited: () => gone };
     this.qmp = await this.raceExit('accepting a QMP connection', QmpClient.connect(this.options.paths.qmpSocket, { timeoutMs: this.options.bounds.launchMs, signal, logger: this.log }));
+    this.observe(this.qmp, 'qmp');
   }
 
   /** Starts QEMU and connects to QMP. Cleanup to stop it is registered before anything can fail. */
@@ -97,7 +101,8 @@ export class VmRunner {
     this.spawning = spawnQemu({ binary, argv, logFile: paths.qemuLog, pidFile: paths.pidFile });
     const qemu = await this.spawning;
     this.qemu = qemu;
-    this.qmp = await this.raceExit('opening its QMP socket', QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: this.options.bounds.launchMs, signal, logger: this.log }));
+    this.qmp = await this.raceExit('opening its QMP socket', QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: this.options.bounds.launchMs, signal: this.untilExit(signal), logger: this.log }));
+    this.observe(this.qmp, 'qmp');
     return { pid: qemu.pid };
   }
 
@@ -117,7 +122,8 @@ export class VmRunner {
   async agent(deadlineMs: number, signal?: AbortSignal): Promise<QgaClient> {
     if (this.qga && !this.qga.closed) return this.qga;
     if (!this.options.qgaSocket) throw new WarmvmError('E_NO_AGENT', 'this guest has no guest agent configured', { hint: 'set "agent": true in the config and run qemu-ga in the guest' });
-    this.qga = await this.raceExit('waiting for the guest agent', QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal }));
+    this.qga = await this.raceExit('waiting for the guest agent', QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal: this.untilExit(signal) }));
+    this.observe(this.qga, 'qga');
     return this.qga;
   }
 
@@ -149,7 +155,7 @@ export class VmRunner {
       waitHealthy(this.options.health, {
         attemptTimeoutMs: 2_000,
         overallMs: this.options.bounds.healthMs,
-        signal,
+        signal: this.untilExit(signal),
         onAttempt: this.options.onHealthAttempt,
       }),
     );
@@ -201,6 +207,28 @@ export class VmRunner {
     this.qmp = undefined;
   }
 
+  /** Reports each answer (and QMP event) to the inspector, with the time since its command went out. */
+  private observe(client: QmpClient | QgaClient, channel: 'qmp' | 'qga'): void {
+    const report = this.options.onExchange;
+    if (!report) return;
+    const sentAt = new Map<string, number>();
+    client.observeExchanges((exchange) => {
+      if (exchange.direction === 'sent') {
+        if (exchange.name) sentAt.set(exchange.name, Date.now());
+        return;
+      }
+      if (exchange.kind === 'greeting') return;
+      const started = exchange.kind === 'event' || !exchange.name ? undefined : sentAt.get(exchange.name);
+      report({
+        channel,
+        what: exchange.kind === 'event' ? `event ${exchange.name ?? '?'}` : (exchange.name ?? exchange.kind),
+        ok: exchange.kind !== 'error' && exchange.kind !== 'malformed',
+        summary: summarizeReply(exchange.text),
+        ...(started !== undefined ? { ms: Date.now() - started } : {}),
+      });
+    });
+  }
+
   private requireQmp(): QmpClient {
     if (!this.qmp) throw new WarmvmError('E_STATE', 'QMP is not connected: QEMU was not launched', { hint: 'this is a warmvm bug; please report it' });
     return this.qmp;
@@ -211,6 +239,19 @@ export class VmRunner {
    * dropped QMP connection usually beats the exit notice by a moment: when the work fails, give
    * the exit a moment to show, so the error names the real cause.
    */
+  /**
+   * The caller's signal, also aborted once QEMU has exited. raceExit gives up on work when QEMU
+   * dies, and nothing aborts it after (an actor's signal is not aborted once its promise settled):
+   * a connect loop left running would take the next QEMU's socket, at the same path, for itself.
+   */
+  private untilExit(signal: AbortSignal | undefined): AbortSignal | undefined {
+    const qemu = this.qemu;
+    if (!qemu || signal !== null) return signal; // SCRATCH
+    const exited = new AbortController();
+    void qemu.exited.then(() => exited.abort(new WarmvmError('E_ABORTED', 'QEMU exited')));
+    return signal ? AbortSignal.any([signal, exited.signal]) : exited.signal;
+  }
+
   private async raceExit<T>(during: string, work: Promise<T>): Promise<T> {
     const qemu = this.qemu;
     if (!qemu) return await work;
@@ -227,4 +268,17 @@ export class VmRunner {
       throw error;
     }
   }
+}
+
+/** A reply in a few words; a guest program's output is left out (it is the guest's, and may be anything). */
+function summarizeReply(text: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // Cut short by the exchange ring: still never show a program's output.
+    return text.replace(/"(out|err)-data":"[^"]*"?/g, '"$1-data":"[…]"').slice(0, 160);
+  }
+  const summary = JSON.stringify(value, (key, inner: unknown) => (key === 'out-data' || key === 'err-data' ? `[${typeof inner === 'string' ? inner.length : 0} base64 chars]` : inner));
+  return summary.length <= 160 ? summary : `${summary.slice(0, 159)}…`;
 }

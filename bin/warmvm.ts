@@ -34,11 +34,37 @@ program
   .option('--cold', 'boot cold: neither use nor make a snapshot')
   .option('--no-capture', 'do not capture a snapshot after a cold boot')
   .option('--no-rotation', 'keep the snapshot\'s placeholder secrets (a warning says so)')
+  .option(
+    '--inspect [target]',
+    'watch the run: serve a live page on 127.0.0.1 (URL with a token, printed on stderr; PORT picks the port) and, once the run is over, keep it until Ctrl-C; "stately[:URL]" sends the events to a @statelyai/inspect WebSocket server instead',
+  )
   .addOption(jsonOption())
-  .action(async (opts: { name: string; config?: string; cold?: boolean; capture: boolean; rotation: boolean; json?: boolean }) => {
-    await run(opts.json, async (output, logger) =>
-      (await import('./commands/start.js')).startCommand({ name: opts.name, config: opts.config, cold: opts.cold ?? false, capture: opts.capture, rotation: opts.rotation, home: resolveHome(), logger, output }),
-    );
+  .action(async (opts: { name: string; config?: string; cold?: boolean; capture: boolean; rotation: boolean; inspect?: string | boolean; json?: boolean }) => {
+    await run(opts.json, async (output, logger) => {
+      const { parseInspectTarget } = await import('./inspector/live.js');
+      return (await import('./commands/start.js')).startCommand({
+        name: opts.name,
+        config: opts.config,
+        cold: opts.cold ?? false,
+        capture: opts.capture,
+        rotation: opts.rotation,
+        inspect: parseInspectTarget(opts.inspect),
+        home: resolveHome(),
+        logger,
+        output,
+      });
+    });
+  });
+
+program
+  .command('inspect')
+  .description('Serve the inspector page on a recorded trace (a run that is over, a CI artifact), with a slider to step through it; until Ctrl-C')
+  .argument('[file]', 'a trace.jsonl (default: the instance\'s, $WARMVM_HOME/instances/<name>/trace.jsonl)')
+  .addOption(nameOption())
+  .option('-p, --port <port>', 'the port on 127.0.0.1 (default: any free one)', '0')
+  .addOption(jsonOption())
+  .action(async (file: string | undefined, opts: { name: string; port: string; json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/inspect.js')).inspectCommand({ file, name: opts.name, home: resolveHome(), port: Number(opts.port), output }));
   });
 
 program

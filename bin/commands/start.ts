@@ -18,6 +18,8 @@ import { captureMachine } from '../../machines/capture.js';
 import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine } from '../../machines/resume.js';
 import { startMachine, type StartBounds } from '../../machines/start.js';
+import { LiveInspector, type InspectTarget } from '../inspector/live.js';
+import { inspectorModel } from '../inspector/model.js';
 import { onInterrupt } from '../interrupt.js';
 import { seconds, type Output } from '../output.js';
 
@@ -30,6 +32,7 @@ export interface StartOptions {
   home: string;
   logger: Logger;
   output: Output;
+  inspect?: InspectTarget | undefined;
 }
 
 /** A state's key in `seconds`: the root's own states bare, a child's with its machine's name. */
@@ -74,7 +77,8 @@ export async function startCommand(options: StartOptions): Promise<number> {
   try {
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
-    const session = new StartSession({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line) });
+    const session = new StartSession({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line), startedAt: trace.startedAt });
+    session.onExchange((exchange) => trace.exchange(exchange));
     trace.onEntry((entry) => {
       if (entry.from && entry.ms !== undefined && !isFinal(entry.from)) output.progress(`  ${phaseKey(entry.from).padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
     });
@@ -90,9 +94,18 @@ export async function startCommand(options: StartOptions): Promise<number> {
     });
     output.progress(`warmvm: starting instance "${options.name}"${options.cold ? ' (cold boot forced)' : ''}`);
     if (!options.rotation) output.progress('warmvm: WARNING: --no-rotation: the guest keeps the placeholder secrets of its snapshot');
+    const bounds = startBounds(spec);
+    const inspector = options.inspect
+      ? await LiveInspector.open(options.inspect, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${options.name}`, startedAt: trace.startedAt }, output)
+      : undefined;
+    if (inspector) {
+      trace.onEntry((entry) => inspector.entry(entry));
+      session.onExchange((exchange) => inspector.exchange(exchange));
+    }
+    const forward = inspector?.inspect;
     const actor = createActor(machine, {
-      input: { bounds: startBounds(spec), forceCold: options.cold, capture: options.capture, rotation },
-      inspect: trace.inspect,
+      input: { bounds, forceCold: options.cold, capture: options.capture, rotation },
+      inspect: forward ? (event) => (trace.inspect(event), forward(event)) : trace.inspect,
     });
     const stopListening = onInterrupt(() => {
       output.progress('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
@@ -130,6 +143,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
           secretsFile: secretsFile ?? null,
           warnings: result.warnings,
           instanceDir: paths.dir,
+          ...(inspector?.url ? { inspectUrl: inspector.url } : {}),
         },
         [
           `warmvm: instance "${options.name}" is healthy (${result.path}, ${phaseSeconds.total?.toFixed(2)} s, ${state.accel}, QEMU pid ${result.pid})`,
@@ -140,6 +154,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
           `  stop it with: warmvm stop --name ${options.name}`,
         ].join('\n'),
       );
+      await inspector?.finish({ outcome: 'healthy', summary: `healthy by ${result.path} in ${phaseSeconds.total?.toFixed(2)} s, QEMU pid ${result.pid}`, ...(result.fallbackReason ? { fallbackReason: result.fallbackReason } : {}) }, output);
       return 0;
     }
     await cleanup.runAll();
@@ -151,7 +166,12 @@ export async function startCommand(options: StartOptions): Promise<number> {
       ...(result?.fallbackReason ? { fallbackReason: result.fallbackReason } : {}),
       seconds: phaseSeconds,
       failedState: failure.state,
+      ...(inspector?.url ? { inspectUrl: inspector.url } : {}),
     });
+    // Ctrl-C ended the run: the person is leaving, do not ask for a second one.
+    if (failure.code !== 'E_INTERRUPTED') {
+      await inspector?.finish({ outcome: 'failed', summary: `failed in ${failure.state}: ${failure.code} ${failure.message}`, ...(result?.fallbackReason ? { fallbackReason: result.fallbackReason } : {}) }, output);
+    }
     return failure.code === 'E_INTERRUPTED' ? 130 : 1;
   } finally {
     await cleanup.runAll();

@@ -92,14 +92,3 @@ export const scriptArb: fc.Arbitrary<Script> = fc.record({
 });
 
 export const flagsArb = fc.record({ forceCold: fc.boolean(), capture: fc.boolean(), rotation: fc.boolean() });
-
-/** fast-check's parameters, from the environment so a failure's seed and path can be replayed. */
-export function propertyParameters(defaultRuns: number): fc.Parameters<unknown> {
-  const seed = process.env.WARMVM_PROPERTY_SEED;
-  const path = process.env.WARMVM_PROPERTY_PATH;
-  return {
-    numRuns: Number(process.env.WARMVM_PROPERTY_RUNS ?? defaultRuns),
-    ...(seed !== undefined ? { seed: Number(seed) } : {}),
-    ...(path !== undefined ? { path } : {}),
-  };
-}

@@ -72,7 +72,16 @@ function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; capt
       }),
       resume: resumeMachine.provide({
         actors: {
-          prepareState: step('resume.prepare', () => ({ stateFile: '/s/state.raw', decompressed: false })),
+          // Damage to the snapshot shows while reading it; any other fault, at rotation.
+          prepareState: fromPromise<{ stateFile: string; decompressed: boolean }, void>(async () => {
+            calls.push('resume.prepare');
+            const code = faults.resumeFails?.[resumes];
+            if (code?.startsWith('E_SNAPSHOT')) {
+              resumes += 1;
+              throw errorWithCode(`resume fault ${code}`, code);
+            }
+            return { stateFile: '/s/state.raw', decompressed: false };
+          }),
           launchIncoming: launch('resume.launch'),
           migrateIncoming: step('resume.incoming', () => ({ runstate: 'paused' })),
           cont: step('resume.cont', () => ({ runstate: 'running' })),

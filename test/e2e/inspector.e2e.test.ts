@@ -1,0 +1,171 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { homePaths } from '../../adapters/paths.js';
+import { snapshotPaths } from '../../adapters/snapshot-store.js';
+import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
+
+/*
+ * The inspector in a real browser (Debian's Chromium through playwright-core) on real runs: a
+ * resume watched live to healthy, a forced fallback whose reason is on the page, and a recorded
+ * trace stepped through with `warmvm inspect`. Screenshots go under the e2e home; their paths
+ * are printed.
+ */
+const CHROMIUM = '/usr/bin/chromium';
+const TIMEOUT = 240_000;
+const SHOTS = join(E2E_HOME, 'screenshots');
+const names = ['insp-live', 'insp-fallback'];
+
+let browser: Browser;
+/** Commands still serving: a failed assertion must not leave one running into the next test. */
+const serving_: { interrupt(): Promise<unknown> }[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run "bash scripts/setup.sh --tests" (it installs Debian's chromium)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  await mkdir(SHOTS, { recursive: true });
+  for (const name of names) {
+    await cli(['stop', '--name', name]);
+    await cli(['reset', '--name', name, '--snapshot']);
+  }
+}, 120_000);
+
+afterEach(async () => {
+  for (const run of serving_.splice(0)) await run.interrupt();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  for (const name of names) await cli(['stop', '--name', name]);
+});
+
+/** A command that serves the inspector: its URL as soon as it is printed, and a way to end it with Ctrl-C. */
+function serving(args: string[]) {
+  const child = startCli(args);
+  let stderr = '';
+  const url = new Promise<string>((resolve, reject) => {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const found = /http:\/\/127\.0\.0\.1:\d+\/[\w-]+\//.exec(stderr);
+      if (found) resolve(found[0]);
+    });
+    void child.then((result) => reject(new Error(`warmvm ended before serving the inspector (exit ${result.exitCode}):\n${stderr}`)));
+  });
+  let ended: Promise<ReturnType<typeof parse>> | undefined;
+  const run = {
+    url,
+    stderr: () => stderr,
+    interrupt() {
+      ended ??= (async () => {
+        child.kill('SIGINT');
+        return parse(await child);
+      })();
+      return ended;
+    },
+  };
+  serving_.push(run);
+  return run;
+}
+
+/** Records every state the page shows as active, in order, from the first paint on. */
+async function watchActiveStates(page: Page): Promise<void> {
+  // A string, run in the page: the test's own TypeScript has no DOM types.
+  await page.addInitScript({
+    content: `
+      window.seenActive = [];
+      new MutationObserver(() => {
+        const active = [...document.querySelectorAll('[data-active="true"]')].map((node) => node.getAttribute('data-state'));
+        const deepest = active[active.length - 1];
+        if (deepest && window.seenActive[window.seenActive.length - 1] !== deepest) window.seenActive.push(deepest);
+      }).observe(document, { subtree: true, childList: true, attributes: true });`,
+  });
+}
+
+async function screenshot(page: Page, name: string): Promise<string> {
+  const file = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log(`inspector screenshot: ${file}`);
+  return file;
+}
+
+describe('the inspector in a real browser', () => {
+  it('shows a resume live, its active state moving to healthy, and keeps the page until Ctrl-C', async () => {
+    const name = 'insp-live';
+    const first = await cli(['start', '--name', name, '--json']);
+    expect(first.json.outcome, first.stderr).toBe('healthy');
+    await cli(['stop', '--name', name]);
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await watchActiveStates(page);
+    const run = serving(['start', '--name', name, '--inspect', '--json']);
+    await page.goto(await run.url);
+    await page.locator('#status.healthy').waitFor({ timeout: 60_000 });
+    const seen = (await page.evaluate('window.seenActive')) as string[];
+    expect(seen.at(-1)).toBe('start.running');
+    // It moved through the resume to healthy: the resume's states were lit on the way.
+    expect(seen).toEqual(expect.arrayContaining(['resume.incoming', 'resume.healthy']));
+    expect(seen.indexOf('resume.incoming')).toBeLessThan(seen.indexOf('resume.healthy'));
+    expect(await page.locator('#events tr').count()).toBeGreaterThan(5);
+    expect(await page.locator('[data-channel="exec"]').textContent()).toContain('rotate-secrets');
+    expect(await page.locator('[data-channel="qmp"]').textContent()).not.toBe('—');
+    expect(await page.locator('[data-channel="health"]').textContent()).toContain('HTTP 200');
+    expect(await page.locator('#note').textContent()).toContain('Ctrl-C');
+    // No secret reaches the page: the values just written for the user are not in it.
+    const secrets = (await import('node:fs')).readFileSync(join(E2E_HOME, 'instances', name, 'secrets.env'), 'utf8');
+    const html = await page.content();
+    for (const line of secrets.trim().split('\n')) expect(html).not.toContain(line.split('=')[1]);
+    await screenshot(page, 'inspector-live-resume');
+    // The command waited for Ctrl-C, and ends cleanly on it, QEMU left running.
+    expect(run.stderr()).toContain('Press Ctrl-C to end');
+    const ended = await run.interrupt();
+    expect(ended.exitCode).toBe(0);
+    expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'resume', inspectUrl: await run.url });
+    await page.close();
+  }, TIMEOUT);
+
+  it('shows the fallback reason when a resume falls back to a cold boot', async () => {
+    const name = 'insp-fallback';
+    const first = await cli(['start', '--name', name, '--json']);
+    expect(first.json.outcome, first.stderr).toBe('healthy');
+    await cli(['stop', '--name', name]);
+    const snapshot = snapshotPaths(homePaths(E2E_HOME).snapshots, name);
+    await truncate(snapshot.stateRaw, 4096);
+    await truncate(snapshot.stateZst, 100);
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const run = serving(['start', '--name', name, '--inspect', '--json']);
+    await page.goto(await run.url);
+    await page.locator('#status.healthy').waitFor({ timeout: 120_000 });
+    expect(await page.locator('#fallback').isVisible()).toBe(true);
+    expect(await page.locator('#fallbackText').textContent()).toMatch(/resume\.preparing: .*corrupt/);
+    await screenshot(page, 'inspector-fallback');
+    const ended = await run.interrupt();
+    expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.preparing') });
+    await page.close();
+  }, TIMEOUT);
+
+  it('replays a recorded trace with warmvm inspect, stepping back through it', async () => {
+    // The previous test's start is the instance's latest trace: a fallback.
+    const name = 'insp-fallback';
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const run = serving(['inspect', '--name', name]);
+    await page.goto(await run.url);
+    await page.locator('#status.healthy').waitFor({ timeout: 30_000 });
+    expect(await page.locator('#replay').isVisible()).toBe(true);
+    expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.running');
+    // Back to the first steps: the run was then still choosing, not healthy.
+    await page.locator('#cursor').fill('3');
+    expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.choosing');
+    expect(await page.locator('#status').textContent()).toBe('replaying');
+    await screenshot(page, 'inspector-replay');
+    const ended = await run.interrupt();
+    expect(ended.exitCode).toBe(0);
+    await page.close();
+    expect((await readdir(SHOTS)).filter((file) => file.endsWith('.png')).length).toBeGreaterThanOrEqual(3);
+  }, TIMEOUT);
+});
