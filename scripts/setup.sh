@@ -3,8 +3,18 @@
 #   - QEMU >= 9.0 (qemu-system-x86 + qemu-utils from bookworm-backports; Debian 12's own is 7.2)
 #   - Debian packages the demo guest build and the tests use
 #   - npm packages (npm ci) and the TypeScript build (dist/)
+#   - with --tests: what only the tests need (Debian's chromium, driven by playwright-core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+TESTS=0
+for arg in "$@"; do
+  case $arg in
+    --tests) TESTS=1 ;;
+    -h | --help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) printf 'setup: error: unknown option %s (known: --tests)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -39,6 +49,8 @@ say "apt-get update"
 $SUDO apt-get update -q >/dev/null
 
 PACKAGES=(ca-certificates procps iproute2 zstd xz-utils curl)
+# The inspector's browser test; the browser is Debian's, never a download of playwright's own.
+[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -96,7 +96,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     if (!options.rotation) output.progress('warmvm: WARNING: --no-rotation: the guest keeps the placeholder secrets of its snapshot');
     const bounds = startBounds(spec);
     const inspector = options.inspect
-      ? await LiveInspector.open(options.inspect, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${options.name}`, startedAt: trace.startedAt }, output)
+      ? await LiveInspector.open(options.inspect, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${options.name}`, startedAt: trace.startedAt })
       : undefined;
     if (inspector) {
       trace.onEntry((entry) => inspector.entry(entry));

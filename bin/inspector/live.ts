@@ -35,11 +35,11 @@ export class LiveInspector {
     private readonly stately: StatelyInspector | undefined,
   ) {}
 
-  static async open(target: InspectTarget, run: { model: InspectorModel; title: string; startedAt: number }, output: Output): Promise<LiveInspector> {
+  static async open(target: InspectTarget, run: { model: InspectorModel; title: string; startedAt: number }): Promise<LiveInspector> {
     if (target.kind === 'stately') {
       const stately = await connectStatelyInspector(target.url);
       if (!stately) {
-        output.progress(`warmvm: WARNING: no Stately inspector answers at ${target.url}; running without it`);
+        announce(`warmvm: WARNING: no Stately inspector answers at ${target.url}; running without it`);
         return new LiveInspector(undefined, undefined);
       }
       announce(`warmvm: inspection events go to the Stately inspector at ${target.url}`);

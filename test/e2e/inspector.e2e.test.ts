@@ -149,6 +149,16 @@ describe('the inspector in a real browser', () => {
     await page.close();
   }, TIMEOUT);
 
+  it('--inspect=stately with no Stately server says so, and the start runs and exits as without it', async () => {
+    const name = 'insp-live';
+    await cli(['stop', '--name', name]);
+    const result = await cli(['start', '--name', name, '--inspect=stately:ws://127.0.0.1:9', '--json']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.json).toMatchObject({ outcome: 'healthy', path: 'resume' });
+    expect(result.stderr).toContain('no Stately inspector answers at ws://127.0.0.1:9');
+    await cli(['stop', '--name', name]);
+  }, TIMEOUT);
+
   it('replays a recorded trace with warmvm inspect, stepping back through it', async () => {
     // The previous test's start is the instance's latest trace: a fallback.
     const name = 'insp-fallback';
