@@ -91,7 +91,8 @@ export class StartSession {
         hint: `"warmvm status --name ${this.paths.name}" shows it; "warmvm stop --name ${this.paths.name}" stops it; or start another with --name`,
       });
     }
-    await removeRuntimeFiles([this.paths.pidFile, this.paths.stateFile, this.paths.qmpSocket, this.paths.qgaSocket]);
+    // The secrets of a VM that is gone: a start that does not rotate must not leave them looking current.
+    await removeRuntimeFiles([this.paths.pidFile, this.paths.stateFile, this.paths.qmpSocket, this.paths.qgaSocket, this.paths.secretsFile]);
     this.qemu = await inspectQemuCached(join(this.options.home, 'qemu-info.json'), undefined, signal);
     for (const forward of this.spec.ports) {
       if (forward.host !== undefined) await assertPortFree(forward.host, `forwarded to guest port ${forward.guest}`);

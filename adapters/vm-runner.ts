@@ -246,7 +246,7 @@ export class VmRunner {
    */
   private untilExit(signal: AbortSignal | undefined): AbortSignal | undefined {
     const qemu = this.qemu;
-    if (!qemu || signal !== null) return signal; // SCRATCH
+    if (!qemu) return signal;
     const exited = new AbortController();
     void qemu.exited.then(() => exited.abort(new WarmvmError('E_ABORTED', 'QEMU exited')));
     return signal ? AbortSignal.any([signal, exited.signal]) : exited.signal;

@@ -33,7 +33,7 @@ describe('warmvm trace check', () => {
     const result = await cli(['trace', 'check', resumeExpected, fallbackRun], { WARMVM_HOME: await temp() });
     expect(result.exitCode).toBe(1);
     expect(result.stdout).toContain(`trace check FAILED: ${fallbackRun} does not match ${resumeExpected}`);
-    expect(result.stdout).toMatch(/\n {2}> +6 {2}resume\.rotating \(maxMs 5000\) +#8 +\+0\.057s {2}start\.settingAside +<- diverges here\n/);
+    expect(result.stdout).toMatch(/\n {2}> +6 {2}resume\.launching +#6 +\+0\.055s {2}resume\.stopping +<- diverges here\n/);
     expect(result.stdout).toContain('E_SNAPSHOT_CORRUPT the compressed state');
     expect(result.stderr).toBe('');
   });
@@ -43,8 +43,8 @@ describe('warmvm trace check', () => {
     expect(result.exitCode).toBe(1);
     expect(result.json).toMatchObject({ ok: false, expected: resumeExpected, actual: fallbackRun });
     const problems = result.json.problems as { kind: string; item?: unknown; entry?: { state: string } }[];
-    expect(problems.map((problem) => problem.kind)).toEqual(['sequence', 'absent', 'absent']);
-    expect(problems[0]).toMatchObject({ item: { index: 6, pattern: 'resume.rotating' }, entry: { index: 8, state: 'start.settingAside' } });
+    expect(problems.map((problem) => problem.kind)).toEqual(['sequence', 'absent', 'absent', 'absent', 'absent']);
+    expect(problems[0]).toMatchObject({ item: { index: 6, pattern: 'resume.launching' }, entry: { index: 6, state: 'resume.stopping' } });
     const ok = await cli(['trace', 'check', resumeExpected, resumeRun, '--json'], { WARMVM_HOME: await temp() });
     expect(ok.exitCode).toBe(0);
     expect(ok.json).toMatchObject({ ok: true, problems: [] });

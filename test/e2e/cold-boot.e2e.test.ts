@@ -9,22 +9,27 @@ import { isProcessAlive } from '../../adapters/process-alive.js';
 import { QgaClient } from '../../adapters/qga-client.js';
 import { findFreePort } from '../../adapters/ports.js';
 import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
+import { expectNoRuntimeFiles, liveInstanceQemus } from '../helpers/instance-leftovers.js';
+import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // A real QEMU, the real demo guest, the real CLI. Cold boots take ~6 s under TCG each.
 const BOOT_TIMEOUT = 240_000;
 
 async function expectNoInstanceLeft(name: string, pid: number | undefined): Promise<void> {
-  const paths = instancePaths(E2E_HOME, name);
   if (pid !== undefined) expect(await isProcessAlive(pid)).toBe(false);
-  for (const file of [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile, paths.lockFile]) expect(existsSync(file), file).toBe(false);
+  expect(await liveInstanceQemus(name)).toEqual([]);
+  expectNoRuntimeFiles(name);
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
   const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port', 'e2e-unhealthy'];
 
   beforeAll(async () => {
-    // A run killed midway may have left instances in the shared home.
-    for (const name of names) await cli(['stop', '--name', name]);
+    // A run killed midway may have left instances in the shared home; no snapshot may decide a path.
+    for (const name of names) {
+      await cli(['stop', '--name', name]);
+      await cli(['reset', '--name', name, '--snapshot']);
+    }
     // Builds the guest once for every e2e test (cached in the shared home).
     const built = await cli(['guest', 'build', '--json']);
     expect(built.exitCode, built.stderr).toBe(0);
@@ -39,6 +44,12 @@ describe('cold boot of the demo guest on real QEMU', () => {
     const started = await cli(['start', '--cold', '--name', name, '--json']);
     expect(started.exitCode, started.stderr + started.stdout).toBe(0);
     expect(started.json).toMatchObject({ name, outcome: 'healthy', path: 'cold' });
+    await expectTraceMatches(name, 'cold.json');
+    // The CLI's check, a real process, tells a cold start from the resume CI expects: exit 1, with the diff.
+    const check = await cli(['trace', 'check', expectedTracePath('resume.json'), '--name', name]);
+    expect(check.exitCode, check.stderr).toBe(1);
+    expect(check.stdout).toContain('trace check FAILED');
+    expect(check.stdout).toMatch(/> +4 {2}start\.resume +#4 .*start\.coldBoot +<- diverges here/);
     const seconds = started.json.seconds as Record<string, number>;
     for (const phase of ['total', 'preflight', 'image', 'accelerator', 'coldBoot.launching', 'coldBoot.booting', 'coldBoot.rotating', 'coldBoot.probing']) expect(seconds[phase], phase).toBeTypeOf('number');
     const health = started.json.health as { url: string; status: number }[];
@@ -63,8 +74,8 @@ describe('cold boot of the demo guest on real QEMU', () => {
       await qga.close();
     }
 
-    const stopped = await cli(['stop', '--name', name, '--json']);
-    expect(stopped.json).toMatchObject({ name, outcome: 'stopped', pid: started.json.pid });
+    const stopped = await stopAndCheckTrace(name);
+    expect(stopped).toMatchObject({ pid: started.json.pid });
     await expectNoInstanceLeft(name, started.json.pid as number);
     expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'stopped', pid: null });
   }, BOOT_TIMEOUT);
@@ -79,12 +90,14 @@ describe('cold boot of the demo guest on real QEMU', () => {
     expect((concurrent.json.error as { code: string }).code).toBe('E_LOCKED');
     const firstResult = parse(await first);
     expect(firstResult.json.outcome, firstResult.stderr).toBe('healthy');
+    // The refused start wrote no trace of its own (the lock comes first).
+    await expectTraceMatches(name, 'first-start.json');
     const again = await cli(['start', '--name', name, '--json']);
     expect(again.exitCode).toBe(1);
     expect(again.json.error).toMatchObject({ code: 'E_ALREADY_RUNNING', hint: expect.stringContaining('warmvm stop') });
     // The refused starts touched nothing: the first instance is still healthy.
     expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'running', pid: firstResult.json.pid });
-    await cli(['stop', '--name', name]);
+    await stopAndCheckTrace(name);
     await expectNoInstanceLeft(name, firstResult.json.pid as number);
   }, BOOT_TIMEOUT);
 
@@ -99,6 +112,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
     const result = parse(await run);
     expect(result.exitCode).toBe(130);
     expect(result.json.error).toMatchObject({ code: 'E_INTERRUPTED' });
+    await expectTraceMatches(name, 'interrupted-cold-boot.json');
     await expectNoInstanceLeft(name, pid);
   }, BOOT_TIMEOUT);
 
@@ -117,6 +131,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
     expect(result.json).toMatchObject({ failedState: 'coldBoot.probing' });
     // Whichever comes first, the probe's own bound or the state's: both name the last answer or the bound.
     expect((result.json.error as { message: string }).message).toMatch(/→ 404|did not happen within 3 s/);
+    await expectTraceMatches(name, 'unhealthy.json');
     await expectNoInstanceLeft(name, pid);
   }, BOOT_TIMEOUT);
 
