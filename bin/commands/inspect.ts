@@ -9,6 +9,7 @@ import type { TraceEntry } from '../../adapters/trace-recorder.js';
 import { untilInterrupted } from '../inspector/live.js';
 import { inspectorModel } from '../inspector/model.js';
 import { startBounds } from './start.js';
+import { STOP_BOUNDS } from './stop.js';
 import { defaultSpec } from '../../adapters/vm-spec.js';
 import type { Output } from '../output.js';
 
@@ -22,7 +23,7 @@ export async function inspectCommand(options: { file: string | undefined; name: 
   const exchanges = parseExchangeLines(await readFile(file, 'utf8'));
   const root = entries[0]?.machine === 'stop' ? 'stop' : 'start';
   // Bounds are not in a trace: the default config's stand in for drawing them.
-  const model = root === 'stop' ? inspectorModel({ kind: 'stop', bounds: { checkMs: 10_000, termMs: 5_000, killMs: 5_000, cleanMs: 10_000 } }) : inspectorModel({ kind: 'start', bounds: startBounds(defaultSpec()) });
+  const model = root === 'stop' ? inspectorModel({ kind: 'stop', bounds: STOP_BOUNDS }) : inspectorModel({ kind: 'start', bounds: startBounds(defaultSpec()) });
   const server = await startInspectorServer({ port: options.port });
   const startedAt = entries[0]?.t ? Date.parse(entries[0].t) - entries[0].at : Date.now();
   server.publish({ kind: 'hello', model, title: `warmvm inspect ${file}`, live: false, startedAt, now: Date.now() });

@@ -11,7 +11,7 @@ import { TraceRecorder } from '../../adapters/trace-recorder.js';
 import { stopMachine, type StopBounds } from '../../machines/stop.js';
 import type { Output } from '../output.js';
 
-const STOP_BOUNDS: StopBounds = { checkMs: 10_000, termMs: 5_000, killMs: 5_000, cleanMs: 10_000 };
+export const STOP_BOUNDS: StopBounds = { checkMs: 10_000, termMs: 5_000, killMs: 5_000, cleanMs: 10_000 };
 
 /** Stops an instance's QEMU through the stop machine, recording its trace like any run. */
 export async function stopCommand(options: { name: string; home: string; output: Output }): Promise<number> {
