@@ -1,8 +1,12 @@
-import { stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
+import { DEBIAN_APPEND, ensureDebianGuest } from './debian-guest.js';
 import { ensureDemoGuest } from './demo-guest.js';
 import { WarmvmError } from './errors.js';
+import { writeIsoFile } from './iso9660.js';
 import { removeRuntimeFiles } from './qemu-process.js';
 import type { BootSource } from './vm-spec.js';
 
@@ -11,6 +15,8 @@ export interface BootFiles {
   initrd: string | undefined;
   append: string | undefined;
   disk: { path: string; format: 'qcow2' | 'raw' } | undefined;
+  /** The cloud-init seed ISO attached read-only, when the config gives user-data. */
+  seed: string | undefined;
   /** Which image, for the trace and the output. */
   description: string;
   built: boolean;
@@ -33,34 +39,78 @@ export const DEMO_APPEND = 'console=ttyS0 quiet panic=-1';
 export async function prepareBootFiles(source: BootSource, options: BootFilesOptions): Promise<BootFiles> {
   if (source.kind === 'demo') {
     const guest = await ensureDemoGuest({ imagesDir: options.imagesDir, signal: options.signal, logger: options.logger, onProgress: options.onProgress });
-    return { kernel: guest.kernel, initrd: guest.initrd, append: DEMO_APPEND, disk: undefined, description: `demo-${guest.key}`, built: guest.built };
+    return { kernel: guest.kernel, initrd: guest.initrd, append: DEMO_APPEND, disk: undefined, seed: undefined, description: `demo-${guest.key}`, built: guest.built };
+  }
+  if (source.kind === 'profile') {
+    const guest = await ensureDebianGuest({ imagesDir: options.imagesDir, signal: options.signal, logger: options.logger, onProgress: options.onProgress });
+    await createOverlay(guest.disk, 'qcow2', options);
+    return {
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      append: DEBIAN_APPEND,
+      disk: { path: options.overlay, format: 'qcow2' },
+      seed: undefined,
+      description: `debian-${guest.key}`,
+      built: guest.built,
+    };
   }
   if (source.kind === 'kernel') {
     await mustExist(source.kernel, 'image.kernel');
     if (source.initrd) await mustExist(source.initrd, 'image.initrd');
-    return { kernel: source.kernel, initrd: source.initrd, append: source.append ?? 'console=ttyS0', disk: undefined, description: source.kernel, built: false };
+    return { kernel: source.kernel, initrd: source.initrd, append: source.append ?? 'console=ttyS0', disk: undefined, seed: undefined, description: source.kernel, built: false };
   }
   await mustExist(source.path, 'image.disk');
   if (source.kernel) await mustExist(source.kernel, 'image.kernel');
   if (source.initrd) await mustExist(source.initrd, 'image.initrd');
-  await removeRuntimeFiles([options.overlay]);
-  try {
-    const execa = await loadExeca();
-    await execa(options.qemuImg, ['create', '-q', '-f', 'qcow2', '-F', source.format, '-b', source.path, options.overlay], { cancelSignal: options.signal, stdin: 'ignore' });
-  } catch (cause) {
-    throw new WarmvmError('E_OVERLAY', `cannot create a disk overlay over ${source.path}`, {
-      hint: 'check that qemu-img is installed (apt-get install qemu-utils) and that the image is a valid ' + source.format,
-      cause,
-    });
-  }
+  const seed = source.userData ? await seedIso(source.userData, source.metaData, options.imagesDir) : undefined;
+  await createOverlay(source.path, source.format, options);
   return {
     kernel: source.kernel,
     initrd: source.initrd,
     append: source.append,
     disk: { path: options.overlay, format: 'qcow2' },
-    description: source.path,
+    seed,
+    description: seed ? `${source.path} + ${seed}` : source.path,
     built: false,
   };
+}
+
+/** A fresh overlay over `base`: what the guest writes never reaches the image. */
+async function createOverlay(base: string, format: 'qcow2' | 'raw', options: BootFilesOptions): Promise<void> {
+  await removeRuntimeFiles([options.overlay]);
+  try {
+    const execa = await loadExeca();
+    await execa(options.qemuImg, ['create', '-q', '-f', 'qcow2', '-F', format, '-b', base, options.overlay], { cancelSignal: options.signal, stdin: 'ignore' });
+  } catch (cause) {
+    throw new WarmvmError('E_OVERLAY', `cannot create a disk overlay over ${base}`, {
+      hint: 'check that qemu-img is installed (apt-get install qemu-utils) and that the image is a valid ' + format,
+      cause,
+    });
+  }
+}
+
+/**
+ * The user's cloud-init files on a NoCloud seed ISO in the images folder, named by their content:
+ * the same files give the same path and bytes, so a snapshot's argv still names the right seed.
+ */
+async function seedIso(userDataPath: string, metaDataPath: string | undefined, imagesDir: string): Promise<string> {
+  await mustExist(userDataPath, 'image.userData');
+  if (metaDataPath) await mustExist(metaDataPath, 'image.metaData');
+  const userData = await readFile(userDataPath);
+  const digest = createHash('sha256').update(userData);
+  const metaData = metaDataPath ? await readFile(metaDataPath) : undefined;
+  if (metaData) digest.update(metaData);
+  const key = digest.digest('hex').slice(0, 16);
+  const path = join(imagesDir, `seed-${key}.iso`);
+  if (await stat(path).then((found) => found.isFile(), () => false)) return path;
+  await mkdir(imagesDir, { recursive: true });
+  // cloud-init runs its per-instance modules once per instance-id: one id per set of files.
+  const files = [
+    { name: 'user-data', data: userData },
+    { name: 'meta-data', data: metaData ?? Buffer.from(`instance-id: warmvm-${key}\nlocal-hostname: warmvm\n`) },
+  ];
+  await writeIsoFile(path, { volumeLabel: 'cidata', files });
+  return path;
 }
 
 async function mustExist(path: string, field: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { WarmvmError } from './errors.js';
-import { defaultSpec, type AccelChoice, type BootSource, type HealthCheckSpec, type PortForward, type VmSpec } from './vm-spec.js';
+import { defaultSpec, GUEST_PROFILES, profileSpec, type AccelChoice, type BootSource, type HealthCheckSpec, type PortForward, type VmSpec } from './vm-spec.js';
 
 type Json = Record<string, unknown>;
 
@@ -37,7 +37,9 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
   };
   const obj = expectObject(value, '(top level)', fail);
   rejectUnknown(obj, TOP_FIELDS, '', fail);
-  const spec = defaultSpec();
+  const image = obj.image === undefined ? undefined : parseImage(obj.image, where.baseDir, fail);
+  // A profile brings its own defaults (memory, rotation, bounds); the fields below override them.
+  const spec = image?.kind === 'profile' ? profileSpec(image.profile) : defaultSpec();
   if (obj.memoryMb !== undefined) spec.memoryMb = expectInt(obj.memoryMb, 'memoryMb', 64, 1024 * 1024, fail);
   if (obj.cpus !== undefined) spec.cpus = expectInt(obj.cpus, 'cpus', 1, 256, fail);
   if (obj.accel !== undefined) {
@@ -49,11 +51,11 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
     if (typeof obj.agent !== 'boolean') fail('agent', `must be true or false, got ${show(obj.agent)}`);
     spec.agent = obj.agent as boolean;
   }
-  if (obj.image !== undefined) spec.boot = parseImage(obj.image, where.baseDir, fail);
+  if (image) spec.boot = image;
   if (obj.ports !== undefined) spec.ports = parsePorts(obj.ports, fail);
   if (obj.health !== undefined) spec.health = parseHealth(obj.health, fail);
   if (obj.rotation !== undefined) spec.rotation = parseRotation(obj.rotation, fail);
-  else if (spec.boot.kind !== 'demo') spec.rotation = undefined; // only the demo guest's command is known
+  else if (spec.boot.kind !== 'demo' && spec.boot.kind !== 'profile') spec.rotation = undefined; // only warmvm's own guests' commands are known
   if (obj.bounds !== undefined) {
     const bounds = expectObject(obj.bounds, 'bounds', fail);
     rejectUnknown(bounds, ['launchSeconds', 'bootSeconds', 'healthSeconds', 'stopSeconds', 'incomingSeconds', 'rotateSeconds', 'captureSeconds'], 'bounds.', fail);
@@ -87,8 +89,14 @@ function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
     rejectUnknown(image, ['demo'], 'image.', fail);
     return { kind: 'demo' };
   }
+  if (image.profile !== undefined) {
+    rejectUnknown(image, ['profile'], 'image.', fail);
+    if (!GUEST_PROFILES.includes(image.profile as never)) fail('image.profile', `must be one of ${GUEST_PROFILES.join(', ')}, got ${show(image.profile)}`);
+    return { kind: 'profile', profile: image.profile as 'debian' };
+  }
   if (image.disk !== undefined) {
-    rejectUnknown(image, ['disk', 'format', 'kernel', 'initrd', 'append'], 'image.', fail);
+    rejectUnknown(image, ['disk', 'format', 'kernel', 'initrd', 'append', 'userData', 'metaData'], 'image.', fail);
+    if (image.metaData !== undefined && image.userData === undefined) fail('image.metaData', 'is only used with image.userData (the cloud-init seed needs user-data)');
     const format = image.format ?? 'qcow2';
     if (format !== 'qcow2' && format !== 'raw') fail('image.format', `must be "qcow2" or "raw", got ${show(format)}`);
     return {
@@ -98,6 +106,8 @@ function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
       kernel: path('kernel'),
       initrd: path('initrd'),
       append: image.append === undefined ? undefined : expectString(image.append, 'image.append', fail),
+      userData: path('userData'),
+      metaData: path('metaData'),
     };
   }
   if (image.kernel !== undefined) {
@@ -109,7 +119,7 @@ function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
       append: image.append === undefined ? undefined : expectString(image.append, 'image.append', fail),
     };
   }
-  return fail('image', 'must name a "disk" (a qcow2 or raw image), a "kernel" (with an optional "initrd"), or be {"demo": true}');
+  return fail('image', 'must name a "disk" (a qcow2 or raw image), a "kernel" (with an optional "initrd"), a "profile" ("debian"), or be {"demo": true}');
 }
 
 function parseRotation(value: unknown, fail: Fail): VmSpec['rotation'] {

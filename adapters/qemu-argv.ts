@@ -13,6 +13,8 @@ export interface LaunchPlan {
   initrd: string | undefined;
   append: string | undefined;
   disk: { path: string; format: 'qcow2' | 'raw' } | undefined;
+  /** A read-only ISO (a cloud-init seed), after the disk so the disk stays the guest's first. */
+  seed?: string | undefined;
   forwards: { guest: number; host: number }[];
   qmpSocket: string;
   qgaSocket: string | undefined;
@@ -47,6 +49,9 @@ export function buildQemuArgv(plan: LaunchPlan): string[] {
   argv.push('-chardev', `socket,id=qmp0,path=${optionValue(plan.qmpSocket)},server=on,wait=off`, '-mon', 'chardev=qmp0,mode=control');
   if (plan.disk) {
     argv.push('-drive', `file=${optionValue(plan.disk.path)},format=${plan.disk.format},if=none,id=disk0`, '-device', 'virtio-blk-pci,drive=disk0');
+  }
+  if (plan.seed) {
+    argv.push('-drive', `file=${optionValue(plan.seed)},format=raw,if=none,id=seed0,readonly=on`, '-device', 'virtio-blk-pci,drive=seed0');
   }
   if (plan.qgaSocket) {
     argv.push(

@@ -174,7 +174,7 @@ export class StartSession {
   specHash(): string {
     const boot = this.require(this.boot, 'the boot files');
     const { memoryMb, cpus, cpuModel, ports, agent } = this.spec;
-    return hashSpec({ memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined });
+    return hashSpec({ memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined, seed: boot.seed });
   }
 
   // ---- cold boot ---------------------------------------------------------------------------
@@ -407,6 +407,7 @@ export class StartSession {
       initrd: boot.initrd,
       append: boot.append,
       disk: boot.disk,
+      seed: boot.seed,
       forwards: this.forwards,
       qmpSocket: this.paths.qmpSocket,
       qgaSocket: this.spec.agent ? this.paths.qgaSocket : undefined,

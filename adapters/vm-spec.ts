@@ -6,7 +6,22 @@ export type Accel = Exclude<AccelChoice, 'auto'>;
 export type BootSource =
   | { kind: 'demo' }
   | { kind: 'kernel'; kernel: string; initrd: string | undefined; append: string | undefined }
-  | { kind: 'disk'; path: string; format: 'qcow2' | 'raw'; kernel: string | undefined; initrd: string | undefined; append: string | undefined };
+  | { kind: 'profile'; profile: GuestProfile }
+  | {
+      kind: 'disk';
+      path: string;
+      format: 'qcow2' | 'raw';
+      kernel: string | undefined;
+      initrd: string | undefined;
+      append: string | undefined;
+      /** cloud-init NoCloud files, written on a seed ISO (label cidata) attached at every launch. */
+      userData: string | undefined;
+      metaData: string | undefined;
+    };
+
+/** Guests warmvm builds itself: `debian` is Debian 12 with cloud-init and a docker workload. */
+export type GuestProfile = 'debian';
+export const GUEST_PROFILES: readonly GuestProfile[] = ['debian'];
 
 export interface PortForward {
   guest: number;
@@ -61,6 +76,9 @@ export const DEMO_ROTATION: RotationSpec = {
 
 export const DEMO_GUEST_PORT = 8080;
 
+/** The Debian profile's hook: stdin goes to `docker exec -i` of the container's rotate-secrets. */
+export const DEBIAN_ROTATION: RotationSpec = { command: '/usr/local/bin/warmvm-rotate', names: DEMO_ROTATION.names };
+
 export function defaultSpec(): VmSpec {
   return {
     memoryMb: 256,
@@ -76,4 +94,18 @@ export function defaultSpec(): VmSpec {
     // so these leave wide room.
     bounds: { launchMs: 10_000, bootMs: 120_000, healthMs: 60_000, stopMs: 10_000, incomingMs: 60_000, rotateMs: 30_000, captureMs: 300_000 },
   };
+}
+
+/**
+ * A profile's defaults: the Debian guest needs room for systemd and docker, and its first boot
+ * under TCG takes minutes (systemd, dockerd, the container).
+ */
+export function profileSpec(profile: GuestProfile): VmSpec {
+  const spec = defaultSpec();
+  spec.boot = { kind: 'profile', profile };
+  spec.memoryMb = 1024;
+  spec.cpus = 2;
+  spec.rotation = DEBIAN_ROTATION;
+  spec.bounds = { ...spec.bounds, bootMs: 600_000, healthMs: 300_000, rotateMs: 60_000, stopMs: 30_000 };
+  return spec;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what warmvm needs on Debian 12 and builds it. Safe to run again: each step checks first.
 #   - QEMU >= 9.0 (qemu-system-x86 + qemu-utils from bookworm-backports; Debian 12's own is 7.2)
-#   - Debian packages the demo guest build and the tests use
+#   - Debian packages the guest builds use (debootstrap for the Debian profile)
 #   - npm packages (npm ci) and the TypeScript build (dist/)
-#   - with --tests: what only the tests need (Debian's chromium, driven by playwright-core)
+#   - with --tests: what only the tests need (Debian's chromium, driven by playwright-core;
+#     isoinfo from genisoimage, which checks warmvm's own ISO writer: warmvm never runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,9 +49,10 @@ fi
 say "apt-get update"
 $SUDO apt-get update -q >/dev/null
 
-PACKAGES=(ca-certificates procps iproute2 zstd xz-utils curl)
-# The inspector's browser test; the browser is Debian's, never a download of playwright's own.
-[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium)
+PACKAGES=(ca-certificates procps iproute2 zstd xz-utils curl debootstrap e2fsprogs)
+# The inspector's browser test (Debian's browser, never a download of playwright's own), and
+# isoinfo, an independent reader for the ISO writer's tests.
+[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium genisoimage)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

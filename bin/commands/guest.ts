@@ -1,26 +1,38 @@
+import { ensureDebianGuest } from '../../adapters/debian-guest.js';
 import { ensureDemoGuest } from '../../adapters/demo-guest.js';
 import type { Logger } from '../../adapters/logger.js';
 import { ensureHome } from '../../adapters/paths.js';
 import type { Output } from '../output.js';
 
-export async function guestBuildCommand(options: { home: string; force: boolean; output: Output; logger: Logger }): Promise<number> {
+export async function guestBuildCommand(options: { home: string; profile: 'demo' | 'debian'; force: boolean; output: Output; logger: Logger }): Promise<number> {
   const home = await ensureHome(options.home);
   const controller = new AbortController();
   const onSignal = (): void => controller.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);
   try {
     const started = Date.now();
-    const guest = await ensureDemoGuest({
+    const common = {
       imagesDir: home.images,
       force: options.force,
       signal: controller.signal,
       logger: options.logger,
-      onProgress: (line) => options.output.progress(`  ${line}`),
-    });
-    const secondsTaken = (Date.now() - started) / 1000;
+      onProgress: (line: string) => options.output.progress(`  ${line}`),
+    };
+    const outcome = (built: boolean): string => (built ? 'built' : 'cached');
+    const seconds = (): number => (Date.now() - started) / 1000;
+    if (options.profile === 'debian') {
+      const guest = await ensureDebianGuest(common);
+      options.output.result(
+        { outcome: outcome(guest.built), profile: 'debian', key: guest.key, disk: guest.disk, kernel: guest.kernel, initrd: guest.initrd, seconds: seconds() },
+        `Debian guest ${guest.built ? 'built' : 'already built'} (${seconds().toFixed(1)} s):\n  disk   ${guest.disk}\n  kernel ${guest.kernel}\n  initrd ${guest.initrd}\n` +
+          'start it with a config holding {"image": {"profile": "debian"}}',
+      );
+      return 0;
+    }
+    const guest = await ensureDemoGuest(common);
     options.output.result(
-      { outcome: guest.built ? 'built' : 'cached', key: guest.key, kernel: guest.kernel, initrd: guest.initrd, seconds: secondsTaken },
-      `demo guest ${guest.built ? 'built' : 'already built'} (${secondsTaken.toFixed(1)} s):\n  kernel ${guest.kernel}\n  initrd ${guest.initrd}`,
+      { outcome: outcome(guest.built), profile: 'demo', key: guest.key, kernel: guest.kernel, initrd: guest.initrd, seconds: seconds() },
+      `demo guest ${guest.built ? 'built' : 'already built'} (${seconds().toFixed(1)} s):\n  kernel ${guest.kernel}\n  initrd ${guest.initrd}`,
     );
     return 0;
   } finally {

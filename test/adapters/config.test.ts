@@ -39,11 +39,28 @@ describe('parseConfig', () => {
     expect(spec.memoryMb).toBe(1024);
     expect(spec.cpus).toBe(2);
     expect(spec.accel).toBe('tcg');
-    expect(spec.boot).toEqual({ kind: 'disk', path: '/cfg/disk.qcow2', format: 'qcow2', kernel: '/boot/vmlinuz', initrd: undefined, append: 'root=/dev/vda' });
+    expect(spec.boot).toEqual({ kind: 'disk', path: '/cfg/disk.qcow2', format: 'qcow2', kernel: '/boot/vmlinuz', initrd: undefined, append: 'root=/dev/vda', userData: undefined, metaData: undefined });
     expect(spec.ports).toEqual([{ guest: 80, host: 18080 }, { guest: 5432, host: undefined }]);
     expect(spec.health).toEqual([{ port: 80, path: '/ready', status: 204 }]);
     expect(spec.bounds.bootMs).toBe(300_000);
     expect(spec.bounds.healthMs).toBe(defaultSpec().bounds.healthMs);
+  });
+
+  it('a profile brings its defaults (memory, vCPUs, rotation, longer bounds); fields override them', () => {
+    const spec = parseConfig({ image: { profile: 'debian' }, memoryMb: 2048, bounds: { healthSeconds: 99 } }, where);
+    expect(spec.boot).toEqual({ kind: 'profile', profile: 'debian' });
+    expect(spec.memoryMb).toBe(2048);
+    expect(spec.cpus).toBe(2);
+    expect(spec.rotation).toEqual({ command: '/usr/local/bin/warmvm-rotate', names: defaultSpec().rotation?.names });
+    expect(spec.bounds.healthMs).toBe(99_000);
+    expect(spec.bounds.bootMs).toBeGreaterThan(defaultSpec().bounds.bootMs);
+    expect(configError({ image: { profile: 'ubuntu' } }).message).toMatch(/image\.profile.*debian.*"ubuntu"/);
+  });
+
+  it("reads a user image's cloud-init files, relative to the config; meta-data alone is refused", () => {
+    const spec = parseConfig({ image: { disk: 'cloud.qcow2', userData: 'user-data', metaData: 'meta-data' } }, where);
+    expect(spec.boot).toMatchObject({ kind: 'disk', userData: '/cfg/user-data', metaData: '/cfg/meta-data' });
+    expect(configError({ image: { disk: 'cloud.qcow2', metaData: 'meta-data' } }).message).toMatch(/image\.metaData.*user-data/);
   });
 
   it('names the field with a wrong type', () => {

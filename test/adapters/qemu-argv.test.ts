@@ -56,6 +56,13 @@ describe('buildQemuArgv', () => {
     expect(buildQemuArgv(plan)).toEqual(buildQemuArgv({ ...plan }));
   });
 
+  it('attaches a cloud-init seed read-only after the disk, so the disk stays the first virtio-blk', () => {
+    const argv = buildQemuArgv({ ...plan, disk: { path: '/i/overlay.qcow2', format: 'qcow2' }, seed: '/img/seed.iso' });
+    expect(valueAfter(argv, '-drive')).toEqual(['file=/i/overlay.qcow2,format=qcow2,if=none,id=disk0', 'file=/img/seed.iso,format=raw,if=none,id=seed0,readonly=on']);
+    expect(valueAfter(argv, '-device').filter((device) => device.startsWith('virtio-blk'))).toEqual(['virtio-blk-pci,drive=disk0', 'virtio-blk-pci,drive=seed0']);
+    expect(buildQemuArgv(plan).join(' ')).not.toContain('seed');
+  });
+
   it('leaves the agent out when the guest has none', () => {
     const argv = buildQemuArgv({ ...plan, qgaSocket: undefined });
     expect(argv.join(' ')).not.toContain('qga');

@@ -168,4 +168,41 @@ describe.skipIf(busybox.path === undefined)(`health-server (busybox: ${busybox.p
     expect(result.exitCode).toBe(64);
     expect(result.stderr).toContain('usage: health-server');
   });
+  it("the container's entrypoint serves, survives rotations (one server at a time), and on SIGTERM stops the server and frees the port", async () => {
+    const entrypoint = execa(join(DOCKER, 'entrypoint'), [], { env, reject: false, stdin: 'ignore' });
+    try {
+      // Up once it says so: a rotation racing its own start would stop the server it waits for.
+      let said = '';
+      entrypoint.stdout?.on('data', (chunk: Buffer) => (said += chunk.toString()));
+      await waitFor(async () => said.includes('the workload is up'));
+      expect((await get('/health')).status).toBe(200);
+      const pids = [await serverPid()];
+      for (const value of ['a1', 'b2']) {
+        const input = `API_KEY=${value.repeat(32)}\n`;
+        const rotated = await run('rotate-secrets', [], input);
+        expect(rotated.exitCode, rotated.stderr).toBe(0);
+        expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
+        pids.push(await serverPid());
+      }
+      expect(await Promise.all(pids.map((pid) => isProcessAlive(pid)))).toEqual([false, false, true]);
+      entrypoint.kill('SIGTERM');
+      const ended = await entrypoint;
+      expect(ended.exitCode, ended.stderr).toBe(0);
+      expect(await isProcessAlive(pids[2] as number)).toBe(false);
+      // The port is free: something else can listen on it at once.
+      const next = createServer();
+      await new Promise<void>((resolve, reject) => next.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+      await new Promise((resolve) => next.close(resolve));
+    } finally {
+      entrypoint.kill('SIGKILL');
+    }
+  });
 });
+
+async function waitFor(check: () => Promise<boolean>, boundMs = 10_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not true within ${boundMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
