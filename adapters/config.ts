@@ -5,7 +5,7 @@ import { defaultSpec, GUEST_PROFILES, profileSpec, type AccelChoice, type BootSo
 
 type Json = Record<string, unknown>;
 
-const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'rotation', 'bounds'] as const;
+const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'rotation', 'readyMarker', 'settings', 'bounds'] as const;
 const ACCELS: readonly AccelChoice[] = ['auto', 'kvm', 'tcg', 'hvf'];
 
 /** Reads and validates a config file; relative paths in it are taken from the file's folder. */
@@ -55,7 +55,22 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
   if (obj.ports !== undefined) spec.ports = parsePorts(obj.ports, fail);
   if (obj.health !== undefined) spec.health = parseHealth(obj.health, fail);
   if (obj.rotation !== undefined) spec.rotation = parseRotation(obj.rotation, fail);
+  if (obj.readyMarker !== undefined) {
+    const marker = expectString(obj.readyMarker, 'readyMarker', fail);
+    if (marker.trim() === '' || marker.includes('\n')) fail('readyMarker', 'must be one non-empty line of the serial console');
+    spec.readyMarker = marker;
+  }
   else if (spec.boot.kind !== 'demo' && spec.boot.kind !== 'profile') spec.rotation = undefined; // only warmvm's own guests' commands are known
+  if (obj.settings !== undefined) {
+    const settings = expectObject(obj.settings, 'settings', fail);
+    spec.settings = {};
+    for (const [key, value] of Object.entries(settings)) {
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(key)) fail(`settings.${key}`, 'is not a NAME of [A-Z_][A-Z0-9_]*');
+      const text = expectString(value, `settings.${key}`, fail);
+      if (/[\u0000-\u001f\u007f]/.test(text)) fail(`settings.${key}`, 'must be one line of printable text');
+      spec.settings[key] = text;
+    }
+  }
   if (obj.bounds !== undefined) {
     const bounds = expectObject(obj.bounds, 'bounds', fail);
     rejectUnknown(bounds, ['launchSeconds', 'bootSeconds', 'healthSeconds', 'stopSeconds', 'incomingSeconds', 'rotateSeconds', 'captureSeconds'], 'bounds.', fail);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { configureRootfs, debootstrap, DEBIAN_PACKAGES, DEBIAN_SUITE, findBootFiles, WORKLOAD_FILES } from './debian-rootfs.js';
+import { configureRootfs, debootstrap, DEBIAN_PACKAGES, DEBIAN_SUITE, findBootFiles, unmountUnder, WORKLOAD_FILES } from './debian-rootfs.js';
 import { throwIfAborted, WarmvmError } from './errors.js';
 import { provisionGuest } from './guest-provision.js';
 import { writeIsoFile } from './iso9660.js';
@@ -24,8 +24,8 @@ import { inspectQemuCached } from './qemu-binary.js';
 export const DEBIAN_GUEST_BUILDER_VERSION = 1;
 export const DEBIAN_ROTATE_COMMAND = '/usr/local/bin/warmvm-rotate';
 export const DEBIAN_HTTP_PORT = 8080;
-/** root= by device: the disk is always the first virtio-blk. apparmor=0: docker refuses to run a container when AppArmor is on without its parser (not installed). */
-export const DEBIAN_APPEND = 'root=/dev/vda rw console=ttyS0 quiet apparmor=0';
+/** root= by device: the disk is always the first virtio-blk. apparmor=0: docker refuses to run a container when AppArmor is on without its parser (not installed). net.ifnames=0: the NIC is eth0 whatever PCI slot it gets (a start adds the settings disk the provisioning boot lacked), so the network cloud-init configured still matches. */
+export const DEBIAN_APPEND = 'root=/dev/vda rw console=ttyS0 quiet apparmor=0 net.ifnames=0';
 export const PROVISIONED_MARKER = 'warmvm: provisioned';
 export const HEALTHY_MARKER = 'warmvm: workload healthy';
 
@@ -97,6 +97,7 @@ export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Prom
     if (!image) throw new WarmvmError('E_GUEST_PUBLISH', `the Debian guest in ${imageDir} is incomplete right after building it`, { hint: 'run "warmvm guest build --profile debian --force"' });
     return { ...image, built: true };
   } finally {
+    await unmountUnder(buildDir);
     await rm(buildDir, { recursive: true, force: true });
   }
 }
@@ -220,6 +221,7 @@ async function removeAbandonedBuilds(imagesDir: string): Promise<void> {
   for (const name of await readdir(imagesDir).catch(() => [] as string[])) {
     const pid = Number(new RegExp(`^\\${BUILD_PREFIX}(\\d+)-`).exec(name)?.[1]);
     if (!pid || pid === process.pid || (await isProcessAlive(pid))) continue;
+    await unmountUnder(join(imagesDir, name));
     await rm(join(imagesDir, name), { recursive: true, force: true });
   }
 }

@@ -1,4 +1,4 @@
-import { chmod, copyFile, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadExeca } from './lazy-execa.js';
 import { throwIfAborted, WarmvmError } from './errors.js';
@@ -107,6 +107,21 @@ async function writeWorkloadTarball(rootfs: string, signal?: AbortSignal): Promi
   await writeFile(join(stage, 'etc/group'), 'root:x:0:\n');
   await execa('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', stage, '-cf', join(rootfs, 'opt/warmvm/workload.tar'), '.'], { cancelSignal: signal, stdin: 'ignore' });
   await rm(stage, { recursive: true, force: true });
+}
+
+/**
+ * Unmounts whatever a killed debootstrap left mounted under `dir` (it mounts /proc and /sys in
+ * the target), deepest first, so that removing the build folder never walks into them.
+ */
+export async function unmountUnder(dir: string): Promise<void> {
+  const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => ''))
+    .split('\n')
+    .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
+    .filter((point): point is string => point !== undefined && point.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  if (mounts.length === 0) return;
+  const execa = await loadExeca();
+  for (const point of mounts) await execa('umount', ['--lazy', point], { reject: false, stdin: 'ignore' });
 }
 
 /** The newest kernel and its initrd in the tree's /boot (the image boots them with -kernel/-initrd). */

@@ -24,6 +24,8 @@ export interface InstancePaths {
   overlay: string;
   /** The fresh secrets of the running VM, for the user only (mode 0600). */
   secretsFile: string;
+  /** The settings disk (ISO, label warmvm-rt) written at every launch when the config has settings. */
+  runtimeIso: string;
 }
 
 /** sun_path is 108 bytes on Linux, 104 on macOS; keep the smaller. */
@@ -65,6 +67,7 @@ export function instancePaths(home: string, name: string): InstancePaths {
     traceFile: join(dir, 'trace.jsonl'),
     overlay: join(dir, 'disk.qcow2'),
     secretsFile: join(dir, 'secrets.env'),
+    runtimeIso: join(dir, 'runtime.iso'),
   };
 }
 

@@ -15,6 +15,8 @@ export interface LaunchPlan {
   disk: { path: string; format: 'qcow2' | 'raw' } | undefined;
   /** A read-only ISO (a cloud-init seed), after the disk so the disk stays the guest's first. */
   seed?: string | undefined;
+  /** The runtime settings ISO (label warmvm-rt), read-only, after the seed. */
+  runtime?: string | undefined;
   forwards: { guest: number; host: number }[];
   qmpSocket: string;
   qgaSocket: string | undefined;
@@ -52,6 +54,9 @@ export function buildQemuArgv(plan: LaunchPlan): string[] {
   }
   if (plan.seed) {
     argv.push('-drive', `file=${optionValue(plan.seed)},format=raw,if=none,id=seed0,readonly=on`, '-device', 'virtio-blk-pci,drive=seed0');
+  }
+  if (plan.runtime) {
+    argv.push('-drive', `file=${optionValue(plan.runtime)},format=raw,if=none,id=runtime0,readonly=on`, '-device', 'virtio-blk-pci,drive=runtime0');
   }
   if (plan.qgaSocket) {
     argv.push(

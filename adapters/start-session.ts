@@ -17,6 +17,7 @@ import { buildQemuArgv, defaultCpuModel, type LaunchPlan } from './qemu-argv.js'
 import { inspectQemu, inspectQemuCached, type QemuInfo } from './qemu-binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from './qemu-process.js';
 import { rotateSecrets } from './rotation.js';
+import { writeRuntimeDisk } from './runtime-disk.js';
 import { hashSpec, manifestMismatch, type SnapshotManifest } from './snapshot-manifest.js';
 import {
   commitCapture,
@@ -174,7 +175,7 @@ export class StartSession {
   specHash(): string {
     const boot = this.require(this.boot, 'the boot files');
     const { memoryMb, cpus, cpuModel, ports, agent } = this.spec;
-    return hashSpec({ memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined, seed: boot.seed });
+    return hashSpec({ memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined, seed: boot.seed, settings: this.spec.settings });
   }
 
   // ---- cold boot ---------------------------------------------------------------------------
@@ -184,6 +185,7 @@ export class StartSession {
     if (this.coldRunner) return this.coldRunner;
     this.forwards = [];
     for (const forward of this.spec.ports) this.forwards.push({ guest: forward.guest, host: forward.host ?? (await findFreePort()) });
+    await this.writeRuntimeDisk();
     this.coldRunner = this.runner(buildQemuArgv(this.plan()));
     return this.coldRunner;
   }
@@ -339,6 +341,8 @@ export class StartSession {
       await decompressSparse(this.snapshot.stateZst, this.snapshot.stateRaw, { signal });
       decompressed = true;
     }
+    // The snapshot's argv names this instance's settings disk; the guest read it when it booted.
+    await this.writeRuntimeDisk();
     if (manifest.files.disk) {
       await removeRuntimeFiles([this.paths.overlay]);
       const execa = await loadExeca();
@@ -391,6 +395,10 @@ export class StartSession {
 
   // ---- shared --------------------------------------------------------------------------------
 
+  private async writeRuntimeDisk(): Promise<void> {
+    if (this.spec.settings) await writeRuntimeDisk(this.paths.runtimeIso, this.paths.name, this.spec.settings);
+  }
+
   private plan(): LaunchPlan {
     const qemu = this.require(this.qemu, 'QEMU');
     const boot = this.require(this.boot, 'the boot files');
@@ -408,6 +416,7 @@ export class StartSession {
       append: boot.append,
       disk: boot.disk,
       seed: boot.seed,
+      runtime: this.spec.settings ? this.paths.runtimeIso : undefined,
       forwards: this.forwards,
       qmpSocket: this.paths.qmpSocket,
       qgaSocket: this.spec.agent ? this.paths.qgaSocket : undefined,
@@ -437,6 +446,7 @@ export class StartSession {
       paths: this.paths,
       health: this.healthChecks(),
       agent: this.spec.agent,
+      readyMarker: this.spec.readyMarker,
       bounds: this.spec.bounds,
       cleanup: this.options.cleanup,
       logger: this.options.logger,

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { CleanupHandle, CleanupStack } from './cleanup.js';
 import { WarmvmError } from './errors.js';
@@ -8,6 +9,7 @@ import { QgaClient } from './qga-client.js';
 import { QmpClient } from './qmp-client.js';
 import { isProcessAlive } from './process-alive.js';
 import { readPidFile, removeRuntimeFiles, spawnQemu, stopProcess, tailLog, type QemuExit, type QemuProcess } from './qemu-process.js';
+import { sleep } from './sleep.js';
 
 export interface VmRunnerOptions {
   binary: string;
@@ -17,6 +19,8 @@ export interface VmRunnerOptions {
   paths: InstancePaths;
   health: HealthCheck[];
   agent: boolean;
+  /** Waited for on the serial console after the agent answers (see VmSpec.readyMarker). */
+  readyMarker?: string | undefined;
   bounds: { launchMs: number; bootMs: number; healthMs: number; stopMs: number };
   cleanup: CleanupStack;
   logger: Logger;
@@ -113,9 +117,19 @@ export class VmRunner {
     if (status.status !== 'running') {
       throw new WarmvmError('E_NOT_RUNNING', `QEMU's runstate is "${status.status}", not "running", after launch`, { hint: 'see qemu.log in the instance folder' });
     }
-    if (!this.options.agent || !this.options.qgaSocket) return { runstate: status.status, agent: false };
-    await this.agent(this.options.bounds.bootMs, signal);
-    return { runstate: status.status, agent: true };
+    const agent = Boolean(this.options.agent && this.options.qgaSocket);
+    if (agent) await this.agent(this.options.bounds.bootMs, signal);
+    if (this.options.readyMarker) await this.raceExit(`printing "${this.options.readyMarker}" on its serial console`, this.serialMarker(this.options.readyMarker, this.untilExit(signal)));
+    return { runstate: status.status, agent };
+  }
+
+  /** Resolves once the serial log has the marker; the machine's bound ends the wait through `signal`. */
+  private async serialMarker(marker: string, signal: AbortSignal | undefined): Promise<void> {
+    for (;;) {
+      const text = await readFile(this.options.paths.serialLog, 'utf8').catch(() => '');
+      if (text.includes(marker)) return;
+      await sleep(250, signal);
+    }
   }
 
   /** The guest agent, connected and in sync (connecting first when needed). */

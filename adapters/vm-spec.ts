@@ -66,6 +66,18 @@ export interface VmSpec {
   agent: boolean;
   /** How the guest takes fresh secrets; undefined: the guest has none to rotate. */
   rotation: RotationSpec | undefined;
+  /**
+   * A line the guest prints on its serial console once it is ready (provisioning finished, the
+   * workload up): a cold boot waits for it before probing health, so a capture never freezes a
+   * guest halfway through cloud-init. Undefined: the agent's answer is enough.
+   */
+  readyMarker: string | undefined;
+  /**
+   * Settings for the guest (NAME → one-line value), written at every launch on a small ISO
+   * labelled `warmvm-rt` that the guest reads when it boots. Not for secrets: the disk is a file
+   * in the instance folder. Undefined: no such disk is attached.
+   */
+  settings: Record<string, string> | undefined;
   bounds: Bounds;
 }
 
@@ -90,6 +102,8 @@ export function defaultSpec(): VmSpec {
     health: [{ port: DEMO_GUEST_PORT, path: '/health', status: 200 }],
     agent: true,
     rotation: DEMO_ROTATION,
+    readyMarker: undefined,
+    settings: undefined,
     // TCG on a shared 2-core machine: the demo guest boots in ~4 s and resumes in ~0.3 s,
     // so these leave wide room.
     bounds: { launchMs: 10_000, bootMs: 120_000, healthMs: 60_000, stopMs: 10_000, incomingMs: 60_000, rotateMs: 30_000, captureMs: 300_000 },
@@ -106,6 +120,8 @@ export function profileSpec(profile: GuestProfile): VmSpec {
   spec.memoryMb = 1024;
   spec.cpus = 2;
   spec.rotation = DEBIAN_ROTATION;
+  spec.readyMarker = 'warmvm: workload healthy';
+  spec.settings = {};
   spec.bounds = { ...spec.bounds, bootMs: 600_000, healthMs: 300_000, rotateMs: 60_000, stopMs: 30_000 };
   return spec;
 }

@@ -7,30 +7,16 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { projectRoot } from '../adapters/project-root.js';
 import { resolveHome } from '../adapters/paths.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
+import { CLI as cli, startedHealthy, type Started } from './warmvm-run.js';
 
 const runs = parseRuns(process.argv, 5);
 const sizesArg = process.argv.indexOf('--sizes');
 const sizes = sizesArg >= 0 ? (process.argv[sizesArg + 1] ?? '').split(',').map(Number) : [256, 1024, 4096];
-const cli = join(projectRoot(), 'dist', 'bin', 'warmvm.js');
 const home = resolveHome();
 
-interface Started {
-  wall: number;
-  seconds: Record<string, number>;
-  path: string;
-}
-
-async function warmvm(args: string[]): Promise<Started> {
-  const began = performance.now();
-  const result = await execa('node', [cli, ...args, '--json'], { reject: false, env: { WARMVM_HOME: home } });
-  const wall = (performance.now() - began) / 1000;
-  const json = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as { outcome?: string; seconds?: Record<string, number>; path?: string; error?: unknown };
-  if (json.outcome !== 'healthy') throw new Error(`warmvm ${args.join(' ')} failed: ${JSON.stringify(json.error ?? result.stderr)}`);
-  return { wall, seconds: json.seconds ?? {}, path: json.path ?? '?' };
-}
+const warmvm = (args: string[]): Promise<Started> => startedHealthy(home, args);
 
 async function stop(name: string): Promise<void> {
   await execa('node', [cli, 'stop', '--name', name], { reject: false, env: { WARMVM_HOME: home } });

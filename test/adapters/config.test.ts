@@ -54,6 +54,7 @@ describe('parseConfig', () => {
     expect(spec.rotation).toEqual({ command: '/usr/local/bin/warmvm-rotate', names: defaultSpec().rotation?.names });
     expect(spec.bounds.healthMs).toBe(99_000);
     expect(spec.bounds.bootMs).toBeGreaterThan(defaultSpec().bounds.bootMs);
+    expect(spec.readyMarker).toBe('warmvm: workload healthy');
     expect(configError({ image: { profile: 'ubuntu' } }).message).toMatch(/image\.profile.*debian.*"ubuntu"/);
   });
 
@@ -61,6 +62,22 @@ describe('parseConfig', () => {
     const spec = parseConfig({ image: { disk: 'cloud.qcow2', userData: 'user-data', metaData: 'meta-data' } }, where);
     expect(spec.boot).toMatchObject({ kind: 'disk', userData: '/cfg/user-data', metaData: '/cfg/meta-data' });
     expect(configError({ image: { disk: 'cloud.qcow2', metaData: 'meta-data' } }).message).toMatch(/image\.metaData.*user-data/);
+  });
+
+  it('reads a ready marker: one non-empty line', () => {
+    expect(parseConfig({ readyMarker: 'cloud-init finished' }, where).readyMarker).toBe('cloud-init finished');
+    expect(parseConfig({}, where).readyMarker).toBeUndefined();
+    expect(configError({ readyMarker: 'a\nb' }).message).toMatch(/readyMarker.*one non-empty line/);
+    expect(configError({ readyMarker: ' ' }).message).toMatch(/readyMarker/);
+  });
+
+  it('reads settings for the guest: NAME → one line; the Debian profile attaches an empty set', () => {
+    expect(parseConfig({ settings: { LOG_LEVEL: 'debug', GREETING: 'hello world' } }, where).settings).toEqual({ LOG_LEVEL: 'debug', GREETING: 'hello world' });
+    expect(parseConfig({}, where).settings).toBeUndefined();
+    expect(parseConfig({ image: { profile: 'debian' } }, where).settings).toEqual({});
+    expect(configError({ settings: { 'log-level': 'x' } }).message).toMatch(/settings\.log-level.*NAME/);
+    expect(configError({ settings: { A: 'two\nlines' } }).message).toMatch(/settings\.A.*one line/);
+    expect(configError({ settings: { A: 1 } }).message).toMatch(/settings\.A/);
   });
 
   it('names the field with a wrong type', () => {

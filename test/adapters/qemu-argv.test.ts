@@ -61,6 +61,8 @@ describe('buildQemuArgv', () => {
     expect(valueAfter(argv, '-drive')).toEqual(['file=/i/overlay.qcow2,format=qcow2,if=none,id=disk0', 'file=/img/seed.iso,format=raw,if=none,id=seed0,readonly=on']);
     expect(valueAfter(argv, '-device').filter((device) => device.startsWith('virtio-blk'))).toEqual(['virtio-blk-pci,drive=disk0', 'virtio-blk-pci,drive=seed0']);
     expect(buildQemuArgv(plan).join(' ')).not.toContain('seed');
+    const withRuntime = buildQemuArgv({ ...plan, disk: { path: '/i/overlay.qcow2', format: 'qcow2' }, seed: '/img/seed.iso', runtime: '/i/runtime.iso' });
+    expect(valueAfter(withRuntime, '-drive').at(-1)).toBe('file=/i/runtime.iso,format=raw,if=none,id=runtime0,readonly=on');
   });
 
   it('leaves the agent out when the guest has none', () => {

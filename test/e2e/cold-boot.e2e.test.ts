@@ -22,7 +22,7 @@ async function expectNoInstanceLeft(name: string, pid: number | undefined): Prom
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
-  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port', 'e2e-unhealthy'];
+  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port', 'e2e-unhealthy', 'e2e-marker'];
 
   beforeAll(async () => {
     // A run killed midway may have left instances in the shared home; no snapshot may decide a path.
@@ -133,6 +133,26 @@ describe('cold boot of the demo guest on real QEMU', () => {
     expect((result.json.error as { message: string }).message).toMatch(/→ 404|did not happen within 3 s/);
     await expectTraceMatches(name, 'unhealthy.json');
     await expectNoInstanceLeft(name, pid);
+  }, BOOT_TIMEOUT);
+
+  it('waits for the ready marker on the serial console; a marker that never comes fails booting at its bound, leaving no QEMU', async () => {
+    const name = 'e2e-marker';
+    const dir = join(E2E_HOME, 'configs');
+    await mkdir(dir, { recursive: true });
+    const seen = join(dir, 'marker.json');
+    await writeFile(seen, JSON.stringify({ readyMarker: 'warmvm: workload healthy' }));
+    const ready = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', seen, '--json']);
+    expect(ready.json.outcome, ready.stderr).toBe('healthy');
+    expect(readFileSync(instancePaths(E2E_HOME, name).serialLog, 'utf8')).toContain('warmvm: workload healthy');
+    await stopAndCheckTrace(name);
+
+    const never = join(dir, 'marker-never.json');
+    await writeFile(never, JSON.stringify({ readyMarker: 'warmvm: a line no guest prints', bounds: { bootSeconds: 15 } }));
+    const result = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', never, '--json']);
+    expect(result.exitCode).toBe(1);
+    expect(result.json).toMatchObject({ failedState: 'coldBoot.booting' });
+    expect((result.json.error as { message: string }).message).toMatch(/15 s/);
+    await expectNoInstanceLeft(name, result.json.pid as number | undefined);
   }, BOOT_TIMEOUT);
 
   it('a host port already taken fails before launch, naming the port', async () => {

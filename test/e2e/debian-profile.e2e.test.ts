@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/paths.js';
+import { QgaClient } from '../../adapters/qga-client.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
 import { snapshotOf } from '../helpers/store-check.js';
@@ -37,7 +38,7 @@ describe('the Debian profile on real QEMU', () => {
   beforeAll(async () => {
     configDir = await mkdtemp(join(tmpdir(), 'warmvm-debian-'));
     config = join(configDir, 'debian.json');
-    await writeFile(config, JSON.stringify({ image: { profile: 'debian' } }));
+    await writeFile(config, JSON.stringify({ image: { profile: 'debian' }, settings: { GREETING: "hello, it's the host" } }));
     await cli(['stop', '--name', name]);
     await cli(['reset', '--name', name, '--snapshot']);
     const built = await cli(['guest', 'build', '--profile', 'debian', '--json']);
@@ -58,6 +59,17 @@ describe('the Debian profile on real QEMU', () => {
     const firstPrint = await fingerprint(first);
     expect(firstPrint).toBe(sha256(await readFile(secretsFile)));
     expect(firstPrint).not.toBe(sha256(`API_KEY=${'0'.repeat(64)}\n`));
+    // The guest read the runtime disk (warmvm's own ISO) when it booted; the container sees it too.
+    const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
+    try {
+      const expectedSettings = `GREETING='hello, it'\\''s the host'\nWARMVM_INSTANCE='${name}'\n`;
+      const inGuest = await qga.exec('/bin/cat', ['/run/warmvm/settings.env']);
+      expect(inGuest.stdout.toString(), inGuest.stderr.toString()).toBe(expectedSettings);
+      const inContainer = await qga.exec('/usr/bin/docker', ['exec', 'warmvm-workload', 'cat', '/run/warmvm-host/settings.env'], { timeoutMs: 60_000 });
+      expect(inContainer.stdout.toString(), inContainer.stderr.toString()).toBe(expectedSettings);
+    } finally {
+      await qga.close();
+    }
     await stopAndCheckTrace(name);
 
     const second = await start();
