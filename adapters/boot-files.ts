@@ -3,10 +3,8 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
-import { DEBIAN_APPEND, ensureDebianGuest } from './debian-guest.js';
 import { ensureDemoGuest } from './demo-guest.js';
 import { WarmvmError } from './errors.js';
-import { writeIsoFile } from './iso9660.js';
 import { removeRuntimeFiles } from './qemu-process.js';
 import type { BootSource } from './vm-spec.js';
 
@@ -42,6 +40,8 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
     return { kernel: guest.kernel, initrd: guest.initrd, append: DEMO_APPEND, disk: undefined, seed: undefined, description: `demo-${guest.key}`, built: guest.built };
   }
   if (source.kind === 'profile') {
+    // Loaded only for this guest: every start of the demo guest would pay for the builder's modules.
+    const { DEBIAN_APPEND, ensureDebianGuest } = await import('./debian-guest.js');
     const guest = await ensureDebianGuest({ imagesDir: options.imagesDir, signal: options.signal, logger: options.logger, onProgress: options.onProgress });
     await createOverlay(guest.disk, 'qcow2', options);
     return {
@@ -109,6 +109,7 @@ async function seedIso(userDataPath: string, metaDataPath: string | undefined, i
     { name: 'user-data', data: userData },
     { name: 'meta-data', data: metaData ?? Buffer.from(`instance-id: warmvm-${key}\nlocal-hostname: warmvm\n`) },
   ];
+  const { writeIsoFile } = await import('./iso9660.js');
   await writeIsoFile(path, { volumeLabel: 'cidata', files });
   return path;
 }

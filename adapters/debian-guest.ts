@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { removeAbandonedBuildDirs } from './abandoned-builds.js';
 import { configureRootfs, debootstrap, DEBIAN_PACKAGES, DEBIAN_SUITE, findBootFiles, unmountUnder, WORKLOAD_FILES } from './debian-rootfs.js';
 import { throwIfAborted, WarmvmError } from './errors.js';
 import { provisionGuest } from './guest-provision.js';
 import { writeIsoFile } from './iso9660.js';
 import { loadExeca } from './lazy-execa.js';
 import { moduleLogger, silentLogger } from './logger.js';
-import { isProcessAlive } from './process-alive.js';
 import { projectRoot } from './project-root.js';
 import { inspectQemuCached } from './qemu-binary.js';
 
@@ -22,12 +22,9 @@ import { inspectQemuCached } from './qemu-binary.js';
 
 /** Bump when the build changes in a way the inputs' hash cannot see. */
 export const DEBIAN_GUEST_BUILDER_VERSION = 1;
-export const DEBIAN_ROTATE_COMMAND = '/usr/local/bin/warmvm-rotate';
-export const DEBIAN_HTTP_PORT = 8080;
 /** root= by device: the disk is always the first virtio-blk. apparmor=0: docker refuses to run a container when AppArmor is on without its parser (not installed). net.ifnames=0: the NIC is eth0 whatever PCI slot it gets (a start adds the settings disk the provisioning boot lacked), so the network cloud-init configured still matches. */
 export const DEBIAN_APPEND = 'root=/dev/vda rw console=ttyS0 quiet apparmor=0 net.ifnames=0';
 export const PROVISIONED_MARKER = 'warmvm: provisioned';
-export const HEALTHY_MARKER = 'warmvm: workload healthy';
 
 const PREFIX = 'debian-';
 const BUILD_PREFIX = '.debian-build-';
@@ -81,7 +78,7 @@ export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Prom
     if (cached) return cached;
   }
   await mkdir(imagesDir, { recursive: true });
-  await removeAbandonedBuilds(imagesDir);
+  await removeAbandonedBuildDirs(imagesDir, BUILD_PREFIX, unmountUnder);
   const started = Date.now();
   const buildDir = await mkdtemp(join(imagesDir, `${BUILD_PREFIX}${process.pid}-`));
   try {
@@ -214,14 +211,4 @@ async function readImage(imageDir: string, key: string): Promise<DebianGuest | u
   }
   const { disk, kernel, initrd } = manifest.files;
   return { key, disk: join(imageDir, disk.file), kernel: join(imageDir, kernel.file), initrd: join(imageDir, initrd.file), built: false };
-}
-
-/** Build folders of processes that died mid-build are removed; live builds are left alone. */
-async function removeAbandonedBuilds(imagesDir: string): Promise<void> {
-  for (const name of await readdir(imagesDir).catch(() => [] as string[])) {
-    const pid = Number(new RegExp(`^\\${BUILD_PREFIX}(\\d+)-`).exec(name)?.[1]);
-    if (!pid || pid === process.pid || (await isProcessAlive(pid))) continue;
-    await unmountUnder(join(imagesDir, name));
-    await rm(join(imagesDir, name), { recursive: true, force: true });
-  }
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { DebianPackage } from './debian-packages.js';
 import { WarmvmError } from './errors.js';
-import { isProcessAlive } from './process-alive.js';
+import { removeAbandonedBuildDirs } from './abandoned-builds.js';
 
 /**
  * The demo guest's folders in the images folder: `demo-<key>/` holds a complete image (kernel,
@@ -118,11 +118,5 @@ export async function publishImage(buildDir: string, imageDir: string, key: stri
 
 /** Build folders of processes that died mid-build (killed, power cut) are removed; live builds are left alone. */
 export async function removeAbandonedBuilds(imagesDir: string, logger: Logger): Promise<void> {
-  for (const name of await readdir(imagesDir).catch(() => [] as string[])) {
-    if (!name.startsWith(BUILD_PREFIX)) continue;
-    const pid = Number(/^\.demo-build-(\d+)-/.exec(name)?.[1]);
-    if (pid === process.pid || (await isProcessAlive(pid))) continue;
-    logger.debug({ folder: name }, 'removing an abandoned demo guest build');
-    await rm(join(imagesDir, name), { recursive: true, force: true });
-  }
+  for (const folder of await removeAbandonedBuildDirs(imagesDir, BUILD_PREFIX)) logger.debug({ folder }, 'removed an abandoned demo guest build');
 }

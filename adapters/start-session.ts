@@ -17,7 +17,6 @@ import { buildQemuArgv, defaultCpuModel, type LaunchPlan } from './qemu-argv.js'
 import { inspectQemu, inspectQemuCached, type QemuInfo } from './qemu-binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from './qemu-process.js';
 import { rotateSecrets } from './rotation.js';
-import { writeRuntimeDisk } from './runtime-disk.js';
 import { hashSpec, manifestMismatch, type SnapshotManifest } from './snapshot-manifest.js';
 import {
   commitCapture,
@@ -396,7 +395,9 @@ export class StartSession {
   // ---- shared --------------------------------------------------------------------------------
 
   private async writeRuntimeDisk(): Promise<void> {
-    if (this.spec.settings) await writeRuntimeDisk(this.paths.runtimeIso, this.paths.name, this.spec.settings);
+    if (!this.spec.settings) return;
+    const { writeRuntimeDisk } = await import('./runtime-disk.js');
+    await writeRuntimeDisk(this.paths.runtimeIso, this.paths.name, this.spec.settings);
   }
 
   private plan(): LaunchPlan {
