@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
 import { ensureDemoGuest } from './demo-guest.js';
 import { WarmvmError } from './errors.js';
-import { removeRuntimeFiles } from './qemu-process.js';
 import type { BootSource } from './vm-spec.js';
 
 export interface BootFiles {
   kernel: string | undefined;
   initrd: string | undefined;
   append: string | undefined;
+  /** The instance's overlay, which QEMU opens; made over `overlayBase` by a cold boot (a resume makes its own). */
   disk: { path: string; format: 'qcow2' | 'raw' } | undefined;
+  overlayBase: { path: string; format: 'qcow2' | 'raw' } | undefined;
   /** The cloud-init seed ISO attached read-only, when the config gives user-data. */
   seed: string | undefined;
   /** Which image, for the trace and the output. */
@@ -22,9 +22,8 @@ export interface BootFiles {
 
 export interface BootFilesOptions {
   imagesDir: string;
-  /** Where a disk guest's fresh overlay goes: the user's image is never written. */
+  /** Where a disk guest's overlay goes: the user's image is never written. */
   overlay: string;
-  qemuImg: string;
   signal?: AbortSignal;
   logger?: Logger;
   onProgress?: (line: string) => void;
@@ -33,22 +32,25 @@ export interface BootFilesOptions {
 /** Kernel command line of the demo guest: serial console, quiet enough to boot fast under TCG. */
 export const DEMO_APPEND = 'console=ttyS0 quiet panic=-1';
 
-/** Resolves what QEMU boots: the demo guest (built when missing), a kernel, or a disk with a fresh overlay. */
+/**
+ * Resolves what QEMU boots: the demo guest (built when missing), a kernel, or a disk. A disk's
+ * overlay is only named here: a cold boot creates it, and a resume makes its own over the snapshot's.
+ */
 export async function prepareBootFiles(source: BootSource, options: BootFilesOptions): Promise<BootFiles> {
   if (source.kind === 'demo') {
     const guest = await ensureDemoGuest({ imagesDir: options.imagesDir, signal: options.signal, logger: options.logger, onProgress: options.onProgress });
-    return { kernel: guest.kernel, initrd: guest.initrd, append: DEMO_APPEND, disk: undefined, seed: undefined, description: `demo-${guest.key}`, built: guest.built };
+    return { kernel: guest.kernel, initrd: guest.initrd, append: DEMO_APPEND, disk: undefined, overlayBase: undefined, seed: undefined, description: `demo-${guest.key}`, built: guest.built };
   }
   if (source.kind === 'profile') {
     // Loaded only for this guest: every start of the demo guest would pay for the builder's modules.
     const { DEBIAN_APPEND, ensureDebianGuest } = await import('./debian-guest.js');
     const guest = await ensureDebianGuest({ imagesDir: options.imagesDir, signal: options.signal, logger: options.logger, onProgress: options.onProgress });
-    await createOverlay(guest.disk, 'qcow2', options);
     return {
       kernel: guest.kernel,
       initrd: guest.initrd,
       append: DEBIAN_APPEND,
       disk: { path: options.overlay, format: 'qcow2' },
+      overlayBase: { path: guest.disk, format: 'qcow2' },
       seed: undefined,
       description: `debian-${guest.key}`,
       built: guest.built,
@@ -57,36 +59,22 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
   if (source.kind === 'kernel') {
     await mustExist(source.kernel, 'image.kernel');
     if (source.initrd) await mustExist(source.initrd, 'image.initrd');
-    return { kernel: source.kernel, initrd: source.initrd, append: source.append ?? 'console=ttyS0', disk: undefined, seed: undefined, description: source.kernel, built: false };
+    return { kernel: source.kernel, initrd: source.initrd, append: source.append ?? 'console=ttyS0', disk: undefined, overlayBase: undefined, seed: undefined, description: source.kernel, built: false };
   }
   await mustExist(source.path, 'image.disk');
   if (source.kernel) await mustExist(source.kernel, 'image.kernel');
   if (source.initrd) await mustExist(source.initrd, 'image.initrd');
   const seed = source.userData ? await seedIso(source.userData, source.metaData, options.imagesDir) : undefined;
-  await createOverlay(source.path, source.format, options);
   return {
     kernel: source.kernel,
     initrd: source.initrd,
     append: source.append,
     disk: { path: options.overlay, format: 'qcow2' },
+    overlayBase: { path: source.path, format: source.format },
     seed,
     description: seed ? `${source.path} + ${seed}` : source.path,
     built: false,
   };
-}
-
-/** A fresh overlay over `base`: what the guest writes never reaches the image. */
-async function createOverlay(base: string, format: 'qcow2' | 'raw', options: BootFilesOptions): Promise<void> {
-  await removeRuntimeFiles([options.overlay]);
-  try {
-    const execa = await loadExeca();
-    await execa(options.qemuImg, ['create', '-q', '-f', 'qcow2', '-F', format, '-b', base, options.overlay], { cancelSignal: options.signal, stdin: 'ignore' });
-  } catch (cause) {
-    throw new WarmvmError('E_OVERLAY', `cannot create a disk overlay over ${base}`, {
-      hint: 'check that qemu-img is installed (apt-get install qemu-utils) and that the image is a valid ' + format,
-      cause,
-    });
-  }
 }
 
 /**

@@ -1,8 +1,8 @@
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadExeca } from './lazy-execa.js';
 import type { Logger } from 'pino';
 import { chooseAccelerator } from './accel-probe.js';
+import { createOverlay } from './disk-overlay.js';
 import { prepareBootFiles, type BootFiles } from './boot-files.js';
 import type { CleanupStack } from './cleanup.js';
 import { ensureDemoGuest } from './demo-guest.js';
@@ -43,6 +43,9 @@ export interface StartSessionOptions {
   /** Epoch ms the run's trace began at: exchanges are timed from it, like trace entries. */
   startedAt?: number;
 }
+
+/** From PATH, as QEMU itself is found: qemu-utils ships it beside qemu-system. */
+const QEMU_IMG = 'qemu-img';
 
 type Choice = { status: 'usable' } | { status: 'missing' } | { status: 'setAside'; reason: string };
 
@@ -104,7 +107,6 @@ export class StartSession {
     this.boot = await prepareBootFiles(this.spec.boot, {
       imagesDir: homePaths(this.options.home).images,
       overlay: this.paths.overlay,
-      qemuImg: 'qemu-img',
       signal,
       logger: this.options.logger,
       onProgress: (line) => this.options.progress(`  image: ${line}`),
@@ -185,6 +187,9 @@ export class StartSession {
     this.forwards = [];
     for (const forward of this.spec.ports) this.forwards.push({ guest: forward.guest, host: forward.host ?? (await findFreePort()) });
     await this.writeRuntimeDisk();
+    // Over the image itself, even when a failed resume left an overlay over its snapshot's disk.
+    const base = this.require(this.boot, 'the boot files').overlayBase;
+    if (base) await createOverlay({ qemuImg: QEMU_IMG, base: base.path, format: base.format, overlay: this.paths.overlay });
     this.coldRunner = this.runner(buildQemuArgv(this.plan()));
     return this.coldRunner;
   }
@@ -342,11 +347,7 @@ export class StartSession {
     }
     // The snapshot's argv names this instance's settings disk; the guest read it when it booted.
     await this.writeRuntimeDisk();
-    if (manifest.files.disk) {
-      await removeRuntimeFiles([this.paths.overlay]);
-      const execa = await loadExeca();
-      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', this.snapshot.disk, this.paths.overlay], { cancelSignal: signal, stdin: 'ignore' });
-    }
+    if (manifest.files.disk) await createOverlay({ qemuImg: QEMU_IMG, base: this.snapshot.disk, format: 'qcow2', overlay: this.paths.overlay, signal });
     return { stateFile: this.snapshot.stateRaw, decompressed };
   }
 

@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { prepareBootFiles } from '../../adapters/boot-files.js';
+import { fileExists } from '../../adapters/file-exists.js';
 import { readIso } from '../helpers/iso-reader.js';
 import { useTempDirs } from '../helpers/temp.js';
 
 const tempDir = useTempDirs();
 
-/** A user's disk with cloud-init files, in a temp folder; real qemu-img makes the overlay. */
+/** A user's disk with cloud-init files, in a temp folder. */
 async function userImage(userData: string, metaData?: string) {
   const dir = await tempDir();
   const disk = join(dir, 'cloud.qcow2');
@@ -25,14 +26,17 @@ async function userImage(userData: string, metaData?: string) {
     userData: join(dir, 'user-data'),
     metaData: metaData ? join(dir, 'meta-data') : undefined,
   };
-  return { dir, source, options: { imagesDir: join(dir, 'images'), overlay: join(dir, 'overlay.qcow2'), qemuImg: 'qemu-img' } };
+  return { dir, disk, source, options: { imagesDir: join(dir, 'images'), overlay: join(dir, 'overlay.qcow2') } };
 }
 
 describe('prepareBootFiles for a user image with cloud-init files', () => {
   it('writes a cidata seed with the files as given, named by their content, the same on every start', async () => {
-    const { source, options } = await userImage('#cloud-config\nruncmd: [[touch, /ok]]\n', 'instance-id: mine\n');
+    const { disk, source, options } = await userImage('#cloud-config\nruncmd: [[touch, /ok]]\n', 'instance-id: mine\n');
     const first = await prepareBootFiles(source, options);
     expect(first.disk).toEqual({ path: options.overlay, format: 'qcow2' });
+    // Named, not made: the cold boot makes it over the image, a resume over its snapshot's disk.
+    expect(first.overlayBase).toEqual({ path: disk, format: 'qcow2' });
+    expect(await fileExists(options.overlay)).toBe(false);
     expect(first.seed).toMatch(/images\/seed-[0-9a-f]{16}\.iso$/);
     const iso = readIso(await readFile(first.seed as string));
     expect(iso.jolietLabel).toBe('cidata');
