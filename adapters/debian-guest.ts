@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { removeAbandonedBuildDirs } from './abandoned-builds.js';
 import { configureRootfs, debootstrap, DEBIAN_PACKAGES, DEBIAN_SUITE, findBootFiles, unmountUnder, WORKLOAD_FILES } from './debian-rootfs.js';
@@ -11,17 +11,20 @@ import { loadExeca } from './lazy-execa.js';
 import { moduleLogger, silentLogger } from './logger.js';
 import { projectRoot } from './project-root.js';
 import { inspectQemuCached } from './qemu-binary.js';
+import { removeStaleImages, type StaleImages } from './stale-images.js';
 
 /**
  * warmvm's Debian profile: Debian 12 from debootstrap (systemd, cloud-init, the guest agent,
  * docker.io), an ext4 image made with `mkfs.ext4 -d` (no mount), converted to qcow2, booted once
  * with its own kernel and a cloud-init seed to provision the workload container, and cached in
  * `<imagesDir>/debian-<key>/` where the key hashes every input: the package list, the cloud-init
- * templates, the workload's files and this builder's version.
+ * templates, the workload's files and this builder's version. `base.qcow2` beside it is the same
+ * Debian before that first boot (cloud-init on, never booted): a plain cloud image to give your own
+ * user-data. A new build removes older images no instance or snapshot still backs onto.
  */
 
 /** Bump when the build changes in a way the inputs' hash cannot see. */
-export const DEBIAN_GUEST_BUILDER_VERSION = 1;
+export const DEBIAN_GUEST_BUILDER_VERSION = 2;
 /** root= by device: the disk is always the first virtio-blk. apparmor=0: docker refuses to run a container when AppArmor is on without its parser (not installed). net.ifnames=0: the NIC is eth0 whatever PCI slot it gets (a start adds the settings disk the provisioning boot lacked), so the network cloud-init configured still matches. */
 export const DEBIAN_APPEND = 'root=/dev/vda rw console=ttyS0 quiet apparmor=0 net.ifnames=0';
 export const PROVISIONED_MARKER = 'warmvm: provisioned';
@@ -38,6 +41,8 @@ const PROVISION_CPUS = 2;
 export interface DebianGuest {
   key: string;
   disk: string;
+  /** The image before provisioning: Debian 12 with cloud-init enabled, never booted. */
+  base: string;
   kernel: string;
   initrd: string;
   built: boolean;
@@ -51,7 +56,7 @@ interface Manifest {
   kernelRelease: string;
   provisionSeconds: number;
   createdAt: string;
-  files: Record<'disk' | 'kernel' | 'initrd', { file: string; bytes: number }>;
+  files: Record<'disk' | 'base' | 'kernel' | 'initrd', { file: string; bytes: number }>;
 }
 
 export interface EnsureDebianGuestOptions {
@@ -92,10 +97,29 @@ export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Prom
     progress(`Debian guest ${key} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const image = await readImage(imageDir, key);
     if (!image) throw new WarmvmError('E_GUEST_PUBLISH', `the Debian guest in ${imageDir} is incomplete right after building it`, { hint: 'run "warmvm guest build --profile debian --force"' });
+    await removeOldImages(imagesDir, PREFIX + key, progress, logger);
     return { ...image, built: true };
   } finally {
     await unmountUnder(buildDir);
     await rm(buildDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Each image takes about 2 GB; older ones go once nothing backs onto them. A failure here leaves
+ * them for the next build and does not fail this one. The images folder is always `<home>/images`.
+ */
+async function removeOldImages(imagesDir: string, current: string, progress: (line: string) => void, logger: Logger): Promise<void> {
+  let stale: StaleImages;
+  try {
+    stale = await removeStaleImages(dirname(imagesDir), PREFIX, current);
+  } catch (error) {
+    logger.warn({ err: error }, 'could not remove older Debian guests; the next build tries again');
+    return;
+  }
+  for (const image of stale.removed) progress(`removed the older Debian guest ${image}`);
+  for (const { image, usedBy, instance } of stale.kept) {
+    progress(`kept the older Debian guest ${image}: ${usedBy} backs onto it ("warmvm reset --name ${instance} --snapshot" frees it for the next build)`);
   }
 }
 
@@ -141,8 +165,10 @@ async function build(
   const raw = join(buildDir, 'disk.raw');
   await execa('mkfs.ext4', ['-q', '-F', '-d', rootfs, '-L', 'root', raw, DISK_SIZE], { cancelSignal: signal, stdin: 'ignore' });
   await rm(rootfs, { recursive: true, force: true });
-  await execa('qemu-img', ['convert', '-O', 'qcow2', raw, join(buildDir, 'disk.qcow2')], { cancelSignal: signal, stdin: 'ignore' });
+  await execa('qemu-img', ['convert', '-O', 'qcow2', raw, join(buildDir, 'base.qcow2')], { cancelSignal: signal, stdin: 'ignore' });
   await rm(raw, { force: true });
+  // A copy, not an overlay: the profile's own disk stays one file, as a user's image would be.
+  await copyFile(join(buildDir, 'base.qcow2'), join(buildDir, 'disk.qcow2'));
 
   const seedIso = join(buildDir, 'seed.iso');
   await writeIsoFile(seedIso, {
@@ -193,7 +219,7 @@ async function build(
     kernelRelease: boot.release,
     provisionSeconds: provisioned.seconds,
     createdAt: new Date().toISOString(),
-    files: { disk: await record('disk.qcow2'), kernel: await record('vmlinuz'), initrd: await record('initrd.img') },
+    files: { disk: await record('disk.qcow2'), base: await record('base.qcow2'), kernel: await record('vmlinuz'), initrd: await record('initrd.img') },
   };
 }
 
@@ -209,6 +235,7 @@ async function readImage(imageDir: string, key: string): Promise<DebianGuest | u
     const found = await stat(join(imageDir, entry.file)).catch(() => undefined);
     if (!found?.isFile() || found.size !== entry.bytes) return undefined;
   }
-  const { disk, kernel, initrd } = manifest.files;
-  return { key, disk: join(imageDir, disk.file), kernel: join(imageDir, kernel.file), initrd: join(imageDir, initrd.file), built: false };
+  const { disk, base, kernel, initrd } = manifest.files;
+  if (!base) return undefined;
+  return { key, disk: join(imageDir, disk.file), base: join(imageDir, base.file), kernel: join(imageDir, kernel.file), initrd: join(imageDir, initrd.file), built: false };
 }
