@@ -1,21 +1,17 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/paths.js';
 import { QgaClient } from '../../adapters/qga-client.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
-import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
-import { snapshotOf } from '../helpers/store-check.js';
-import { expectTraceMatches, loadExpectedTraceScaled, stopAndCheckTrace } from '../helpers/trace-expect.js';
+import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, sha256, startHealthy } from '../helpers/real-guest.js';
+import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // The Debian profile end to end on the real QEMU: built with debootstrap and provisioned through
 // cloud-init (cached in the e2e home across runs of the same inputs), its workload in a container,
 // secrets rotated inside the container through the agent and `docker exec`.
 const name = 'deb-main';
-/** The demo guest's expected traces, bounds ×10: rotation is a `docker exec` (5–8 s under TCG), a cold boot about a minute. */
-const expected = (file: string) => loadExpectedTraceScaled(file, 10);
 let configDir: string;
 let config: string;
 
@@ -26,13 +22,7 @@ async function fingerprint(result: CliResult): Promise<string> {
   return (await response.text()).trim();
 }
 
-const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
-
-async function start(): Promise<CliResult> {
-  const result = await cli(['start', '--name', name, '--config', config, '--json']);
-  expect(result.json.outcome, result.stderr + result.stdout).toBe('healthy');
-  return result;
-}
+const start = (): Promise<CliResult> => startHealthy(name, config);
 
 describe('the Debian profile on real QEMU', () => {
   beforeAll(async () => {
@@ -54,7 +44,7 @@ describe('the Debian profile on real QEMU', () => {
   it('provisioned through cloud-init at build, it cold boots, captures, resumes with rotation inside the container; a second resume has other secrets', async () => {
     const first = await start();
     expect(first.json).toMatchObject({ path: 'cold+capture+resume', rotated: true });
-    await expectTraceMatches(name, await expected('first-start.json'));
+    await expectTraceMatches(name, await expectedScaled('first-start.json'));
     const secretsFile = instancePaths(E2E_HOME, name).secretsFile;
     const firstPrint = await fingerprint(first);
     expect(firstPrint).toBe(sha256(await readFile(secretsFile)));
@@ -72,26 +62,10 @@ describe('the Debian profile on real QEMU', () => {
     }
     await stopAndCheckTrace(name);
 
-    const second = await start();
-    expect(second.json).toMatchObject({ path: 'resume', rotated: true });
-    await expectTraceMatches(name, await expected('resume.json'));
-    const secondPrint = await fingerprint(second);
-    expect(secondPrint).toBe(sha256(await readFile(secretsFile)));
-    expect(secondPrint).not.toBe(firstPrint);
-    await stopAndCheckTrace(name);
+    await expectResumeWithNewSecrets(name, config, fingerprint, firstPrint);
   }, 1_800_000);
 
   it('falls back to a cold boot when the stored state is corrupt, and ends healthy', async () => {
-    await cli(['stop', '--name', name]);
-    const paths = snapshotOf(name);
-    await truncate(paths.stateRaw, 0);
-    const zst = await readFile(paths.stateZst);
-    for (let offset = Math.floor(zst.length / 2); offset < Math.floor(zst.length / 2) + 64; offset += 1) zst[offset] = (zst[offset] ?? 0) ^ 0xff;
-    await writeFile(paths.stateZst, zst);
-    const result = await start();
-    expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(/corrupt/i) });
-    const entries = await expectTraceMatches(name, await expected('fallback-corrupt-zst.json'));
-    await expectOnlyFinalQemuLeft(name, entries, result.json.pid as number);
-    await stopAndCheckTrace(name);
+    await expectCorruptStateFallsBack(name, config);
   }, 1_800_000);
 });

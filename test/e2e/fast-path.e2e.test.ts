@@ -10,7 +10,7 @@ import { listCaptureDirs } from '../../adapters/snapshot-store.js';
 import { cli, E2E_HOME, parse, startCli, type CliResult } from '../helpers/cli.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
-import { snapshotDigest, snapshotOf } from '../helpers/store-check.js';
+import { corruptStoredState, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
 import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 import { waitForState } from '../helpers/trace-watch.js';
 
@@ -138,11 +138,7 @@ describe('fast path on real QEMU', () => {
     await start(name);
     await expectTraceMatches(name, 'first-start.json');
     await stopAndCheckTrace(name);
-    const paths = snapshotOf(name);
-    await truncate(paths.stateRaw, 0);
-    const zst = await readFile(paths.stateZst);
-    for (let offset = Math.floor(zst.length / 2); offset < Math.floor(zst.length / 2) + 64; offset += 1) zst[offset] = (zst[offset] ?? 0) ^ 0xff;
-    await writeFile(paths.stateZst, zst);
+    await corruptStoredState(name);
     const result = await start(name);
     expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(/corrupt/i) });
     await expectFallback(name, result, 'fallback-corrupt-zst.json');

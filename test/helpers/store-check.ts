@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { homePaths } from '../../adapters/paths.js';
 import { parseManifest } from '../../adapters/snapshot-manifest.js';
@@ -9,6 +9,16 @@ import { E2E_HOME } from './cli.js';
 
 export function snapshotOf(name: string): SnapshotPaths {
   return snapshotPaths(homePaths(E2E_HOME).snapshots, name);
+}
+
+/** Flips 64 bytes in the middle of the snapshot's state.zst and drops the decompressed copy, so the next resume must read the corrupt .zst. */
+export async function corruptStoredState(name: string): Promise<void> {
+  const paths = snapshotOf(name);
+  await truncate(paths.stateRaw, 0);
+  const zst = await readFile(paths.stateZst);
+  const middle = Math.floor(zst.length / 2);
+  for (let offset = middle; offset < middle + 64; offset += 1) zst[offset] = (zst[offset] ?? 0) ^ 0xff;
+  await writeFile(paths.stateZst, zst);
 }
 
 async function sha256File(file: string): Promise<string> {

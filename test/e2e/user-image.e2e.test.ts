@@ -1,0 +1,121 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { instancePaths } from '../../adapters/paths.js';
+import { projectRoot } from '../../adapters/project-root.js';
+import { QgaClient } from '../../adapters/qga-client.js';
+import { readBackingFile } from '../../adapters/qcow2-header.js';
+import { ensureBootableDisk } from '../helpers/bootable-disk.js';
+import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
+import { startKillingQemuAt } from '../helpers/qemu-kill.js';
+import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, sha256, startHealthy } from '../helpers/real-guest.js';
+import { snapshotDigest } from '../helpers/store-check.js';
+import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
+
+// A user's own cloud image and user-data, as a user with a downloaded cloud image gives them: a
+// disk with a partition table and a bootloader, booted by the firmware (no kernel in the config),
+// cloud-init on. No cloud image can be downloaded here, so the test makes one from the Debian
+// profile's base.qcow2 (Debian 12, cloud-init on, never booted). The provisioning, port, health
+// path and rotate command are the user's (test/fixtures/user-image). cloud-init runs on every cold
+// boot: each starts from a fresh overlay.
+const name = 'user-img';
+const fixtures = join(projectRoot(), 'test', 'fixtures', 'user-image');
+let configDir: string;
+let config: string;
+let disk: string;
+
+async function tokenFingerprint(result: CliResult): Promise<string> {
+  const health = result.json.health as { url: string }[];
+  expect(health).toHaveLength(1);
+  const url = (health[0]?.url ?? '').replace('/healthz', '/token-fingerprint');
+  const response = await fetch(url);
+  expect(response.status).toBe(200);
+  return (await response.text()).trim();
+}
+
+const start = (): Promise<CliResult> => startHealthy(name, config);
+
+describe("a user's cloud image (bootloader on the disk) with the user's cloud-init user-data, health check and rotate command", () => {
+  beforeAll(async () => {
+    const built = await cli(['guest', 'build', '--profile', 'debian', '--json']);
+    expect(built.exitCode, built.stderr).toBe(0);
+    const { key, base, kernel, initrd } = built.json as { key: string; base: string; kernel: string; initrd: string };
+    disk = await ensureBootableDisk({
+      rootImage: base,
+      kernel,
+      initrd,
+      append: 'root=/dev/vda2 rw console=ttyS0 net.ifnames=0',
+      out: join(E2E_HOME, 'user-image', `cloud-${key}.qcow2`),
+    });
+    configDir = await mkdtemp(join(tmpdir(), 'warmvm-user-image-'));
+    config = join(configDir, 'app.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        image: {
+          disk,
+          format: 'qcow2',
+          userData: join(fixtures, 'user-data'),
+          metaData: join(fixtures, 'meta-data'),
+        },
+        memoryMb: 1024,
+        cpus: 2,
+        ports: [{ guest: 9090 }],
+        health: [{ port: 9090, path: '/healthz', status: 200 }],
+        rotation: { command: '/usr/local/bin/app-rotate', secrets: ['APP_TOKEN', 'DB_PASSWORD'] },
+        readyMarker: 'app: ready',
+        bounds: { bootSeconds: 600, healthSeconds: 300, rotateSeconds: 60, stopSeconds: 30 },
+      }),
+    );
+    await cli(['stop', '--name', name]);
+    await cli(['reset', '--name', name, '--snapshot']);
+  }, 1_800_000);
+
+  afterAll(async () => {
+    await cli(['stop', '--name', name]);
+    if (configDir) await rm(configDir, { recursive: true, force: true });
+  });
+
+  it('cold boots through cloud-init, captures, resumes with the rotate command; a second resume has other secrets', async () => {
+    const first = await start();
+    expect(first.json).toMatchObject({ path: 'cold+capture+resume', rotated: true });
+    await expectTraceMatches(name, await expectedScaled('first-start.json'));
+    const secretsFile = instancePaths(E2E_HOME, name).secretsFile;
+    const secrets = await readFile(secretsFile, 'utf8');
+    expect(secrets).toMatch(/^APP_TOKEN=[0-9a-f]+\nDB_PASSWORD=[0-9a-f]+\n$/);
+    const firstPrint = await tokenFingerprint(first);
+    expect(firstPrint).toBe(sha256(secrets));
+    // The user's meta-data reached cloud-init (the seed ISO warmvm wrote from the user's files).
+    const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
+    try {
+      const instanceId = await qga.exec('/bin/cat', ['/var/lib/cloud/data/instance-id']);
+      expect(instanceId.stdout.toString().trim(), instanceId.stderr.toString()).toBe('user-app-1');
+      // The disk's own bootloader started the kernel: QEMU had no -kernel, syslinux passed its line.
+      const kernelLine = await qga.exec('/bin/cat', ['/proc/cmdline']);
+      expect(kernelLine.stdout.toString()).toContain('root=/dev/vda2');
+      expect((await readFile(`/proc/${first.json.pid as number}/cmdline`, 'utf8')).split('\0')).not.toContain('-kernel');
+    } finally {
+      await qga.close();
+    }
+    await stopAndCheckTrace(name);
+
+    await expectResumeWithNewSecrets(name, config, tokenFingerprint, firstPrint);
+  }, 1_800_000);
+
+  it('falls back to a cold boot (cloud-init again, on a fresh overlay) when the stored state is corrupt', async () => {
+    await expectCorruptStateFallsBack(name, config);
+  }, 1_800_000);
+
+  it('QEMU killed while the resume loads its state: the cold fallback boots the image itself, not the snapshot\'s disk', async () => {
+    const before = await snapshotDigest(name);
+    const killed = await startKillingQemuAt(name, ['--config', config], 'resume.incoming');
+    expect(killed.result.json.outcome, killed.result.stderr).toBe('healthy');
+    expect(killed.result.json).toMatchObject({ path: 'cold', fallbackReason: expect.stringContaining('QEMU exited') });
+    await expectTraceMatches(name, await expectedScaled('fallback-qemu-killed-incoming.json'));
+    // The resume had made an overlay over the snapshot's frozen disk; the cold boot must not run on it.
+    expect(await readBackingFile(instancePaths(E2E_HOME, name).overlay)).toBe(disk);
+    expect(await snapshotDigest(name)).toBe(before);
+    await stopAndCheckTrace(name);
+  }, 1_800_000);
+});
