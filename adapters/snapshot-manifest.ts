@@ -15,6 +15,8 @@ export interface SnapshotManifest {
   /** QEMU's argv at capture, in order: a resume launches exactly this, plus -incoming defer. */
   argv: string[];
   specHash: string;
+  /** What `specHash` hashes, to name what changed; settings only by digest. Absent in older manifests. */
+  spec?: SpecFacts;
   /** Host ports the guest's forwards are bound to: part of the argv, so fixed by the snapshot. */
   forwards: { guest: number; host: number }[];
   files: {
@@ -31,7 +33,20 @@ export interface HostFacts {
   accel: string;
   cpuModel: string;
   specHash: string;
+  spec?: SpecFacts;
 }
+
+/** The parts of a spec a snapshot depends on, as kept in its manifest (no setting's value). */
+export type SpecFacts = Record<string, unknown>;
+
+/** What the manifest keeps of the hashed spec: every part as is, but settings by digest. */
+export function specFacts(parts: Record<string, unknown>): SpecFacts {
+  const { settings, ...rest } = parts;
+  return settings === undefined ? rest : { ...rest, settings: `sha256:${hashSpec(settings)}` };
+}
+
+/** Longest value shown in a mismatch: an image description can be two paths. */
+const SHOWN_VALUE_CHARS = 100;
 
 /** Hash of what the user asked for: any change to it makes old snapshots unusable. */
 export function hashSpec(spec: unknown): string {
@@ -48,9 +63,26 @@ export function manifestMismatch(manifest: SnapshotManifest, host: HostFacts): s
     ['spec', manifest.specHash, host.specHash],
   ];
   for (const [what, captured, now] of checks) {
-    if (captured !== now) return `the snapshot's ${what} is ${captured}, this host's is ${now}`;
+    if (captured !== now) {
+      if (what === 'spec' && manifest.spec && host.spec) return specChange(manifest.spec, host.spec) ?? `the snapshot's spec is ${captured}, this host's is ${now}`;
+      return `the snapshot's ${what} is ${captured}, this host's is ${now}`;
+    }
   }
   return undefined;
+}
+
+/** "the config changed since the capture: memoryMb 256 → 512, settings", or undefined when no part differs. */
+function specChange(captured: SpecFacts, now: SpecFacts): string | undefined {
+  const show = (value: unknown): string => {
+    const text = value === undefined ? 'none' : typeof value === 'string' ? value : stableJson(value);
+    return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS - 1)}…` : text;
+  };
+  const changed = [...new Set([...Object.keys(captured), ...Object.keys(now)])]
+    .sort()
+    .filter((key) => stableJson(captured[key]) !== stableJson(now[key]))
+    // A setting's value is never shown, only that the settings differ.
+    .map((key) => (key === 'settings' ? key : `${key} ${show(captured[key])} → ${show(now[key])}`));
+  return changed.length === 0 ? undefined : `the config changed since the capture: ${changed.join(', ')}`;
 }
 
 export function parseManifest(text: string): SnapshotManifest {

@@ -17,7 +17,7 @@ import { buildQemuArgv, defaultCpuModel, type LaunchPlan } from './qemu-argv.js'
 import { inspectQemu, inspectQemuCached, type QemuInfo } from './qemu-binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from './qemu-process.js';
 import { rotateSecrets } from './rotation.js';
-import { hashSpec, manifestMismatch, type SnapshotManifest } from './snapshot-manifest.js';
+import { hashSpec, manifestMismatch, specFacts, type SnapshotManifest } from './snapshot-manifest.js';
 import {
   commitCapture,
   createCaptureDir,
@@ -169,14 +169,19 @@ export class StartSession {
       accel,
       cpuModel: this.spec.cpuModel ?? defaultCpuModel(accel),
       specHash: this.specHash(),
+      spec: specFacts(this.specParts()),
     };
   }
 
   /** What the VM's state depends on: not bounds, health checks or rotation. */
   specHash(): string {
+    return hashSpec(this.specParts());
+  }
+
+  private specParts(): Record<string, unknown> {
     const boot = this.require(this.boot, 'the boot files');
     const { memoryMb, cpus, cpuModel, ports, agent } = this.spec;
-    return hashSpec({ memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined, seed: boot.seed, settings: this.spec.settings });
+    return { memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined, seed: boot.seed, settings: this.spec.settings };
   }
 
   // ---- cold boot ---------------------------------------------------------------------------
@@ -291,6 +296,7 @@ export class StartSession {
       memoryMb: this.spec.memoryMb,
       argv: this.require(this.coldRunner, 'the cold-booted VM').argv,
       specHash: this.specHash(),
+      spec: specFacts(this.specParts()),
       forwards: this.forwards,
       files: {
         state: { name: STATE_RAW, apparentBytes: zst.apparentBytes, dataBytes: zst.dataBytes, sha256: zst.sha256 },

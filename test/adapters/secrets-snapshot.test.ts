@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateSecrets, redactSecrets, secretsFingerprint, secretsToEnvLines, writeSecretsFile } from '../../adapters/secrets.js';
-import { hashSpec, manifestMismatch, parseManifest, type SnapshotManifest } from '../../adapters/snapshot-manifest.js';
+import { hashSpec, manifestMismatch, parseManifest, specFacts, type SnapshotManifest } from '../../adapters/snapshot-manifest.js';
 import { commitCapture, createCaptureDir, listCaptureDirs, readSnapshot, removeSnapshot, setAside, snapshotPaths } from '../../adapters/snapshot-store.js';
 import { useTempDirs } from '../helpers/temp.js';
 
@@ -60,6 +60,23 @@ describe('snapshot manifest', () => {
     expect(manifestMismatch(manifest, { ...host, machineType: 'pc-q35-10.1' })).toContain('machine type');
     expect(manifestMismatch(manifest, { ...host, accel: 'kvm' })).toContain('accelerator');
     expect(manifestMismatch(manifest, { ...host, specHash: 'def' })).toContain('spec');
+  });
+
+  it('names the parts of the config that changed since the capture, never a setting\'s value', () => {
+    const parts = { memoryMb: 256, cpus: 1, ports: [{ guest: 8080 }], image: 'demo-1', seed: undefined, settings: { GREETING: 'hello' } };
+    const changed = { ...parts, memoryMb: 512, image: 'demo-2', settings: { GREETING: 'secretish value' } };
+    const captured = { ...manifest, specHash: hashSpec(parts), spec: specFacts(parts) };
+    const now = { ...host, specHash: hashSpec(changed), spec: specFacts(changed) };
+    const reason = manifestMismatch(captured, now);
+    expect(reason).toBe('the config changed since the capture: image demo-1 → demo-2, memoryMb 256 → 512, settings');
+    expect(reason).not.toContain('secretish');
+    expect(JSON.stringify(specFacts(changed))).not.toContain('secretish');
+    expect(manifestMismatch(captured, { ...host, specHash: hashSpec(parts), spec: specFacts(parts) })).toBeUndefined();
+    // A part that appears, and a long value, shortened.
+    const longer = { ...parts, seed: `/images/${'x'.repeat(200)}.iso` };
+    expect(manifestMismatch(captured, { ...host, specHash: hashSpec(longer), spec: specFacts(longer) })).toMatch(/^the config changed since the capture: seed none → \/images\/x+…$/);
+    // A manifest from before the parts were kept: the hashes only.
+    expect(manifestMismatch({ ...captured, spec: undefined }, now)).toBe(`the snapshot's spec is ${hashSpec(parts)}, this host's is ${hashSpec(changed)}`);
   });
 
   it('hashes a spec by value, whatever the key order', () => {

@@ -161,6 +161,13 @@ describe('fast path on real QEMU', () => {
     // Set aside by choosing: no resume ran, so one QEMU for the cold boot and one for the resume of the new capture.
     await expectFallback(name, result, 'fallback-mismatch.json');
     await stopAndCheckTrace(name);
+    // A config changed since that capture: the reason names the part and both values.
+    const bigger = join(E2E_HOME, `${name}-bigger.json`);
+    await writeFile(bigger, JSON.stringify({ memoryMb: 320 }));
+    const resized = await start(name, ['--config', bigger]);
+    expect(resized.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: 'the config changed since the capture: memoryMb 256 → 320' });
+    await expectFallback(name, resized, 'fallback-mismatch.json');
+    await stopAndCheckTrace(name);
   }, TIMEOUT);
 
   it("a guest whose rotate-secrets fails after resume falls back to a cold boot; the good snapshot stays", async () => {
