@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { mkdir, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 
 /**
  * A disk shaped like a downloaded cloud image: an MBR, a FAT boot partition with syslinux and the
@@ -41,9 +41,9 @@ export async function ensureBootableDisk(options: { rootImage: string; kernel: s
     await execa('dd', ['if=/usr/lib/syslinux/mbr/mbr.bin', `of=${disk}`, 'bs=440', 'count=1', 'conv=notrunc', 'status=none']);
     await execa('dd', [`if=${boot}`, `of=${disk}`, `bs=${sector}`, `seek=${bootStart}`, 'conv=notrunc,sparse', 'status=none']);
     await execa('dd', [`if=${root}`, `of=${disk}`, 'bs=1M', `seek=${rootStart * sector}`, 'oflag=seek_bytes', 'conv=notrunc,sparse', 'status=none']);
-    await mkdir(dirname(options.out), { recursive: true });
-    await execa('qemu-img', ['convert', '-O', 'qcow2', disk, `${options.out}.tmp`]);
-    await rename(`${options.out}.tmp`, options.out);
+    // Made in the work folder (beside `out`), so a failure leaves no partial image behind.
+    await execa('qemu-img', ['convert', '-O', 'qcow2', disk, join(work, 'disk.qcow2')]);
+    await rename(join(work, 'disk.qcow2'), options.out);
     return options.out;
   } finally {
     await rm(work, { recursive: true, force: true });
