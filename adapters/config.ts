@@ -55,12 +55,12 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
   if (obj.ports !== undefined) spec.ports = parsePorts(obj.ports, fail);
   if (obj.health !== undefined) spec.health = parseHealth(obj.health, fail);
   if (obj.rotation !== undefined) spec.rotation = parseRotation(obj.rotation, fail);
+  else if (spec.boot.kind !== 'demo' && spec.boot.kind !== 'profile') spec.rotation = undefined; // only warmvm's own guests' commands are known
   if (obj.readyMarker !== undefined) {
     const marker = expectString(obj.readyMarker, 'readyMarker', fail);
     if (marker.trim() === '' || marker.includes('\n')) fail('readyMarker', 'must be one non-empty line of the serial console');
     spec.readyMarker = marker;
   }
-  else if (spec.boot.kind !== 'demo' && spec.boot.kind !== 'profile') spec.rotation = undefined; // only warmvm's own guests' commands are known
   if (obj.settings !== undefined) {
     const settings = expectObject(obj.settings, 'settings', fail);
     spec.settings = {};

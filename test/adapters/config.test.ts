@@ -105,6 +105,10 @@ describe('parseConfig', () => {
     expect(parseConfig({ rotation: false }, where).rotation).toBeUndefined();
     expect(parseConfig({ image: { disk: 'd.qcow2' } }, where).rotation).toBeUndefined();
     expect(parseConfig({}, where).rotation?.command).toBe('/usr/local/bin/rotate-secrets');
+    // The ready marker is independent of rotation: with or without it, a user image keeps what it was given.
+    expect(parseConfig({ image: { disk: 'd.qcow2' }, rotation: { command: '/r', secrets: ['A'] } }, where).rotation).toEqual({ command: '/r', names: ['A'] });
+    expect(parseConfig({ image: { disk: 'd.qcow2' }, readyMarker: 'up' }, where).rotation).toBeUndefined();
+    expect(parseConfig({ image: { disk: 'd.qcow2' }, readyMarker: 'up', rotation: { command: '/r', secrets: ['A'] } }, where).rotation?.command).toBe('/r');
     expect(configError({ rotation: { command: 'rotate', secrets: ['A'] } }).message).toContain('"rotation.command"');
     expect(configError({ rotation: { command: '/r', secrets: ['api-key'] } }).message).toContain('"rotation.secrets[0]"');
   });
