@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/paths.js';
 import { QgaClient } from '../../adapters/qga-client.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
-import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, sha256, startHealthy } from '../helpers/real-guest.js';
+import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
+import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, startHealthy } from '../helpers/real-guest.js';
 import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // The Debian profile end to end on the real QEMU: built with debootstrap and provisioned through
@@ -15,12 +16,7 @@ const name = 'deb-main';
 let configDir: string;
 let config: string;
 
-async function fingerprint(result: CliResult): Promise<string> {
-  const url = (result.json.health as { url: string }[])[0]?.url.replace('/health', '/secret-fingerprint') as string;
-  const response = await fetch(url);
-  expect(response.status).toBe(200);
-  return (await response.text()).trim();
-}
+const fingerprint = (result: CliResult): Promise<string> => secretFingerprint(result);
 
 const start = (): Promise<CliResult> => startHealthy(name, config);
 

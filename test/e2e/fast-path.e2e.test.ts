@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { QgaClient } from '../../adapters/qga-client.js';
 import { parseManifest } from '../../adapters/snapshot-manifest.js';
 import { listCaptureDirs } from '../../adapters/snapshot-store.js';
 import { cli, E2E_HOME, parse, startCli, type CliResult } from '../helpers/cli.js';
+import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
 import { corruptStoredState, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
@@ -19,16 +19,7 @@ import { waitForState } from '../helpers/trace-watch.js';
 const TIMEOUT = 300_000;
 const names = ['fp-main', 'fp-trunc', 'fp-corrupt', 'fp-mismatch', 'fp-rotate', 'fp-kill', 'fp-interrupt'];
 
-async function fingerprint(result: CliResult): Promise<string> {
-  const url = (result.json.health as { url: string }[])[0]?.url.replace('/health', '/secret-fingerprint') as string;
-  const response = await fetch(url);
-  expect(response.status).toBe(200);
-  return (await response.text()).trim();
-}
-
-function sha256(text: string | Buffer): string {
-  return createHash('sha256').update(text).digest('hex');
-}
+const fingerprint = (result: CliResult): Promise<string> => secretFingerprint(result);
 
 async function start(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<CliResult> {
   const result = await cli(['start', '--name', name, '--json', ...args], env);

@@ -9,7 +9,8 @@ import { readBackingFile } from '../../adapters/qcow2-header.js';
 import { ensureBootableDisk } from '../helpers/bootable-disk.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
-import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, sha256, startHealthy } from '../helpers/real-guest.js';
+import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
+import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, startHealthy } from '../helpers/real-guest.js';
 import { snapshotDigest } from '../helpers/store-check.js';
 import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
@@ -26,12 +27,8 @@ let config: string;
 let disk: string;
 
 async function tokenFingerprint(result: CliResult): Promise<string> {
-  const health = result.json.health as { url: string }[];
-  expect(health).toHaveLength(1);
-  const url = (health[0]?.url ?? '').replace('/healthz', '/token-fingerprint');
-  const response = await fetch(url);
-  expect(response.status).toBe(200);
-  return (await response.text()).trim();
+  expect(result.json.health as { url: string }[]).toHaveLength(1);
+  return await secretFingerprint(result, '/healthz', '/token-fingerprint');
 }
 
 const start = (): Promise<CliResult> => startHealthy(name, config);

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { expect } from 'vitest';
 import { instancePaths } from '../../adapters/paths.js';
 import { cli, E2E_HOME, type CliResult } from './cli.js';
+import { sha256 } from './fingerprint.js';
 import { expectOnlyFinalQemuLeft } from './instance-leftovers.js';
 import { corruptStoredState } from './store-check.js';
 import { expectTraceMatches, loadExpectedTraceScaled, stopAndCheckTrace } from './trace-expect.js';
@@ -12,8 +12,6 @@ import { expectTraceMatches, loadExpectedTraceScaled, stopAndCheckTrace } from '
 const TRACE_SCALE = 10;
 
 export const expectedScaled = (file: string) => loadExpectedTraceScaled(file, TRACE_SCALE);
-
-export const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** `warmvm start --json`; it must end healthy. */
 export async function startHealthy(name: string, config: string): Promise<CliResult> {
