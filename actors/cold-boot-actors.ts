@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import type { VmRunner } from '../adapters/vm-runner.js';
+import type { VmRunner } from '../adapters/vm/runner.js';
 import type { GuestUp, HealthResult, LaunchResult, RotateResult, StopResult } from '../machines/cold-boot.js';
 
 export interface ColdBootSteps {

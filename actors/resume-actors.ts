@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import type { VmRunner } from '../adapters/vm-runner.js';
+import type { VmRunner } from '../adapters/vm/runner.js';
 import type { HealthResult } from '../machines/cold-boot.js';
 import type { Incoming, PreparedState, Resumed, Rotated } from '../machines/resume.js';
 

@@ -12,8 +12,8 @@
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { projectRoot } from '../adapters/project-root.js';
-import { resolveHome } from '../adapters/paths.js';
+import { projectRoot } from '../adapters/support/project-root.js';
+import { resolveHome } from '../adapters/instance/paths.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 
 const runs = parseRuns(process.argv, 15);

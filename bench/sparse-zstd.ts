@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { homePaths, resolveHome } from '../adapters/paths.js';
-import { fileExists } from '../adapters/file-exists.js';
-import { snapshotPaths } from '../adapters/snapshot-store.js';
-import { compressSparse, decompressSparse } from '../adapters/sparse-zstd.js';
+import { homePaths, resolveHome } from '../adapters/instance/paths.js';
+import { fileExists } from '../adapters/support/file-exists.js';
+import { snapshotPaths } from '../adapters/snapshot/store.js';
+import { compressSparse, decompressSparse } from '../adapters/snapshot/sparse-zstd.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 
 const runs = parseRuns(process.argv, 3);

@@ -7,7 +7,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { resolveHome } from '../adapters/paths.js';
+import { resolveHome } from '../adapters/instance/paths.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 import { CLI as cli, startedHealthy, type Started } from './warmvm-run.js';
 

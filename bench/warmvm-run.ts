@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { projectRoot } from '../adapters/project-root.js';
+import { projectRoot } from '../adapters/support/project-root.js';
 
 export const CLI = join(projectRoot(), 'dist', 'bin', 'warmvm.js');
 

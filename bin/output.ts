@@ -1,4 +1,4 @@
-import { describeError, errorCode, WarmvmError } from '../adapters/errors.js';
+import { describeError, errorCode, WarmvmError } from '../adapters/support/errors.js';
 
 /** Where a command writes: results to stdout, progress and errors to stderr. */
 export interface Output {

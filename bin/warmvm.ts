@@ -2,9 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { createLogger, type Logger } from '../adapters/logger.js';
-import { resolveHome } from '../adapters/paths.js';
-import { projectRoot } from '../adapters/project-root.js';
+import { createLogger, type Logger } from '../adapters/support/logger.js';
+import { resolveHome } from '../adapters/instance/paths.js';
+import { projectRoot } from '../adapters/support/project-root.js';
 import { createOutput, type Output } from './output.js';
 
 const program = new Command();

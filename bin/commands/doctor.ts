@@ -1,10 +1,10 @@
-import { chooseAccelerator } from '../../adapters/accel-probe.js';
-import { demoGuestRequirements, findBuiltDemoGuest } from '../../adapters/demo-guest.js';
-import { describeError, WarmvmError } from '../../adapters/errors.js';
-import type { Logger } from '../../adapters/logger.js';
-import { ensureHome, homePaths } from '../../adapters/paths.js';
-import { commandExists } from '../../adapters/which.js';
-import { inspectQemu, QEMU_INSTALL_HINT, type QemuInfo } from '../../adapters/qemu-binary.js';
+import { chooseAccelerator } from '../../adapters/qemu/accel-probe.js';
+import { demoGuestRequirements, findBuiltDemoGuest } from '../../adapters/guest/demo/guest.js';
+import { describeError, WarmvmError } from '../../adapters/support/errors.js';
+import type { Logger } from '../../adapters/support/logger.js';
+import { ensureHome, homePaths } from '../../adapters/instance/paths.js';
+import { commandExists } from '../../adapters/support/which.js';
+import { inspectQemu, QEMU_INSTALL_HINT, type QemuInfo } from '../../adapters/qemu/binary.js';
 import type { Output } from '../output.js';
 
 interface Check {

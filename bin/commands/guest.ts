@@ -1,7 +1,7 @@
-import { ensureDebianGuest } from '../../adapters/debian-guest.js';
-import { ensureDemoGuest } from '../../adapters/demo-guest.js';
-import type { Logger } from '../../adapters/logger.js';
-import { ensureHome } from '../../adapters/paths.js';
+import { ensureDebianGuest } from '../../adapters/guest/debian/guest.js';
+import { ensureDemoGuest } from '../../adapters/guest/demo/guest.js';
+import type { Logger } from '../../adapters/support/logger.js';
+import { ensureHome } from '../../adapters/instance/paths.js';
 import type { Output } from '../output.js';
 
 export async function guestBuildCommand(options: { home: string; profile: 'demo' | 'debian'; force: boolean; output: Output; logger: Logger }): Promise<number> {

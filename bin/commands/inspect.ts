@@ -1,16 +1,16 @@
 import { readFile } from 'node:fs/promises';
-import type { Exchange, InspectorMessage } from '../../adapters/inspector-protocol.js';
-import { startInspectorServer } from '../../adapters/inspector-server.js';
-import { instancePaths } from '../../adapters/paths.js';
-import { describeEvent, type TraceRecord } from '../../adapters/trace-event.js';
-import { parseExchangeLines } from '../../adapters/trace-exchanges.js';
-import { readTraceFile } from '../../adapters/trace-file.js';
-import type { TraceEntry } from '../../adapters/trace-recorder.js';
+import type { Exchange, InspectorMessage } from '../../adapters/inspector/protocol.js';
+import { startInspectorServer } from '../../adapters/inspector/server.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import { describeEvent, type TraceRecord } from '../../adapters/trace/event.js';
+import { parseExchangeLines } from '../../adapters/trace/exchanges.js';
+import { readTraceFile } from '../../adapters/trace/file.js';
+import type { TraceEntry } from '../../adapters/trace/recorder.js';
 import { untilInterrupted } from '../inspector/live.js';
 import { inspectorModel } from '../inspector/model.js';
 import { startBounds } from './start.js';
 import { STOP_BOUNDS } from './stop.js';
-import { defaultSpec } from '../../adapters/vm-spec.js';
+import { defaultSpec } from '../../adapters/spec/vm.js';
 import type { Output } from '../output.js';
 
 /**

@@ -1,10 +1,10 @@
 import { rm } from 'node:fs/promises';
-import { WarmvmError } from '../../adapters/errors.js';
-import { fileExists } from '../../adapters/file-exists.js';
-import { instanceStatus } from '../../adapters/instance-control.js';
-import { acquireInstanceLock } from '../../adapters/instance-lock.js';
-import { homePaths, instancePaths } from '../../adapters/paths.js';
-import { removeSnapshot, snapshotPaths } from '../../adapters/snapshot-store.js';
+import { WarmvmError } from '../../adapters/support/errors.js';
+import { fileExists } from '../../adapters/support/file-exists.js';
+import { instanceStatus } from '../../adapters/vm/control.js';
+import { acquireInstanceLock } from '../../adapters/instance/lock.js';
+import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
+import { removeSnapshot, snapshotPaths } from '../../adapters/snapshot/store.js';
 import type { Output } from '../output.js';
 
 /** Forgets an instance's state (logs, trace, secrets, overlay) and, with --snapshot, its snapshot. */

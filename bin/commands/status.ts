@@ -1,5 +1,5 @@
-import { instanceStatus } from '../../adapters/instance-control.js';
-import { instancePaths } from '../../adapters/paths.js';
+import { instanceStatus } from '../../adapters/vm/control.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
 import type { Output } from '../output.js';
 
 export async function statusCommand(options: { name: string; home: string; output: Output }): Promise<number> {

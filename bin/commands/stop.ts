@@ -1,13 +1,13 @@
 import { createActor, waitFor } from 'xstate';
 import { stopActors } from '../../actors/stop-actors.js';
-import { WarmvmError } from '../../adapters/errors.js';
-import { fileExists } from '../../adapters/file-exists.js';
-import { cleanInstance, findInstance, notRunning } from '../../adapters/instance-control.js';
-import { acquireInstanceLock } from '../../adapters/instance-lock.js';
-import { instancePaths } from '../../adapters/paths.js';
-import { signalAndWaitGone } from '../../adapters/qemu-process.js';
-import { archivePreviousTrace } from '../../adapters/trace-archive.js';
-import { TraceRecorder } from '../../adapters/trace-recorder.js';
+import { WarmvmError } from '../../adapters/support/errors.js';
+import { fileExists } from '../../adapters/support/file-exists.js';
+import { cleanInstance, findInstance, notRunning } from '../../adapters/vm/control.js';
+import { acquireInstanceLock } from '../../adapters/instance/lock.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import { signalAndWaitGone } from '../../adapters/qemu/process.js';
+import { archivePreviousTrace } from '../../adapters/trace/archive.js';
+import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import { stopMachine, type StopBounds } from '../../machines/stop.js';
 import type { Output } from '../output.js';
 

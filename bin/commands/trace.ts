@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { WarmvmError } from '../../adapters/errors.js';
-import { instancePaths } from '../../adapters/paths.js';
-import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace-check.js';
-import type { TraceRecord } from '../../adapters/trace-event.js';
-import { readTraceFile } from '../../adapters/trace-file.js';
-import { formatTimeline } from '../../adapters/trace-timeline.js';
+import { WarmvmError } from '../../adapters/support/errors.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace/check/check.js';
+import type { TraceRecord } from '../../adapters/trace/event.js';
+import { readTraceFile } from '../../adapters/trace/file.js';
+import { formatTimeline } from '../../adapters/trace/timeline.js';
 import type { Output } from '../output.js';
 
 /** `trace check` exit codes: CI can tell a trace that differs from one that could not be checked. */

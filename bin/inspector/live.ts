@@ -1,10 +1,10 @@
 import type { InspectionEvent } from 'xstate';
-import { WarmvmError } from '../../adapters/errors.js';
-import type { Exchange, InspectorModel, RunEnd } from '../../adapters/inspector-protocol.js';
-import { startInspectorServer, type InspectorServer } from '../../adapters/inspector-server.js';
-import { connectStatelyInspector, type StatelyInspector } from '../../adapters/stately-inspector.js';
-import { describeEvent } from '../../adapters/trace-event.js';
-import type { TraceEntry } from '../../adapters/trace-recorder.js';
+import { WarmvmError } from '../../adapters/support/errors.js';
+import type { Exchange, InspectorModel, RunEnd } from '../../adapters/inspector/protocol.js';
+import { startInspectorServer, type InspectorServer } from '../../adapters/inspector/server.js';
+import { connectStatelyInspector, type StatelyInspector } from '../../adapters/inspector/stately.js';
+import { describeEvent } from '../../adapters/trace/event.js';
+import type { TraceEntry } from '../../adapters/trace/recorder.js';
 import type { Output } from '../output.js';
 
 /** `--inspect`, `--inspect=PORT`, `--inspect=stately`, `--inspect=stately:ws://host:port`. */

@@ -4,7 +4,7 @@ import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine } from '../../machines/resume.js';
 import { startMachine, type StartBounds } from '../../machines/start.js';
 import { stopMachine, type StopBounds } from '../../machines/stop.js';
-import type { InspectorModel, ModelMachine } from '../../adapters/inspector-protocol.js';
+import type { InspectorModel, ModelMachine } from '../../adapters/inspector/protocol.js';
 
 interface NodeLike {
   id: string;

@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { projectRoot } from '../../adapters/project-root.js';
+import { projectRoot } from '../../adapters/support/project-root.js';
 import { cli } from '../helpers/cli.js';
 import { useTempDirs } from '../helpers/temp.js';
 

@@ -1,8 +1,8 @@
 import { access, constants, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { downloadPackages, extractPackage, resolveCandidateVersions } from '../../adapters/debian-packages.js';
-import { projectRoot } from '../../adapters/project-root.js';
-import { commandExists } from '../../adapters/which.js';
+import { downloadPackages, extractPackage, resolveCandidateVersions } from '../../adapters/guest/debian-packages.js';
+import { projectRoot } from '../../adapters/support/project-root.js';
+import { commandExists } from '../../adapters/support/which.js';
 
 /**
  * A busybox for running the workload scripts on the host: $WARMVM_TEST_BUSYBOX, else one on PATH,

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../adapters/process-alive.js';
-import { projectRoot } from '../../adapters/project-root.js';
+import { isProcessAlive } from '../../adapters/support/process-alive.js';
+import { projectRoot } from '../../adapters/support/project-root.js';
 import { hostBusybox } from './busybox.js';
 
 /**

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../adapters/project-root.js';
+import { projectRoot } from '../../adapters/support/project-root.js';
 
 /**
  * rotate-secrets on the host's /bin/sh, with the secrets file in a temporary folder and the

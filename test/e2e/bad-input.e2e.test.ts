@@ -1,7 +1,7 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { instancePaths } from '../../adapters/paths.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
 import { cli, E2E_HOME } from '../helpers/cli.js';
 import { useTempDirs } from '../helpers/temp.js';
 

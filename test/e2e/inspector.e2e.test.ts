@@ -3,8 +3,8 @@ import { mkdir, readdir, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { homePaths } from '../../adapters/paths.js';
-import { snapshotPaths } from '../../adapters/snapshot-store.js';
+import { homePaths } from '../../adapters/instance/paths.js';
+import { snapshotPaths } from '../../adapters/snapshot/store.js';
 import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
 
 /*

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 /**
  * A scriptable stand-in for QEMU's end of a QMP (or guest agent) socket: a real unix socket in a
- * fresh temp folder. Its own line splitting is deliberately independent of adapters/json-stream.ts,
+ * fresh temp folder. Its own line splitting is deliberately independent of adapters/qemu/protocol/json-lines.ts,
  * so a bug there cannot hide itself in the fake.
  */
 

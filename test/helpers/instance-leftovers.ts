@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { expect } from 'vitest';
-import { instancePaths } from '../../adapters/paths.js';
-import { isProcessAlive, processCommandLine } from '../../adapters/process-alive.js';
-import type { TraceRecord } from '../../adapters/trace-event.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import { isProcessAlive, processCommandLine } from '../../adapters/support/process-alive.js';
+import type { TraceRecord } from '../../adapters/trace/event.js';
 import { E2E_HOME } from './cli.js';
 
 /**

@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
-import { instancePaths } from '../../adapters/paths.js';
-import { isInstanceQemu, readPidFile } from '../../adapters/qemu-process.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import { isInstanceQemu, readPidFile } from '../../adapters/qemu/process.js';
 import { E2E_HOME, parse, startCli, type CliResult } from './cli.js';
 import { currentState, waitForState } from './trace-watch.js';
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { expect } from 'vitest';
-import { instancePaths } from '../../adapters/paths.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
 import { cli, E2E_HOME, type CliResult } from './cli.js';
 import { sha256 } from './fingerprint.js';
 import { expectOnlyFinalQemuLeft } from './instance-leftovers.js';

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { homePaths } from '../../adapters/paths.js';
-import { parseManifest } from '../../adapters/snapshot-manifest.js';
-import { listCaptureDirs, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot-store.js';
+import { homePaths } from '../../adapters/instance/paths.js';
+import { parseManifest } from '../../adapters/snapshot/manifest.js';
+import { listCaptureDirs, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
 import { E2E_HOME } from './cli.js';
 
 export function snapshotOf(name: string): SnapshotPaths {

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { expect } from 'vitest';
-import { instancePaths } from '../../adapters/paths.js';
-import { projectRoot } from '../../adapters/project-root.js';
-import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace-check.js';
-import type { TraceRecord } from '../../adapters/trace-event.js';
-import { readTraceFile } from '../../adapters/trace-file.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import { projectRoot } from '../../adapters/support/project-root.js';
+import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace/check/check.js';
+import type { TraceRecord } from '../../adapters/trace/event.js';
+import { readTraceFile } from '../../adapters/trace/file.js';
 import { cli, E2E_HOME } from './cli.js';
 
 /** Where the expected traces live; a bare file name is taken from here. */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { instancePaths } from '../../adapters/paths.js';
-import type { TraceRecord } from '../../adapters/trace-event.js';
-import { parseTraceLines } from '../../adapters/trace-file.js';
+import { instancePaths } from '../../adapters/instance/paths.js';
+import type { TraceRecord } from '../../adapters/trace/event.js';
+import { parseTraceLines } from '../../adapters/trace/file.js';
 import { E2E_HOME } from './cli.js';
 
 /** The instance's trace.jsonl as it is now, if it belongs to a run that began at or after `since`. */

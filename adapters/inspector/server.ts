@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type ServerResponse } from 'node:http';
+import { WarmvmError } from '../support/errors.js';
+import type { InspectorMessage } from './protocol.js';
+import { INSPECTOR_PAGE } from './page.js';
+
+export interface InspectorServer {
+  /** The page, with its token: only someone given this URL can open it. */
+  url: string;
+  port: number;
+  publish(message: InspectorMessage): void;
+  close(): Promise<void>;
+}
+
+/** A run's messages kept for pages opened late; past this, the oldest exchanges are dropped. */
+const MAX_KEPT = 20_000;
+
+/**
+ * Serves the inspector on 127.0.0.1 only, under an unguessable token: the page, its messages as
+ * server-sent events (everything so far, then live), and the same as JSON at `messages`. The
+ * messages are secret-free by construction: trace entries and exchange summaries.
+ */
+export async function startInspectorServer(options: { port: number }): Promise<InspectorServer> {
+  const token = randomBytes(18).toString('base64url');
+  const kept: InspectorMessage[] = [];
+  const streams = new Set<ServerResponse>();
+  const server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' || !path?.startsWith(`/${token}/`)) {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    const rest = path.slice(token.length + 2);
+    if (rest === '') {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(INSPECTOR_PAGE);
+    } else if (rest === 'messages') {
+      response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(kept));
+    } else if (rest === 'events') {
+      response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+      for (const message of kept) response.write(frame(message));
+      streams.add(response);
+      request.on('close', () => streams.delete(response));
+    } else {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (cause: NodeJS.ErrnoException) =>
+      reject(
+        new WarmvmError('E_INSPECT_PORT', `the inspector cannot listen on 127.0.0.1:${options.port}: ${cause.code === 'EADDRINUSE' ? 'the port is in use' : cause.message}`, {
+          hint: 'pick another port with --inspect=PORT, or --inspect alone for any free one',
+          cause,
+        }),
+      ),
+    );
+    server.listen(options.port, '127.0.0.1', () => resolve());
+  });
+  // Nothing of the inspector may keep warmvm alive once the command is done.
+  server.unref();
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/${token}/`,
+    port,
+    publish(message) {
+      kept.push(message);
+      if (kept.length > MAX_KEPT) {
+        const index = kept.findIndex((old) => old.kind === 'exchange');
+        if (index >= 0) kept.splice(index, 1);
+      }
+      for (const stream of streams) stream.write(frame(message));
+    },
+    async close() {
+      for (const stream of streams) stream.end();
+      streams.clear();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function frame(message: InspectorMessage): string {
+  return `data: ${JSON.stringify(message)}\n\n`;
+}

@@ -1,0 +1,121 @@
+import { WarmvmError, abortError } from '../support/errors.js';
+import type { QmpClient } from './protocol/qmp-client.js';
+import { sleep } from '../support/sleep.js';
+
+export interface MigrationOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+  pollMs?: number;
+}
+
+export interface MigrationProgress {
+  status: string;
+  transferredBytes: number | undefined;
+  totalBytes: number | undefined;
+}
+
+interface QueryMigrate {
+  status?: string;
+  'error-desc'?: string;
+  ram?: { transferred?: number; total?: number };
+}
+
+/**
+ * mapped-ram writes each RAM page at a fixed offset of the file, so never-touched pages stay
+ * holes and the file can be loaded in parallel; multifd gives it its channels. Both ends set them.
+ */
+const CAPABILITIES = [
+  { capability: 'mapped-ram', state: true },
+  { capability: 'multifd', state: true },
+];
+
+async function setCapabilities(qmp: QmpClient, signal: AbortSignal | undefined): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', { capabilities: CAPABILITIES }, { signal });
+}
+
+/** stop → capabilities → `migrate file:` → poll until completed. The VM stays paused. */
+export async function captureToFile(
+  qmp: QmpClient,
+  file: string,
+  options: MigrationOptions & { onProgress?: (progress: MigrationProgress) => void },
+): Promise<{ ms: number; status: 'completed' }> {
+  const started = Date.now();
+  const status = await qmp.execute<{ status: string }>('query-status', undefined, { signal: options.signal });
+  if (status.status === 'running') await qmp.execute('stop', undefined, { signal: options.signal });
+  await setCapabilities(qmp, options.signal);
+  await qmp.execute('migrate', { uri: `file:${file}` }, { signal: options.signal });
+  await pollMigration(qmp, 'capture', options, (state) => {
+    options.onProgress?.({ status: state.status ?? 'unknown', transferredBytes: state.ram?.transferred, totalBytes: state.ram?.total });
+    return state.status === 'completed';
+  });
+  return { ms: Date.now() - started, status: 'completed' };
+}
+
+/**
+ * For a QEMU launched with `-incoming defer`: load the state file, and wait until QEMU's runstate
+ * is `paused`. Migration status `none` means nothing has started yet; it is never taken for done.
+ */
+export async function incomingFromFile(qmp: QmpClient, file: string, options: MigrationOptions): Promise<{ runstate: string; ms: number }> {
+  const started = Date.now();
+  await setCapabilities(qmp, options.signal);
+  await qmp.execute('migrate-incoming', { uri: `file:${file}` }, { signal: options.signal });
+  let runstate = 'unknown';
+  await pollMigration(qmp, 'incoming', options, async (state) => {
+    if (state.status !== 'completed') return false;
+    runstate = (await qmp.execute<{ status: string }>('query-status', undefined, { signal: options.signal })).status;
+    // The source was paused when captured, so the destination stays paused once loaded.
+    return runstate !== 'inmigrate';
+  });
+  return { runstate, ms: Date.now() - started };
+}
+
+/** `cont`, then the RESUME event and runstate `running`. The event comes before cont's reply. */
+export async function resumeVcpus(qmp: QmpClient, options: MigrationOptions): Promise<void> {
+  const resumed = qmp.waitForEvent('RESUME', { timeoutMs: options.timeoutMs, signal: options.signal });
+  resumed.catch(() => undefined);
+  await qmp.execute('cont', undefined, { signal: options.signal });
+  await resumed;
+  const status = await qmp.execute<{ status: string }>('query-status', undefined, { signal: options.signal });
+  if (status.status !== 'running') {
+    throw new WarmvmError('E_NOT_RUNNING', `after cont QEMU's runstate is "${status.status}", not "running"`, { hint: 'see qemu.log in the instance folder' });
+  }
+}
+
+/** `quit`; QEMU may hang up before or after its reply, both are fine. */
+export async function quit(qmp: QmpClient, options: MigrationOptions): Promise<void> {
+  try {
+    await qmp.execute('quit', undefined, { timeoutMs: options.timeoutMs, signal: options.signal });
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'E_QMP_DISCONNECTED') throw error;
+  }
+}
+
+async function pollMigration(
+  qmp: QmpClient,
+  what: 'capture' | 'incoming',
+  options: MigrationOptions,
+  done: (state: QueryMigrate) => boolean | Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + options.timeoutMs;
+  let pause = options.pollMs ?? 5;
+  let last: QueryMigrate = {};
+  for (;;) {
+    if (options.signal?.aborted) throw abortError(options.signal, `the ${what} migration`);
+    last = await qmp.execute<QueryMigrate>('query-migrate', undefined, { signal: options.signal });
+    if (last.status === 'failed' || last.status === 'cancelled') {
+      throw new WarmvmError(
+        what === 'incoming' ? 'E_MIGRATION_INCOMING' : 'E_MIGRATION',
+        `the ${what} migration ${last.status}${last['error-desc'] ? `: ${last['error-desc']}` : ''}`,
+        { hint: what === 'incoming' ? 'the snapshot cannot be loaded; it is set aside and captured anew' : 'check the free disk space of the warmvm home; see qemu.log' },
+      );
+    }
+    if (await done(last)) return;
+    if (Date.now() > deadline) {
+      throw new WarmvmError('E_MIGRATION_TIMEOUT', `the ${what} migration did not finish within ${options.timeoutMs} ms (last status: ${last.status ?? 'none'})`, {
+        hint: 'see qemu.log in the instance folder',
+      });
+    }
+    await sleep(pause, options.signal);
+    pause = Math.min(pause * 2, 50);
+  }
+}

@@ -1,0 +1,64 @@
+import { WarmvmError } from '../support/errors.js';
+import { getStatus } from './health-probe.js';
+import { readInstanceState } from '../instance/state.js';
+import type { InstancePaths } from '../instance/paths.js';
+import { fileExists } from '../support/file-exists.js';
+import { isInstanceQemu, readPidFile, removeRuntimeFiles } from '../qemu/process.js';
+
+export interface InstanceStatus {
+  name: string;
+  state: 'running' | 'stopped';
+  pid: number | undefined;
+  path: string | undefined;
+  health: { url: string; status: number | undefined }[];
+  startedAt: string | undefined;
+  /** A pidfile whose QEMU is gone (a crash): `stop` cleans it. */
+  stale: boolean;
+}
+
+/** Running when the pidfile names a live QEMU of this instance; health is asked once, briefly. */
+export async function instanceStatus(paths: InstancePaths): Promise<InstanceStatus> {
+  const pid = await readPidFile(paths.pidFile);
+  const saved = await readInstanceState(paths.stateFile);
+  const running = pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket));
+  const health = running && saved ? await Promise.all(saved.health.map(async (check) => {
+    const answer = await getStatus(check.url, 1_000);
+    return { url: check.url, status: answer.status };
+  })) : [];
+  return {
+    name: paths.name,
+    state: running ? 'running' : 'stopped',
+    pid: running ? pid : undefined,
+    path: running ? saved?.path : undefined,
+    health,
+    startedAt: running ? saved?.startedAt : undefined,
+    stale: !running && (pid !== undefined || saved !== undefined),
+  };
+}
+
+/** What `warmvm stop` finds: the instance's live QEMU, if any, and its runtime files. */
+export async function findInstance(paths: InstancePaths): Promise<{ pid: number | undefined; running: boolean; leftovers: string[] }> {
+  const pid = await readPidFile(paths.pidFile);
+  const running = pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket));
+  const leftovers: string[] = [];
+  for (const file of runtimeFiles(paths)) if (await fileExists(file)) leftovers.push(file);
+  return { pid, running, leftovers };
+}
+
+/** Removes the sockets, pidfile and state of a QEMU that is gone; says which were there. */
+export async function cleanInstance(paths: InstancePaths): Promise<{ removed: string[] }> {
+  const removed: string[] = [];
+  for (const file of runtimeFiles(paths)) if (await fileExists(file)) removed.push(file);
+  await removeRuntimeFiles(runtimeFiles(paths));
+  return { removed };
+}
+
+function runtimeFiles(paths: InstancePaths): string[] {
+  return [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile];
+}
+
+export function notRunning(name: string): WarmvmError {
+  return new WarmvmError('E_NOT_RUNNING', `instance "${name}" is not running`, {
+    hint: `"warmvm status --name ${name}" shows its state; "warmvm start --name ${name}" starts it`,
+  });
+}
