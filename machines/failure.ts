@@ -1,8 +1,10 @@
+import { isErrorCode, type ErrorCode } from '../shapes/error-codes.js';
+
 /** Why a run failed, in words a person can act on. Built from whatever an actor threw. */
 export interface Failure {
   /** The state that failed, e.g. `coldBoot.booting`. */
   state: string;
-  code: string;
+  code: ErrorCode;
   message: string;
   hint: string | undefined;
 }
@@ -13,7 +15,7 @@ export function toFailure(state: string, error: unknown): Failure {
     const fields = error as Error & { code?: unknown; hint?: unknown };
     return {
       state,
-      code: typeof fields.code === 'string' ? fields.code : 'E_UNEXPECTED',
+      code: isErrorCode(fields.code) ? fields.code : 'E_UNEXPECTED',
       message: error.message,
       hint: typeof fields.hint === 'string' ? fields.hint : undefined,
     };

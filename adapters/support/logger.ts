@@ -1,20 +1,7 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { LOG_REDACT_PATHS, REDACTED } from './redact.js';
 
 export type { Logger } from 'pino';
-
-/** Field paths whose values are secrets: pino replaces them before anything is written. */
-export const REDACTED_PATHS = [
-  'secret',
-  'secrets',
-  'inputData',
-  'input-data',
-  '*.secret',
-  '*.secrets',
-  '*.inputData',
-  '*["input-data"]',
-  'arguments["input-data"]',
-  '*.arguments["input-data"]',
-];
 
 export interface LoggerOptions {
   level?: string;
@@ -27,7 +14,7 @@ export interface LoggerOptions {
 /** The process-wide logger; modules take `logger.child({ module })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.WARMVM_LOG ?? 'warn';
-  const base = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, base: undefined };
+  const base = { level, redact: { paths: LOG_REDACT_PATHS, censor: REDACTED }, base: undefined };
   if (options.destination) return pino(base, options.destination);
   if (options.pretty) {
     return pino({

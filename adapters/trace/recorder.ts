@@ -1,5 +1,6 @@
 import { appendFileSync } from 'node:fs';
 import type { InspectionEvent } from 'xstate';
+import { redact } from '../support/redact.js';
 import type { Exchange } from '../inspector/protocol.js';
 
 /** One line of trace.jsonl: a state entered. */
@@ -18,8 +19,6 @@ export interface TraceEntry {
   /** Set when the state entered carries a warning (its `meta.warning`), e.g. rotation turned off. */
   warning?: string;
 }
-
-const SECRET_KEY = /secret|password|passwd|token|credential|input-?data/i;
 
 /**
  * Records every state every machine enters, from XState's inspection stream, into memory and
@@ -127,11 +126,3 @@ export function summarizeEvent(event: { type: string } & Record<string, unknown>
   return out;
 }
 
-export function redact(value: unknown, depth: number): unknown {
-  if (depth > 6) return '[deep]';
-  if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
-  if (typeof value !== 'object' || value === null) return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, inner] of Object.entries(value)) out[key] = SECRET_KEY.test(key) ? '[redacted]' : redact(inner, depth + 1);
-  return out;
-}

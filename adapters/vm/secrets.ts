@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
+import { redactValues } from '../support/redact.js';
 
 /** Fresh per-start secrets: NAME → hex. Never logged, traced or put in an error. */
 export type Secrets = ReadonlyMap<string, string>;
@@ -27,9 +28,7 @@ export function secretsFingerprint(secrets: Secrets): string {
 
 /** Replaces every secret value in `text` (a guest's stderr, say) before a person sees it. */
 export function redactSecrets(text: string, secrets: Secrets): string {
-  let out = text;
-  for (const value of secrets.values()) if (value.length > 0) out = out.split(value).join('[redacted]');
-  return out;
+  return redactValues(text, secrets.values());
 }
 
 /** Writes the secrets for the user, readable by the user only from the first byte on. */

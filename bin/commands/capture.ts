@@ -1,3 +1,4 @@
+import type { Failure } from '../../machines/failure.js';
 import { createActor, waitFor } from 'xstate';
 import { captureActors } from '../../actors/capture-actors.js';
 import { CleanupStack } from '../../adapters/support/cleanup.js';
@@ -64,7 +65,7 @@ export async function captureCommand(options: { name: string; config: string | u
       );
       return 0;
     }
-    const failure = result?.outcome === 'failed' ? result.failure : { state: 'capture', code: 'E_UNEXPECTED', message: 'capture ended without a result', hint: undefined };
+    const failure: Failure = result?.outcome === 'failed' ? result.failure : { state: 'capture', code: 'E_UNEXPECTED', message: 'capture ended without a result', hint: undefined };
     output.error(new WarmvmError(failure.code, `capture failed in ${failure.state}: ${failure.message}`, { hint: failure.hint ?? `the previous snapshot, if any, is kept; see ${paths.traceFile}` }), {
       name: options.name,
       failedState: failure.state,

@@ -1,3 +1,4 @@
+import type { Failure } from '../../machines/failure.js';
 import { createActor, waitFor } from 'xstate';
 import { CleanupStack } from '../../adapters/support/cleanup.js';
 import { loadConfigFile } from '../../adapters/spec/config.js';
@@ -158,7 +159,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
       return 0;
     }
     await cleanup.runAll();
-    const failure = result?.outcome === 'failed' ? result.failure : { state: 'start', code: 'E_UNEXPECTED', message: 'start ended without a result', hint: undefined };
+    const failure: Failure = result?.outcome === 'failed' ? result.failure : { state: 'start', code: 'E_UNEXPECTED', message: 'start ended without a result', hint: undefined };
     const stopNote = result?.outcome === 'failed' && result.stopError ? ` (and stopping QEMU failed: ${result.stopError})` : '';
     output.error(new WarmvmError(failure.code, `start failed in ${failure.state}: ${failure.message}${stopNote}`, { hint: failure.hint ?? `see the trace: ${paths.traceFile}` }), {
       name: options.name,

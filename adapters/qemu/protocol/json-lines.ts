@@ -1,3 +1,4 @@
+import { redactedJson, truncate } from '../../support/redact.js';
 import { createConnection, type Socket } from 'node:net';
 import { abortError } from '../../support/errors.js';
 
@@ -107,23 +108,6 @@ export function encodeMessage(message: JsonObject): string {
 // A marker no real string contains (a NUL byte and a fixed tag), swapped for the digits afterwards.
 const BIGINT_MARK = '\u0000warmvm-bigint:';
 const BIGINT_PATTERN = /"\\u0000warmvm-bigint:(-?\d+)"/g;
-
-/** Keys whose values are secrets: never logged, never kept, never put in an error. */
-const SECRET_KEYS = new Set(['input-data', 'inputData', 'secret', 'secrets']);
-
-/** JSON text for logs and the exchange ring: secrets replaced, long values cut. */
-export function redactedJson(value: unknown, maxChars = 1000): string {
-  const text = JSON.stringify(value, (key, inner: unknown) => {
-    if (SECRET_KEYS.has(key)) return '[redacted]';
-    if (typeof inner === 'bigint') return inner.toString();
-    return inner;
-  });
-  return truncate(text ?? 'undefined', maxChars);
-}
-
-function truncate(text: string, maxChars = 200): string {
-  return text.length <= maxChars ? text : `${text.slice(0, maxChars)}… (${text.length} chars)`;
-}
 
 /** One message in or out, as the inspector and error reports show it. */
 export interface Exchange {

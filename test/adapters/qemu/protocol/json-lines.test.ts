@@ -4,10 +4,10 @@ import {
   JsonStreamDecoder,
   boundedWait,
   encodeMessage,
-  redactedJson,
   type Frame,
   type Waiter,
 } from '../../../../adapters/qemu/protocol/json-lines.js';
+import { redactedJson } from '../../../../adapters/support/redact.js';
 import { WarmvmError } from '../../../../adapters/support/errors.js';
 
 const values = (frames: Frame[]): unknown[] => frames.map((frame) => (frame.kind === 'object' ? frame.value : frame));
