@@ -1,10 +1,11 @@
-import { startFakeServer, type CommandHandler, type FakeServer, type Json } from './fake-qmp-server.js';
+import { startFakeServer, type CommandHandler, type FakeServer, type Json } from './fake-json-lines-server.js';
 
 /**
  * A qemu-ga stand-in on a real unix socket: no greeting, replies without ids ending in "\n",
  * 0xFF before every guest-sync-delimited reply, guest-exec / guest-exec-status with base64 output.
  */
 
+/** What one guest-exec "runs": how it ends, what it prints, how long it takes. */
 export interface FakeExecScript {
   exitcode?: number;
   signal?: number;
@@ -14,6 +15,7 @@ export interface FakeExecScript {
   pollsBeforeExit?: number;
 }
 
+/** One guest-exec the fake received, decoded. */
 export interface FakeExecCall {
   path: string;
   args: string[];
@@ -23,6 +25,7 @@ export interface FakeExecCall {
   input: Buffer | undefined;
 }
 
+/** How the fake agent behaves. */
 export interface FakeQgaOptions {
   /** Written before the 0xFF of each sync reply: replies meant for an earlier client. */
   staleBeforeSync?: Json[];
@@ -34,6 +37,7 @@ export interface FakeQgaOptions {
   commands?: Record<string, CommandHandler>;
 }
 
+/** The running fake agent, and what it saw. */
 export interface FakeQga extends FakeServer {
   readonly execCalls: FakeExecCall[];
   /** guest-exec-status polls, per pid. */
@@ -41,6 +45,7 @@ export interface FakeQga extends FakeServer {
   readonly syncIds: unknown[];
 }
 
+/** Starts a fake agent on a fresh socket (or at `at`). */
 export async function startFakeQgaServer(options: FakeQgaOptions = {}, at?: { dir: string; socketPath: string }): Promise<FakeQga> {
   const execCalls: FakeExecCall[] = [];
   const polls = new Map<number, number>();

@@ -1,44 +1,17 @@
-import { rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WarmvmError } from '../../../../adapters/support/errors.js';
-import {
-  QgaClient,
-  QgaConnectError,
-  QgaDisconnectedError,
-  QgaExecuteError,
-  QgaTimeoutError,
-} from '../../../../adapters/qemu/protocol/qga-client.js';
+import { describe, expect, it } from 'vitest';
+import type { WarmvmError } from '../../../../adapters/support/errors.js';
+import { QgaConnectError, QgaDisconnectedError, QgaExecuteError, QgaTimeoutError } from '../../../../adapters/qemu/protocol/errors.js';
+import { QgaClient } from '../../../../adapters/qemu/protocol/qga-client.js';
+import { caught, useCleanups, waitUntil } from '../../../helpers/client-harness.js';
+import type { FakePeer, FakeRequest } from '../../../helpers/fake-json-lines-server.js';
 import { startFakeQgaServer, type FakeQga, type FakeQgaOptions } from '../../../helpers/fake-qga-server.js';
-import { makeSocketDir, type FakePeer, type FakeRequest } from '../../../helpers/fake-qmp-server.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function fake(options: FakeQgaOptions = {}): Promise<FakeQga> {
-  const server = await startFakeQgaServer(options);
-  cleanups.push(() => server.stop());
-  return server;
-}
-
-async function connect(server: FakeQga, opts: Parameters<typeof QgaClient.connect>[1] = {}): Promise<QgaClient> {
-  const client = await QgaClient.connect(server.socketPath, { timeoutMs: 2000, ...opts });
-  cleanups.push(() => client.close());
-  return client;
-}
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
-    },
-    (error: unknown) => error,
-  );
-}
+const { defer, keep, socketDir } = useCleanups();
+const fake = async (options: FakeQgaOptions = {}): Promise<FakeQga> => keep(await startFakeQgaServer(options));
+const connect = async (server: FakeQga, opts: Parameters<typeof QgaClient.connect>[1] = {}): Promise<QgaClient> =>
+  keep(await QgaClient.connect(server.socketPath, { timeoutMs: 2000, ...opts }));
 
 const commandsSeen = (server: FakeQga): string[] => server.requests.map((request) => request.execute);
 const SECRET = 'deadbeefcafe0123456789abcdef';
@@ -68,10 +41,12 @@ describe('QgaClient.connect and sync', () => {
     });
     const client = await connect(server);
     expect(await client.execute('guest-info')).toEqual({ version: '7.2.0' });
-    expect(client.recentExchanges().filter((exchange) => exchange.direction === 'received').map((exchange) => exchange.kind)).toEqual([
-      'return',
-      'return',
-    ]);
+    expect(
+      client
+        .recentExchanges()
+        .filter((exchange) => exchange.direction === 'received')
+        .map((exchange) => exchange.kind),
+    ).toEqual(['return', 'return']);
   });
 
   it('ignores a sync reply with another id and waits for its own', async () => {
@@ -102,8 +77,7 @@ describe('QgaClient.connect and sync', () => {
   });
 
   it('reports a missing socket as QgaConnectError', async () => {
-    const { dir, socketPath } = await makeSocketDir();
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { socketPath } = await socketDir();
     const error = await caught(QgaClient.connect(socketPath));
     expect(error).toBeInstanceOf(QgaConnectError);
     expect((error as QgaConnectError).message).toContain('(ENOENT)');
@@ -115,7 +89,7 @@ describe('QgaClient.connectWhenReady', () => {
     const server = await fake({ ignoreSyncs: 3 });
     const started = Date.now();
     const client = await QgaClient.connectWhenReady(server.socketPath, { deadlineMs: 3000, attemptTimeoutMs: 40 });
-    cleanups.push(() => client.close());
+    keep(client);
     expect(server.syncIds).toHaveLength(4);
     expect(new Set(server.syncIds).size).toBe(4);
     expect(Date.now() - started).toBeGreaterThanOrEqual(3 * 40 - 5);
@@ -140,30 +114,26 @@ describe('QgaClient.connectWhenReady', () => {
       },
     });
     const client = await QgaClient.connectWhenReady(server.socketPath, { deadlineMs: 3000, attemptTimeoutMs: 30 });
-    cleanups.push(() => client.close());
+    keep(client);
     expect(await client.execute('guest-ping')).toBe('pong');
   });
 
   it('waits for a socket that appears after the call', async () => {
-    const at = await makeSocketDir('qga.sock');
+    const at = await socketDir('qga.sock');
     let server: FakeQga | undefined;
-    cleanups.push(async () => {
-      await server?.stop();
-      await rm(at.dir, { recursive: true, force: true });
-    });
+    defer(async () => server?.stop());
     setTimeout(() => {
       void startFakeQgaServer({}, at).then((started) => (server = started));
     }, 100);
     const started = Date.now();
     const client = await QgaClient.connectWhenReady(at.socketPath, { deadlineMs: 3000 });
-    cleanups.push(() => client.close());
+    keep(client);
     expect(Date.now() - started).toBeGreaterThanOrEqual(90);
     expect(server?.syncIds).toHaveLength(1);
   });
 
   it('gives up with QgaConnectError when the socket never appears', async () => {
-    const at = await makeSocketDir('qga.sock');
-    cleanups.push(() => rm(at.dir, { recursive: true, force: true }));
+    const at = await socketDir('qga.sock');
     const error = await caught(QgaClient.connectWhenReady(at.socketPath, { deadlineMs: 100 }));
     expect(error).toBeInstanceOf(QgaConnectError);
     expect((error as QgaConnectError).code).toBe('E_QGA_CONNECT');
@@ -217,7 +187,7 @@ describe('QgaClient requests', () => {
 
   it('rejects with QgaExecuteError on an error reply', async () => {
     const server = await fake({
-      commands: { 'guest-fsfreeze-freeze': (request, peer) => peer.fail(request, 'GenericError', "Command guest-fsfreeze-freeze has been disabled") },
+      commands: { 'guest-fsfreeze-freeze': (request, peer) => peer.fail(request, 'GenericError', 'Command guest-fsfreeze-freeze has been disabled') },
     });
     const client = await connect(server);
     const error = await caught(client.execute('guest-fsfreeze-freeze'));
@@ -324,9 +294,7 @@ describe('QgaClient.exec', () => {
     expect(result.signal).toBeUndefined();
     expect(result.stdout.toString()).toBe('rotated 2 secrets\n');
     expect(result.stderr.toString()).toBe('é\n');
-    expect(server.execCalls).toEqual([
-      { path: '/usr/local/bin/rotate-secrets', args: ['--from-stdin'], env: ['LANG=C'], captureOutput: true, input: Buffer.from(SECRET) },
-    ]);
+    expect(server.execCalls).toEqual([{ path: '/usr/local/bin/rotate-secrets', args: ['--from-stdin'], env: ['LANG=C'], captureOutput: true, input: Buffer.from(SECRET) }]);
     expect([...server.polls.values()]).toEqual([4]);
     expect(commandsSeen(server)).toEqual(['guest-sync-delimited', 'guest-exec', ...Array(4).fill('guest-exec-status')]);
   });
@@ -389,13 +357,7 @@ describe('QgaClient.exec', () => {
     expect(server.execCalls).toHaveLength(0);
     expect(server.requests[1]?.arguments?.['input-data']).toBe(SECRET_BASE64);
     // …and nothing a person or a trace can read holds it.
-    const readable = [
-      JSON.stringify(error),
-      String(error),
-      (error as Error).stack ?? '',
-      logged.join(''),
-      JSON.stringify(client.recentExchanges()),
-    ].join('\n');
+    const readable = [JSON.stringify(error), String(error), (error as Error).stack ?? '', logged.join(''), JSON.stringify(client.recentExchanges())].join('\n');
     expect(readable).not.toContain(SECRET);
     expect(readable).not.toContain(SECRET_BASE64);
     const sent = client.recentExchanges().find((exchange) => exchange.name === 'guest-exec' && exchange.direction === 'sent');
@@ -435,11 +397,3 @@ describe('QgaClient.setTime', () => {
     expect(sent >= before && sent <= after).toBe(true);
   });
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

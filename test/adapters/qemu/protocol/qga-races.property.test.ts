@@ -1,9 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { QgaClient, QgaDisconnectedError, QgaExecuteError, QgaTimeoutError } from '../../../../adapters/qemu/protocol/qga-client.js';
+import { QgaClient } from '../../../../adapters/qemu/protocol/qga-client.js';
+import { summarizeCall, type CallSummary } from '../../../helpers/call-summary.js';
+import type { CommandHandler, FakePeer, FakeRequest } from '../../../helpers/fake-json-lines-server.js';
 import { startFakeQgaServer, type FakeQga } from '../../../helpers/fake-qga-server.js';
-import type { CommandHandler, FakePeer, FakeRequest } from '../../../helpers/fake-qmp-server.js';
-import { Outcomes, nextTurn, until, type Outcome } from '../../../helpers/outcomes.js';
+import { withFakeTimeouts } from '../../../helpers/fake-timeouts.js';
+import { Outcomes, nextTurn, until } from '../../../helpers/outcomes.js';
 import { commandsReplayPath, propertyParams } from '../../../helpers/property-params.js';
 
 /**
@@ -31,13 +33,8 @@ interface CallPlan {
 /** A request on the wire, as the model names it. */
 type Wire = { kind: 'sync' } | { kind: 'call'; k: number };
 
-type Summary =
-  | { outcome: 'returned'; value: unknown }
-  | { outcome: 'QgaExecuteError'; command: string; errorClass: string; desc: string }
-  | { outcome: 'QgaTimeoutError'; operation: string }
-  | { outcome: 'QgaDisconnectedError'; operation: string | undefined; byPeer: boolean }
-  | { outcome: 'pending' }
-  | { outcome: 'other'; error: string };
+/** How a call ended, in a form that compares with toEqual. */
+type Summary = CallSummary<'Qga'>;
 
 interface Model {
   connected: boolean;
@@ -145,26 +142,15 @@ function wireOf(held: Held): Wire {
 
 /** Waits until the real client has done what the model says, then compares. */
 async function settleAndCheck(model: Model, real: Real): Promise<void> {
-  await until(
-    () => real.connection.received.length >= model.sent.length && [...model.ended.keys()].every((k) => real.calls.has(k)),
-    'the client to catch up with the model',
-  ).catch(() => undefined); // the comparison below says what differs
+  await until(() => real.connection.received.length >= model.sent.length && [...model.ended.keys()].every((k) => real.calls.has(k)), 'the client to catch up with the model').catch(
+    () => undefined,
+  ); // the comparison below says what differs
   await nextTurn();
   expect(real.connection.received.map(wireOf), 'requests the agent received').toEqual(model.sent);
   expect(
-    model.calls.map((_call, k) => summarize(real.calls.get(k))),
+    model.calls.map((_call, k) => summarizeCall('qga', real.calls.get(k))),
     'how each call ended',
   ).toEqual(model.calls.map((_call, k) => model.ended.get(k) ?? { outcome: 'pending' }));
-}
-
-function summarize(outcome: Outcome | undefined): Summary {
-  if (!outcome) return { outcome: 'pending' };
-  if (outcome.kind === 'resolved') return { outcome: 'returned', value: outcome.value };
-  const error = outcome.error;
-  if (error instanceof QgaExecuteError) return { outcome: 'QgaExecuteError', command: error.command, errorClass: error.errorClass, desc: error.desc };
-  if (error instanceof QgaTimeoutError) return { outcome: 'QgaTimeoutError', operation: error.operation };
-  if (error instanceof QgaDisconnectedError) return { outcome: 'QgaDisconnectedError', operation: error.operation, byPeer: error.byPeer };
-  return { outcome: 'other', error: String(error) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,10 +239,10 @@ const issueArb = fc.record({ name: fc.constantFrom(...CALL_NAMES), reply: replyA
 const answerArb = fc.constant(new AgentAnswers());
 const timeArb = fc.constant(new TimePasses());
 // A hang-up ends the interesting part of a run: make it rarer than the rest.
-const stepsArb = fc.commands(
-  [issueArb, issueArb, issueArb, answerArb, answerArb, answerArb, timeArb, timeArb, fc.constant(new QemuHangsUp())],
-  { maxCommands: 20, replayPath: commandsReplayPath() },
-);
+const stepsArb = fc.commands([issueArb, issueArb, issueArb, answerArb, answerArb, answerArb, timeArb, timeArb, fc.constant(new QemuHangsUp())], {
+  maxCommands: 20,
+  replayPath: commandsReplayPath(),
+});
 
 async function runSteps(steps: Iterable<fc.AsyncCommand<Model, Real>>): Promise<void> {
   connection = { peer: undefined, autoSync: true, received: [], unanswered: [] };
@@ -278,12 +264,6 @@ async function runSteps(steps: Iterable<fc.AsyncCommand<Model, Real>>): Promise<
 }
 
 describe('QgaClient under races (fc.commands)', () => {
-  it('ends every call with its own reply or the right typed error; a late reply never reaches another call', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      await fc.assert(fc.asyncProperty(stepsArb, runSteps), propertyParams(500));
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+  it('ends every call with its own reply or the right typed error; a late reply never reaches another call', () =>
+    withFakeTimeouts(() => fc.assert(fc.asyncProperty(stepsArb, runSteps), propertyParams(500))));
 });

@@ -1,51 +1,15 @@
-import { rm } from 'node:fs/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WarmvmError } from '../../../../adapters/support/errors.js';
-import {
-  QmpClient,
-  QmpConnectError,
-  QmpDisconnectedError,
-  QmpExecuteError,
-  QmpGreetingError,
-  QmpNegotiationError,
-  QmpTimeoutError,
-  type QmpEvent,
-} from '../../../../adapters/qemu/protocol/qmp-client.js';
-import {
-  QEMU_GREETING,
-  makeSocketDir,
-  startFakeQmpServer,
-  startFakeServer,
-  type FakeRequest,
-  type FakeServer,
-} from '../../../helpers/fake-qmp-server.js';
+import { QmpConnectError, QmpDisconnectedError, QmpExecuteError, QmpGreetingError, QmpNegotiationError, QmpTimeoutError } from '../../../../adapters/qemu/protocol/errors.js';
+import { QmpClient, type QmpEvent } from '../../../../adapters/qemu/protocol/qmp-client.js';
+import { caught, useCleanups, waitUntil } from '../../../helpers/client-harness.js';
+import { startFakeServer, type FakeRequest, type FakeServer } from '../../../helpers/fake-json-lines-server.js';
+import { QEMU_GREETING, startFakeQmpServer } from '../../../helpers/fake-qmp-server.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function fake(options: Parameters<typeof startFakeQmpServer>[0] = {}): Promise<FakeServer> {
-  const server = await startFakeQmpServer(options);
-  cleanups.push(() => server.stop());
-  return server;
-}
-
-async function connect(server: FakeServer, opts: Parameters<typeof QmpClient.connect>[1] = {}): Promise<QmpClient> {
-  const client = await QmpClient.connect(server.socketPath, { timeoutMs: 2000, ...opts });
-  cleanups.push(() => client.close());
-  return client;
-}
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
-    },
-    (error: unknown) => error,
-  );
-}
+const { defer, keep, socketDir } = useCleanups();
+const fake = async (options: Parameters<typeof startFakeQmpServer>[0] = {}): Promise<FakeServer> => keep(await startFakeQmpServer(options));
+const connect = async (server: FakeServer, opts: Parameters<typeof QmpClient.connect>[1] = {}): Promise<QmpClient> =>
+  keep(await QmpClient.connect(server.socketPath, { timeoutMs: 2000, ...opts }));
 
 describe('QmpClient.connect', () => {
   it('reads the greeting, negotiates capabilities first and exposes the version', async () => {
@@ -109,7 +73,7 @@ describe('QmpClient.connect', () => {
 
   it('times out when no greeting comes (another client holds the socket)', async () => {
     const server = await startFakeServer({});
-    cleanups.push(() => server.stop());
+    keep(server);
     const started = Date.now();
     const error = await caught(QmpClient.connect(server.socketPath, { timeoutMs: 150 }));
     expect(error).toBeInstanceOf(QmpTimeoutError);
@@ -120,8 +84,7 @@ describe('QmpClient.connect', () => {
   });
 
   it('reports a missing socket as QmpConnectError with the errno as cause', async () => {
-    const { dir, socketPath } = await makeSocketDir();
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { socketPath } = await socketDir();
     const error = await caught(QmpClient.connect(socketPath));
     expect(error).toBeInstanceOf(QmpConnectError);
     expect((error as QmpConnectError).code).toBe('E_QMP_CONNECT');
@@ -139,7 +102,7 @@ describe('QmpClient.connect', () => {
 
   it('is aborted by its signal', async () => {
     const server = await startFakeServer({});
-    cleanups.push(() => server.stop());
+    keep(server);
     const controller = new AbortController();
     const promise = QmpClient.connect(server.socketPath, { timeoutMs: 5000, signal: controller.signal });
     setTimeout(() => controller.abort(), 20);
@@ -151,12 +114,9 @@ describe('QmpClient.connect', () => {
 
 describe('QmpClient.connectWhenReady', () => {
   it('waits for a socket that appears after the call', async () => {
-    const at = await makeSocketDir();
+    const at = await socketDir();
     let server: FakeServer | undefined;
-    cleanups.push(async () => {
-      await server?.stop();
-      await rm(at.dir, { recursive: true, force: true });
-    });
+    defer(async () => server?.stop());
     const startLater = new Promise<void>((resolve) => {
       setTimeout(() => {
         void startFakeQmpServer({}, at).then((started) => {
@@ -167,7 +127,7 @@ describe('QmpClient.connectWhenReady', () => {
     });
     const started = Date.now();
     const client = await QmpClient.connectWhenReady(at.socketPath, { deadlineMs: 3000 });
-    cleanups.push(() => client.close());
+    keep(client);
     await startLater;
     expect(Date.now() - started).toBeGreaterThanOrEqual(100);
     expect(client.version.major).toBe(10);
@@ -175,8 +135,7 @@ describe('QmpClient.connectWhenReady', () => {
   });
 
   it('gives up at the deadline with the last reason', async () => {
-    const { dir, socketPath } = await makeSocketDir();
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { socketPath } = await socketDir();
     const started = Date.now();
     const error = await caught(QmpClient.connectWhenReady(socketPath, { deadlineMs: 150 }));
     const elapsed = Date.now() - started;
@@ -196,8 +155,7 @@ describe('QmpClient.connectWhenReady', () => {
   });
 
   it('stops when aborted', async () => {
-    const { dir, socketPath } = await makeSocketDir();
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const { socketPath } = await socketDir();
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 50);
     const error = await caught(QmpClient.connectWhenReady(socketPath, { deadlineMs: 5000, signal: controller.signal }));
@@ -265,10 +223,7 @@ describe('QmpClient.execute', () => {
   it('delivers events sent in the same chunk as a reply, and stops after unsubscribe', async () => {
     const server = await fake({
       commands: {
-        stop: (request, peer) =>
-          peer.sendRaw(
-            `{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}\r\n{"return": {}, "id": ${JSON.stringify(request.id)}}\r\n`,
-          ),
+        stop: (request, peer) => peer.sendRaw(`{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}\r\n{"return": {}, "id": ${JSON.stringify(request.id)}}\r\n`),
       },
     });
     const client = await connect(server);
@@ -281,7 +236,14 @@ describe('QmpClient.execute', () => {
   });
 
   it('keeps the reader going when an event listener throws', async () => {
-    const server = await fake({ commands: { cont: (request, peer) => (peer.event('RESUME'), peer.reply(request, 'ok')) } });
+    const server = await fake({
+      commands: {
+        cont: (request, peer) => {
+          peer.event('RESUME');
+          peer.reply(request, 'ok');
+        },
+      },
+    });
     const client = await connect(server);
     client.onEvent(() => {
       throw new Error('listener bug');
@@ -291,7 +253,7 @@ describe('QmpClient.execute', () => {
 
   it('rejects with QmpExecuteError carrying command, arguments, class and desc', async () => {
     const server = await fake({
-      commands: { 'device_del': (request, peer) => peer.fail(request, 'DeviceNotFound', "Device 'nic9' not found") },
+      commands: { device_del: (request, peer) => peer.fail(request, 'DeviceNotFound', "Device 'nic9' not found") },
     });
     const client = await connect(server);
     const error = await caught(client.execute('device_del', { id: 'nic9' }));
@@ -452,7 +414,12 @@ describe('QmpClient.close', () => {
 describe('QmpClient.recentExchanges', () => {
   it('records commands, events and replies in order, and keeps only the last 20', async () => {
     const server = await fake({
-      commands: { cont: (request, peer) => (peer.event('RESUME'), peer.reply(request, {})) },
+      commands: {
+        cont: (request, peer) => {
+          peer.event('RESUME');
+          peer.reply(request, {});
+        },
+      },
     });
     const client = await connect(server);
     await client.execute('cont');
@@ -472,11 +439,3 @@ describe('QmpClient.recentExchanges', () => {
     expect(exchanges.at(-1)?.text).toMatch(/^\{"return":\{\},"id":"warmvm-\d+"\}$/);
   });
 });
-
-async function waitUntil(condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}

@@ -1,8 +1,11 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { QmpClient, QmpDisconnectedError, QmpExecuteError, QmpTimeoutError, type QmpEvent } from '../../../../adapters/qemu/protocol/qmp-client.js';
-import { startFakeQmpServer, type CommandHandler, type FakePeer, type FakeRequest, type FakeServer } from '../../../helpers/fake-qmp-server.js';
-import { Outcomes, nextTurn, until, type Outcome } from '../../../helpers/outcomes.js';
+import { QmpClient, type QmpEvent } from '../../../../adapters/qemu/protocol/qmp-client.js';
+import { summarizeCall, type CallSummary } from '../../../helpers/call-summary.js';
+import type { CommandHandler, FakePeer, FakeRequest, FakeServer } from '../../../helpers/fake-json-lines-server.js';
+import { startFakeQmpServer } from '../../../helpers/fake-qmp-server.js';
+import { withFakeTimeouts } from '../../../helpers/fake-timeouts.js';
+import { Outcomes, nextTurn, until } from '../../../helpers/outcomes.js';
 import { propertyParams } from '../../../helpers/property-params.js';
 import { schedulerSeedArb, seededScheduler } from '../../../helpers/seeded-scheduler.js';
 
@@ -44,21 +47,10 @@ interface Plan {
 }
 
 /** What the fake QEMU did, in the order the scheduler let it. */
-type Step =
-  | { kind: 'send'; k: number }
-  | { kind: 'reply'; k: number }
-  | { kind: 'event'; j: number }
-  | { kind: 'tick' }
-  | { kind: 'hangUp' };
+type Step = { kind: 'send'; k: number } | { kind: 'reply'; k: number } | { kind: 'event'; j: number } | { kind: 'tick' } | { kind: 'hangUp' };
 
 /** How a call ended, in a form that compares with toEqual. */
-type Summary =
-  | { outcome: 'returned'; value: unknown }
-  | { outcome: 'QmpExecuteError'; command: string; errorClass: string; desc: string }
-  | { outcome: 'QmpTimeoutError'; operation: string }
-  | { outcome: 'QmpDisconnectedError'; operation: string | undefined; byPeer: boolean }
-  | { outcome: 'pending' }
-  | { outcome: 'other'; error: string };
+type Summary = CallSummary<'Qmp'>;
 
 interface EventSeen {
   event: string;
@@ -200,16 +192,14 @@ async function runRaces(plan: Plan): Promise<void> {
     // Each command's send and reply form one sequence (a reply needs its request); everything
     // else is free to go anywhere. A step that throws is kept, so the failure says why.
     const failures: unknown[] = [];
-    const step =
-      (action: () => Promise<void>) =>
-      async (): Promise<void> => {
-        try {
-          await action();
-        } catch (error) {
-          failures.push(error);
-          throw error;
-        }
-      };
+    const step = (action: () => Promise<void>) => async (): Promise<void> => {
+      try {
+        await action();
+      } catch (error) {
+        failures.push(error);
+        throw error;
+      }
+    };
     const sequences = [
       ...plan.commands.map((command, k) =>
         s.scheduleSequence([
@@ -231,10 +221,10 @@ async function runRaces(plan: Plan): Promise<void> {
     }
     await nextTurn();
     const actual: RunResult = {
-      commands: plan.commands.map((_command, k) => summarize(calls.get(k))),
+      commands: plan.commands.map((_command, k) => summarizeCall('qmp', calls.get(k))),
       events: seen,
-      resume: summarize(waits.get('RESUME'), (value) => eventSeen(value as QmpEvent)),
-      shutdown: summarize(waits.get('SHUTDOWN')),
+      resume: summarizeCall('qmp', waits.get('RESUME'), (value) => eventSeen(value as QmpEvent)),
+      shutdown: summarizeCall('qmp', waits.get('SHUTDOWN')),
       closes,
     };
     expect(actual, `in the order ${s.toString()}`).toEqual(expectedRun(plan, log));
@@ -303,23 +293,7 @@ function eventSeen(event: QmpEvent): EventSeen {
   return { event: event.event, tag: event.timestamp.microseconds, data: event.data };
 }
 
-function summarize(outcome: Outcome | undefined, mapValue: (value: unknown) => unknown = (value) => value): Summary {
-  if (!outcome) return { outcome: 'pending' };
-  if (outcome.kind === 'resolved') return { outcome: 'returned', value: mapValue(outcome.value) };
-  const error = outcome.error;
-  if (error instanceof QmpExecuteError) return { outcome: 'QmpExecuteError', command: error.command, errorClass: error.errorClass, desc: error.desc };
-  if (error instanceof QmpTimeoutError) return { outcome: 'QmpTimeoutError', operation: error.operation };
-  if (error instanceof QmpDisconnectedError) return { outcome: 'QmpDisconnectedError', operation: error.operation, byPeer: error.byPeer };
-  return { outcome: 'other', error: String(error) };
-}
-
 describe('QmpClient under races (fc.scheduler)', () => {
-  it('ends every call with its own reply or the right typed error, and delivers every event in order', async () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      await fc.assert(fc.asyncProperty(planArb, runRaces), propertyParams(200));
-    } finally {
-      vi.useRealTimers();
-    }
-  });
+  it('ends every call with its own reply or the right typed error, and delivers every event in order', () =>
+    withFakeTimeouts(() => fc.assert(fc.asyncProperty(planArb, runRaces), propertyParams(200))));
 });
