@@ -1,14 +1,18 @@
-import type { TraceEntry } from '../trace/recorder.js';
+import type { Exchange, TraceRecord } from '../trace/record.js';
 
 /** What the inspector page draws: the machines, their states and bounds. No run data. */
 export interface InspectorModel {
   root: string;
   machines: ModelMachine[];
 }
+
+/** One machine of the model: its top-level states, in order. */
 export interface ModelMachine {
   id: string;
   states: ModelState[];
 }
+
+/** One state of a machine: its node id (`resume.incoming`), its name, its bound. */
 export interface ModelState {
   id: string;
   name: string;
@@ -21,18 +25,6 @@ export interface ModelState {
   warning?: string;
 }
 
-/** A last exchange with QEMU, the guest agent or the health checks: already secret-free. */
-export interface Exchange {
-  at: number;
-  channel: 'qmp' | 'qga' | 'exec' | 'health';
-  /** The command (`migrate-incoming`), the guest program, or the URL. */
-  what: string;
-  ok: boolean;
-  /** The reply, the exit and stderr, or the HTTP status, in a few words. */
-  summary: string;
-  ms?: number;
-}
-
 /** How the run ended, once it has. */
 export interface RunEnd {
   outcome: 'healthy' | 'failed' | 'stopped' | 'recorded';
@@ -43,6 +35,6 @@ export interface RunEnd {
 /** Everything the server sends the page, in order: the first message carries the model. */
 export type InspectorMessage =
   | { kind: 'hello'; model: InspectorModel; title: string; live: boolean; startedAt: number; now: number }
-  | { kind: 'entry'; entry: TraceEntry; summary: string }
+  | { kind: 'entry'; entry: TraceRecord; summary: string }
   | { kind: 'exchange'; exchange: Exchange }
   | { kind: 'end'; end: RunEnd };

@@ -4,6 +4,7 @@ import { WarmvmError } from '../support/errors.js';
 import type { InspectorMessage } from './protocol.js';
 import { INSPECTOR_PAGE } from './page.js';
 
+/** A running inspector server: where its page is, and how to send the page messages. */
 export interface InspectorServer {
   /** The page, with its token: only someone given this URL can open it. */
   url: string;

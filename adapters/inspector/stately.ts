@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import type { InspectionEvent } from 'xstate';
 
+/** A connection to Stately's inspector: pass `inspect` to createActor, `stop` when the run ends. */
 export interface StatelyInspector {
   inspect: (event: InspectionEvent) => void;
   stop(): void;

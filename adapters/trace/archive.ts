@@ -21,6 +21,7 @@ export async function archivePreviousTrace(traceFile: string, keep = KEPT_TRACES
   return archived;
 }
 
+/** The folder beside trace.jsonl that keeps earlier runs' traces. */
 export function tracesFolder(traceFile: string): string {
   return join(dirname(traceFile), 'traces');
 }

@@ -1,21 +1,4 @@
-/**
- * One trace.jsonl line as read back: a state entered. Structural on purpose, so the recorder's
- * own `TraceEntry` objects can be checked and shown without a round trip through a file.
- */
-export interface TraceRecord {
-  t?: string;
-  /** Milliseconds since the run began. */
-  at: number;
-  machine: string;
-  /** Full dotted path, machine id first: `resume.incoming`. */
-  state: string;
-  /** The state this machine left, and how long it spent there. */
-  from?: string;
-  ms?: number;
-  event: Record<string, unknown>;
-  /** Set when the state was entered with a warning (rotation turned off, say). */
-  warning?: string;
-}
+/** A trace entry's event in words, as `trace show`, `trace check` and the inspector print it. */
 
 const MAX_VALUE_CHARS = 48;
 const MAX_FIELDS = 3;

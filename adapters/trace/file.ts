@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { WarmvmError } from '../support/errors.js';
-import type { TraceRecord } from './event.js';
+import type { TraceRecord } from './record.js';
 
+/** How readTraceFile words its errors. */
 export interface ReadTraceOptions {
   /** The instance the file belongs to, so a missing file's hint can name the command that writes it. */
   instance?: string;

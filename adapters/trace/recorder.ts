@@ -1,24 +1,7 @@
 import { appendFileSync } from 'node:fs';
 import type { InspectionEvent } from 'xstate';
 import { redact } from '../support/redact.js';
-import type { Exchange } from '../inspector/protocol.js';
-
-/** One line of trace.jsonl: a state entered. */
-export interface TraceEntry {
-  /** Wall time of entry (ISO). */
-  t: string;
-  /** Milliseconds since the run began. */
-  at: number;
-  machine: string;
-  /** Full dotted path, machine id first: `coldBoot.booting`. */
-  state: string;
-  /** The state this machine left, and how long it spent there. */
-  from: string | undefined;
-  ms: number | undefined;
-  event: Record<string, unknown>;
-  /** Set when the state entered carries a warning (its `meta.warning`), e.g. rotation turned off. */
-  warning?: string;
-}
+import type { Exchange, ExchangeLine, TraceEntry } from './record.js';
 
 /**
  * Records every state every machine enters, from XState's inspection stream, into memory and
@@ -65,7 +48,9 @@ export class TraceRecorder {
     const key = `${exchange.what}\u0000${exchange.summary}`;
     if (this.lastExchange.get(exchange.channel) === key) return;
     this.lastExchange.set(exchange.channel, key);
-    if (this.file) appendFileSync(this.file, JSON.stringify({ t: new Date(this.started + exchange.at).toISOString(), at: exchange.at, exchange }) + '\n');
+    if (!this.file) return;
+    const line: ExchangeLine = { t: new Date(this.started + exchange.at).toISOString(), at: exchange.at, exchange };
+    appendFileSync(this.file, JSON.stringify(line) + '\n');
   }
 
   private readonly lastExchange = new Map<string, string>();

@@ -1,4 +1,5 @@
-import { describeEvent, formatOffset, type TraceRecord } from './event.js';
+import { describeEvent, formatOffset } from './event.js';
+import type { TraceRecord } from './record.js';
 
 const INDENT = 2;
 const MAX_STATE_WIDTH = 40;

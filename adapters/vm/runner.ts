@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { CleanupHandle, CleanupStack } from '../support/cleanup.js';
 import { WarmvmError } from '../support/errors.js';
-import type { Exchange } from '../inspector/protocol.js';
+import type { Exchange } from '../trace/record.js';
 import { waitHealthy, type HealthAnswer, type HealthCheck } from './health-probe.js';
 import type { InstancePaths } from '../instance/paths.js';
 import { QgaClient } from '../qemu/protocol/qga-client.js';

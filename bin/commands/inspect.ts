@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import type { Exchange, InspectorMessage } from '../../adapters/inspector/protocol.js';
+import type { InspectorMessage } from '../../adapters/inspector/protocol.js';
 import { startInspectorServer } from '../../adapters/inspector/server.js';
 import { instancePaths } from '../../adapters/instance/paths.js';
-import { describeEvent, type TraceRecord } from '../../adapters/trace/event.js';
+import { describeEvent } from '../../adapters/trace/event.js';
 import { parseExchangeLines } from '../../adapters/trace/exchanges.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
-import type { TraceEntry } from '../../adapters/trace/recorder.js';
+import type { Exchange, TraceRecord } from '../../adapters/trace/record.js';
 import { untilInterrupted } from '../inspector/live.js';
 import { inspectorModel } from '../inspector/model.js';
 import { startBounds } from './start.js';
@@ -43,7 +43,7 @@ function interleave(entries: TraceRecord[], exchanges: Exchange[]): InspectorMes
   let next = 0;
   for (const entry of entries) {
     while (next < exchanges.length && (exchanges[next]?.at ?? 0) <= entry.at) messages.push({ kind: 'exchange', exchange: exchanges[next++] as Exchange });
-    messages.push({ kind: 'entry', entry: entry as TraceEntry, summary: describeEvent(entry.event) });
+    messages.push({ kind: 'entry', entry, summary: describeEvent(entry.event) });
   }
   while (next < exchanges.length) messages.push({ kind: 'exchange', exchange: exchanges[next++] as Exchange });
   return messages;

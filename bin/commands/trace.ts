@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { instancePaths } from '../../adapters/instance/paths.js';
-import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace/check/check.js';
-import type { TraceRecord } from '../../adapters/trace/event.js';
+import { checkTrace } from '../../adapters/trace/check/check.js';
+import { parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace/check/expected.js';
+import { formatTraceCheck } from '../../adapters/trace/check/report.js';
+import type { TraceRecord } from '../../adapters/trace/record.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
 import { formatTimeline } from '../../adapters/trace/timeline.js';
 import type { Output } from '../output.js';
@@ -21,6 +23,7 @@ export interface TraceSource {
   home: string;
 }
 
+/** `warmvm trace show`: the trace as a timeline, or its entries with --json. */
 export async function traceShowCommand(options: TraceSource & { output: Output }): Promise<number> {
   const { file, label } = resolveTrace(options);
   const entries = await readTraceFile(file, options.file === undefined ? { instance: options.name } : {});
@@ -28,6 +31,7 @@ export async function traceShowCommand(options: TraceSource & { output: Output }
   return 0;
 }
 
+/** `warmvm trace check`: the trace against an expected one; exits TRACE_MATCHED, TRACE_DIFFERS or TRACE_UNCHECKED. */
 export async function traceCheckCommand(options: TraceSource & { expected: string; output: Output }): Promise<number> {
   return orUnchecked(options.output, { expected: options.expected }, async () => {
     const { file } = resolveTrace(options);

@@ -1,18 +1,20 @@
 import type { InspectionEvent } from 'xstate';
 import { WarmvmError } from '../../adapters/support/errors.js';
-import type { Exchange, InspectorModel, RunEnd } from '../../adapters/inspector/protocol.js';
+import type { InspectorModel, RunEnd } from '../../adapters/inspector/protocol.js';
 import { startInspectorServer, type InspectorServer } from '../../adapters/inspector/server.js';
 import { connectStatelyInspector, type StatelyInspector } from '../../adapters/inspector/stately.js';
 import { describeEvent } from '../../adapters/trace/event.js';
-import type { TraceEntry } from '../../adapters/trace/recorder.js';
+import type { Exchange, TraceEntry } from '../../adapters/trace/record.js';
 import type { Output } from '../output.js';
 
 /** `--inspect`, `--inspect=PORT`, `--inspect=stately`, `--inspect=stately:ws://host:port`. */
 export type InspectTarget = { kind: 'page'; port: number } | { kind: 'stately'; url: string };
 
+/** Where `--inspect=stately` looks for Stately's inspector without a URL. */
 export const DEFAULT_STATELY_URL = 'ws://localhost:8080';
 const EXCHANGE_EVERY_MS = 100;
 
+/** `--inspect`'s value as a target; undefined without the flag. */
 export function parseInspectTarget(value: string | boolean | undefined): InspectTarget | undefined {
   if (value === undefined || value === false) return undefined;
   if (value === true || value === '') return { kind: 'page', port: 0 };
@@ -104,6 +106,7 @@ function announce(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
+/** Resolves at the first SIGINT, SIGTERM or SIGHUP, keeping Node alive until then. */
 export function untilInterrupted(): Promise<void> {
   return new Promise((resolve) => {
     // A pending promise does not keep Node alive: this timer does, until the signal.

@@ -104,9 +104,9 @@ describe('warmvm trace show', () => {
     const result = await cli(['trace', 'show', '--name', 'ci3'], { WARMVM_HOME: home });
     expect(result.exitCode).toBe(0);
     const lines = result.stdout.trim().split('\n');
-    expect(lines).toHaveLength(32);
+    expect(lines).toHaveLength(33);
     expect(lines[7]).toMatch(/^ {2}\+0\.055s {4}resume\.stopping +preparing 2 ms +error resume\.preparing: E_SNAPSHOT_CORRUPT the compressed state .* is corrupt/);
-    expect(lines.at(-1)).toBe('6.394s in all, 30 states, ended in start.running');
+    expect(lines.at(-1)).toBe('6.394s in all, 31 states, ended in start.running');
   });
 
   it('with --json, prints the file and its entries', async () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { isProcessAlive } from '../../adapters/support/process-alive.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
-import { validateExpectedTrace } from '../../adapters/trace/check/check.js';
+import { validateExpectedTrace } from '../../adapters/trace/check/expected.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
 import { describeStep, expectStep, planSequence, type Expectation, type SnapshotModel, type Step } from '../helpers/cleanup-plan.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';

@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { expect } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { isProcessAlive, processCommandLine } from '../../adapters/support/process-alive.js';
-import type { TraceRecord } from '../../adapters/trace/event.js';
+import type { TraceRecord } from '../../adapters/trace/record.js';
 import { E2E_HOME } from './cli.js';
 
 /**

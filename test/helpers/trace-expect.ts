@@ -3,8 +3,10 @@ import { isAbsolute, join, relative } from 'node:path';
 import { expect } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { projectRoot } from '../../adapters/support/project-root.js';
-import { checkTrace, formatTraceCheck, parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace/check/check.js';
-import type { TraceRecord } from '../../adapters/trace/event.js';
+import { checkTrace } from '../../adapters/trace/check/check.js';
+import { parseExpectedTrace, type ExpectedTrace } from '../../adapters/trace/check/expected.js';
+import { formatTraceCheck } from '../../adapters/trace/check/report.js';
+import type { TraceRecord } from '../../adapters/trace/record.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
 import { cli, E2E_HOME } from './cli.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { instancePaths } from '../../adapters/instance/paths.js';
-import type { TraceRecord } from '../../adapters/trace/event.js';
+import type { TraceRecord } from '../../adapters/trace/record.js';
 import { parseTraceLines } from '../../adapters/trace/file.js';
 import { E2E_HOME } from './cli.js';
 

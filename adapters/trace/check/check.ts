@@ -1,54 +1,7 @@
-import { describeEvent, formatOffset, type TraceRecord } from '../event.js';
+import { describeEvent, formatOffset } from '../event.js';
+import type { TraceRecord } from '../record.js';
 import { ANY, describeItem, isGlob, matchesState, type ExpectedItem, type ExpectedTrace } from './expected.js';
-
-export { ANY, describeItem, matchesState, parseExpectedTrace, validateExpectedTrace, type ExpectedItem, type ExpectedTrace } from './expected.js';
-export { formatTraceCheck } from './report.js';
-
-/** An entry as the check saw it: its position among the entries that have a state. */
-export interface CheckedEntry {
-  index: number;
-  state: string;
-  at: number;
-  /** Time spent in this state until its machine left it; 0 if it never did. */
-  ms: number;
-  event: { type: string; error?: { code?: string; message?: string } };
-  /** The event in one line, as `trace show` prints it. */
-  summary: string;
-}
-
-export type TraceProblem =
-  | {
-      kind: 'sequence';
-      message: string;
-      /** The expected item that could not match; undefined when the expected list ended first. */
-      item: { index: number; pattern: string } | undefined;
-      /** The entry it met; undefined when the trace ended first. */
-      entry: CheckedEntry | undefined;
-      remainingExpected: string[];
-      remainingActual: string[];
-    }
-  | { kind: 'maxMs'; message: string; item: { index: number; pattern: string }; maxMs: number; ms: number; entries: number[] }
-  | { kind: 'absent'; message: string; pattern: string; entries: CheckedEntry[] }
-  | { kind: 'maxTotalMs'; message: string; maxTotalMs: number; totalMs: number };
-
-/** Which entries an expected item took. */
-export interface AlignedItem {
-  item: number;
-  entries: number[];
-}
-
-export interface TraceCheckResult {
-  ok: boolean;
-  problems: TraceProblem[];
-  expected: ExpectedTrace;
-  /** Names the trace in messages (its file). */
-  actualSource: string;
-  entries: CheckedEntry[];
-  /** The match found, or, when none was, the furthest attempt up to where it diverged. */
-  alignment: AlignedItem[];
-  /** Where the sequence diverged: expected item and entry indexes (either may be one past the end). */
-  divergence: { item: number; entry: number } | undefined;
-}
+import type { AlignedItem, CheckedEntry, TraceCheckResult, TraceProblem } from './result.js';
 
 /** Checks a run's entries against an expected trace. Pure: the same check `warmvm trace check` runs. */
 export function checkTrace(expected: ExpectedTrace, entries: readonly TraceRecord[], options: { actualSource?: string } = {}): TraceCheckResult {

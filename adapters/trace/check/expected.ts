@@ -35,6 +35,7 @@ export function matchesState(pattern: string, state: string): boolean {
   return isGlob(pattern) ? state.startsWith(pattern.slice(0, -1)) : state === pattern;
 }
 
+/** Whether a pattern is `prefix.*`. */
 export function isGlob(pattern: string): boolean {
   return pattern.endsWith('.*');
 }

@@ -1,6 +1,6 @@
-import type { CheckedEntry, TraceCheckResult } from './check.js';
 import { formatOffset } from '../event.js';
 import type { ExpectedItem } from './expected.js';
+import type { CheckedEntry, TraceCheckResult } from './result.js';
 
 interface Row {
   mark: string;

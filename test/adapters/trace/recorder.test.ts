@@ -28,6 +28,7 @@ describe('TraceRecorder', () => {
         chooseAccelerator: ok({ accel: 'tcg', reason: 'test' }),
         coldBoot: coldBootMachine.provide({
           actors: {
+            prepareBoot: ok({ forwards: 1, overlay: true, runtimeDisk: true }),
             launchQemu: ok({ pid: 7 }),
             waitForGuest: fromPromise<GuestUp, void>(async () => {
               throw Object.assign(new Error('agent never answered'), { code: 'E_QGA_TIMEOUT', secret: 'abc' });
@@ -49,6 +50,7 @@ describe('TraceRecorder', () => {
       'start.accelerator',
       'start.choosing',
       'start.coldBoot',
+      'coldBoot.preparing',
       'coldBoot.launching',
       'coldBoot.booting',
       'coldBoot.stopping',

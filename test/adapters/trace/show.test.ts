@@ -2,8 +2,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WarmvmError } from '../../../adapters/support/errors.js';
-import { describeEvent, type TraceRecord } from '../../../adapters/trace/event.js';
+import { describeEvent } from '../../../adapters/trace/event.js';
 import { readTraceFile } from '../../../adapters/trace/file.js';
+import type { TraceRecord } from '../../../adapters/trace/record.js';
 import { formatTimeline, machineDepths } from '../../../adapters/trace/timeline.js';
 import { useTempDirs } from '../../helpers/temp.js';
 

@@ -2,8 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WarmvmError } from '../../../../adapters/support/errors.js';
-import { checkTrace, formatTraceCheck, parseExpectedTrace, timeInStates, validateExpectedTrace, type TraceCheckResult, type TraceProblem } from '../../../../adapters/trace/check/check.js';
-import type { TraceRecord } from '../../../../adapters/trace/event.js';
+import { checkTrace, timeInStates } from '../../../../adapters/trace/check/check.js';
+import { parseExpectedTrace, validateExpectedTrace } from '../../../../adapters/trace/check/expected.js';
+import { formatTraceCheck } from '../../../../adapters/trace/check/report.js';
+import type { TraceCheckResult, TraceProblem } from '../../../../adapters/trace/check/result.js';
+import type { TraceRecord } from '../../../../adapters/trace/record.js';
 import { parseTraceLines } from '../../../../adapters/trace/file.js';
 import { projectRoot } from '../../../../adapters/support/project-root.js';
 

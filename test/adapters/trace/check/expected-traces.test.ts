@@ -2,7 +2,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../../../../adapters/support/project-root.js';
-import { checkTrace, formatTraceCheck, parseExpectedTrace } from '../../../../adapters/trace/check/check.js';
+import { checkTrace } from '../../../../adapters/trace/check/check.js';
+import { parseExpectedTrace } from '../../../../adapters/trace/check/expected.js';
+import { formatTraceCheck } from '../../../../adapters/trace/check/report.js';
 import { parseTraceLines } from '../../../../adapters/trace/file.js';
 
 // Every expected trace in test/traces against every run recorded from the e2e tests: it matches the
