@@ -97,7 +97,7 @@ async function seedIso(userDataPath: string, metaDataPath: string | undefined, i
     { name: 'user-data', data: userData },
     { name: 'meta-data', data: metaData ?? Buffer.from(`instance-id: warmvm-${key}\nlocal-hostname: warmvm\n`) },
   ];
-  const { writeIsoFile } = await import('../formats/iso9660.js');
+  const { writeIsoFile } = await import('../formats/iso9660/image.js');
   await writeIsoFile(path, { volumeLabel: 'cidata', files });
   return path;
 }

@@ -1,4 +1,4 @@
-import { writeIsoFile } from '../formats/iso9660.js';
+import { writeIsoFile } from '../formats/iso9660/image.js';
 
 /** The label the guest finds the disk by (`blkid -L warmvm-rt`). */
 export const RUNTIME_DISK_LABEL = 'warmvm-rt';

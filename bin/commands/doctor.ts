@@ -1,5 +1,6 @@
 import { chooseAccelerator } from '../../adapters/qemu/accel-probe.js';
-import { demoGuestRequirements, findBuiltDemoGuest } from '../../adapters/guest/demo/guest.js';
+import { findBuiltDemoGuest } from '../../adapters/guest/demo/guest.js';
+import { demoGuestRequirements } from '../../adapters/guest/demo/requirements.js';
 import { describeError, WarmvmError } from '../../adapters/support/errors.js';
 import type { Logger } from '../../adapters/support/logger.js';
 import { ensureHome, homePaths } from '../../adapters/instance/paths.js';

@@ -1,13 +1,11 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { instancePaths } from '../../adapters/instance/paths.js';
-import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
-import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
+import { cli, type CliResult } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
-import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, startHealthy } from '../helpers/real-guest.js';
-import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
+import { expectCorruptStateFallsBack, expectFirstStart, expectResumeWithNewSecrets, withGuestAgent } from '../helpers/real-guest.js';
+import { stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // The Debian profile end to end on the real QEMU: built with debootstrap and provisioned through
 // cloud-init (cached in the e2e home across runs of the same inputs), its workload in a container,
@@ -17,8 +15,6 @@ let configDir: string;
 let config: string;
 
 const fingerprint = (result: CliResult): Promise<string> => secretFingerprint(result);
-
-const start = (): Promise<CliResult> => startHealthy(name, config);
 
 describe('the Debian profile on real QEMU', () => {
   beforeAll(async () => {
@@ -38,24 +34,16 @@ describe('the Debian profile on real QEMU', () => {
   });
 
   it('provisioned through cloud-init at build, it cold boots, captures, resumes with rotation inside the container; a second resume has other secrets', async () => {
-    const first = await start();
-    expect(first.json).toMatchObject({ path: 'cold+capture+resume', rotated: true });
-    await expectTraceMatches(name, await expectedScaled('first-start.json'));
-    const secretsFile = instancePaths(E2E_HOME, name).secretsFile;
-    const firstPrint = await fingerprint(first);
-    expect(firstPrint).toBe(sha256(await readFile(secretsFile)));
+    const { print: firstPrint } = await expectFirstStart(name, config, fingerprint);
     expect(firstPrint).not.toBe(sha256(`API_KEY=${'0'.repeat(64)}\n`));
     // The guest read the runtime disk (warmvm's own ISO) when it booted; the container sees it too.
-    const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
-    try {
+    await withGuestAgent(name, async (qga) => {
       const expectedSettings = `GREETING='hello, it'\\''s the host'\nWARMVM_INSTANCE='${name}'\n`;
       const inGuest = await qga.exec('/bin/cat', ['/run/warmvm/settings.env']);
       expect(inGuest.stdout.toString(), inGuest.stderr.toString()).toBe(expectedSettings);
       const inContainer = await qga.exec('/usr/bin/docker', ['exec', 'warmvm-workload', 'cat', '/run/warmvm-host/settings.env'], { timeoutMs: 60_000 });
       expect(inContainer.stdout.toString(), inContainer.stderr.toString()).toBe(expectedSettings);
-    } finally {
-      await qga.close();
-    }
+    });
     await stopAndCheckTrace(name);
 
     await expectResumeWithNewSecrets(name, config, fingerprint, firstPrint);

@@ -4,13 +4,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { projectRoot } from '../../adapters/support/project-root.js';
-import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { readBackingFile } from '../../adapters/qemu/qcow2-header.js';
 import { ensureBootableDisk } from '../helpers/bootable-disk.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
-import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
-import { expectCorruptStateFallsBack, expectedScaled, expectResumeWithNewSecrets, startHealthy } from '../helpers/real-guest.js';
+import { secretFingerprint } from '../helpers/fingerprint.js';
+import { expectCorruptStateFallsBack, expectedScaled, expectFirstStart, expectResumeWithNewSecrets, withGuestAgent } from '../helpers/real-guest.js';
 import { snapshotDigest } from '../helpers/store-check.js';
 import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
@@ -30,8 +29,6 @@ async function tokenFingerprint(result: CliResult): Promise<string> {
   expect(result.json.health as { url: string }[]).toHaveLength(1);
   return await secretFingerprint(result, '/healthz', '/token-fingerprint');
 }
-
-const start = (): Promise<CliResult> => startHealthy(name, config);
 
 describe("a user's cloud image (bootloader on the disk) with the user's cloud-init user-data, health check and rotate command", () => {
   beforeAll(async () => {
@@ -75,26 +72,17 @@ describe("a user's cloud image (bootloader on the disk) with the user's cloud-in
   });
 
   it('cold boots through cloud-init, captures, resumes with the rotate command; a second resume has other secrets', async () => {
-    const first = await start();
-    expect(first.json).toMatchObject({ path: 'cold+capture+resume', rotated: true });
-    await expectTraceMatches(name, await expectedScaled('first-start.json'));
-    const secretsFile = instancePaths(E2E_HOME, name).secretsFile;
-    const secrets = await readFile(secretsFile, 'utf8');
+    const { result: first, secrets, print: firstPrint } = await expectFirstStart(name, config, tokenFingerprint);
     expect(secrets).toMatch(/^APP_TOKEN=[0-9a-f]+\nDB_PASSWORD=[0-9a-f]+\n$/);
-    const firstPrint = await tokenFingerprint(first);
-    expect(firstPrint).toBe(sha256(secrets));
     // The user's meta-data reached cloud-init (the seed ISO warmvm wrote from the user's files).
-    const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
-    try {
+    await withGuestAgent(name, async (qga) => {
       const instanceId = await qga.exec('/bin/cat', ['/var/lib/cloud/data/instance-id']);
       expect(instanceId.stdout.toString().trim(), instanceId.stderr.toString()).toBe('user-app-1');
       // The disk's own bootloader started the kernel: QEMU had no -kernel, syslinux passed its line.
       const kernelLine = await qga.exec('/bin/cat', ['/proc/cmdline']);
       expect(kernelLine.stdout.toString()).toContain('root=/dev/vda2');
       expect((await readFile(`/proc/${first.json.pid as number}/cmdline`, 'utf8')).split('\0')).not.toContain('-kernel');
-    } finally {
-      await qga.close();
-    }
+    });
     await stopAndCheckTrace(name);
 
     await expectResumeWithNewSecrets(name, config, tokenFingerprint, firstPrint);

@@ -1,6 +1,6 @@
 /**
  * An independent reader of ISO 9660 images with Joliet names, written from ECMA-119 and the Joliet
- * specification (not from adapters/formats/iso9660.ts), so tests can check what the writer produced the
+ * specification (not from adapters/formats/iso9660/), so tests can check what the writer produced the
  * way a guest reads it. It reads the root directory only, and throws on anything it finds
  * inconsistent: both-endian halves that differ, path tables that disagree with each other or with
  * the root record, records that cross a sector boundary, a "." or ".." that is missing.

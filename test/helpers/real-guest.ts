@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { expect } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
+import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { cli, E2E_HOME, type CliResult } from './cli.js';
 import { sha256 } from './fingerprint.js';
 import { expectOnlyFinalQemuLeft } from './instance-leftovers.js';
@@ -11,6 +12,7 @@ import { expectTraceMatches, loadExpectedTraceScaled, stopAndCheckTrace } from '
 // than the demo guest in the same states, so its expected traces apply with every bound ×10.
 const TRACE_SCALE = 10;
 
+/** An expected trace of the demo guest with every bound ×10. */
 export const expectedScaled = (file: string) => loadExpectedTraceScaled(file, TRACE_SCALE);
 
 /** `warmvm start --json`; it must end healthy. */
@@ -18,6 +20,35 @@ export async function startHealthy(name: string, config: string): Promise<CliRes
   const result = await cli(['start', '--name', name, '--config', config, '--json']);
   expect(result.json.outcome, result.stderr + result.stdout).toBe('healthy');
   return result;
+}
+
+/**
+ * A first start: cold + capture + resume, rotated, the first-start trace, and the guest's
+ * fingerprint (read by `fingerprintOf`) is the host's secrets file. Returns the start, the
+ * file's text and the fingerprint.
+ */
+export async function expectFirstStart(
+  name: string,
+  config: string,
+  fingerprintOf: (result: CliResult) => Promise<string>,
+): Promise<{ result: CliResult; secrets: string; print: string }> {
+  const result = await startHealthy(name, config);
+  expect(result.json).toMatchObject({ path: 'cold+capture+resume', rotated: true });
+  await expectTraceMatches(name, await expectedScaled('first-start.json'));
+  const secrets = await readFile(instancePaths(E2E_HOME, name).secretsFile);
+  const print = await fingerprintOf(result);
+  expect(print).toBe(sha256(secrets));
+  return { result, secrets: secrets.toString('utf8'), print };
+}
+
+/** Runs `check` with the guest agent of the running instance, and closes the connection whatever happens. */
+export async function withGuestAgent<T>(name: string, check: (qga: QgaClient) => Promise<T>): Promise<T> {
+  const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
+  try {
+    return await check(qga);
+  } finally {
+    await qga.close();
+  }
 }
 
 /**

@@ -3,10 +3,11 @@ import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { removeAbandonedBuildDirs } from '../abandoned-builds.js';
+import { reportProgress } from '../progress.js';
 import { configureRootfs, debootstrap, DEBIAN_PACKAGES, DEBIAN_SUITE, findBootFiles, unmountUnder, WORKLOAD_FILES } from './rootfs.js';
 import { throwIfAborted, WarmvmError } from '../../support/errors.js';
 import { provisionGuest } from './provision.js';
-import { writeIsoFile } from '../../formats/iso9660.js';
+import { writeIsoFile } from '../../formats/iso9660/image.js';
 import { loadExeca } from '../../support/lazy-execa.js';
 import { moduleLogger, silentLogger } from '../../support/logger.js';
 import { projectRoot } from '../../support/project-root.js';
@@ -70,10 +71,7 @@ export interface EnsureDebianGuestOptions {
 /** The Debian profile's image, built on first use (a few minutes: debootstrap, then a provisioning boot). */
 export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Promise<DebianGuest> {
   const logger = moduleLogger(options.logger ?? silentLogger, 'debian-guest');
-  const progress = (line: string): void => {
-    logger.info(line);
-    options.onProgress?.(line);
-  };
+  const progress = reportProgress(logger, options.onProgress);
   const { imagesDir, signal } = options;
   const templates = await readTemplates();
   const key = buildKey(templates);

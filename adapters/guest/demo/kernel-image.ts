@@ -32,6 +32,7 @@ export async function extractPvhKernel(bzImage: Buffer, signal?: AbortSignal): P
 /** Linux's "Xen" ELF note XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit entry QEMU jumps to for PVH. */
 const XEN_ELFNOTE_PHYS32_ENTRY = 18;
 
+/** Whether `vmlinux` has the PVH entry point QEMU can start it at directly. */
 export function hasPvhEntry(vmlinux: Buffer): boolean {
   try {
     return readElfNotes(vmlinux, 'vmlinux').some((note) => note.name === 'Xen' && note.type === XEN_ELFNOTE_PHYS32_ENTRY);

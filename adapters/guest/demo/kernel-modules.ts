@@ -5,6 +5,7 @@ import { loadExeca } from '../../support/lazy-execa.js';
 import { readElfSection } from '../../formats/elf.js';
 import { WarmvmError } from '../../support/errors.js';
 
+/** A kernel module as the guest's /init loads it. */
 export interface KernelModule {
   /** As the kernel names it: underscores, no suffix ("virtio_pci"). */
   name: string;

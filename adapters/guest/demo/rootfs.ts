@@ -10,6 +10,7 @@ const GUEST_LIB_DIR = 'lib/x86_64-linux-gnu';
 /** Where, inside the unpacked packages, a library may be. */
 const PACKAGE_LIB_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu', 'lib64', 'usr/lib64', 'lib', 'usr/lib'];
 
+/** What the initramfs's files are made from. */
 export interface DemoRootfsInputs {
   /** The busybox-static, qemu-guest-agent and library packages unpacked together. */
   userland: string;

@@ -11,10 +11,13 @@ import { removeAbandonedBuildDirs } from '../abandoned-builds.js';
  * to `demo-<key>/` only once complete, so a killed build never leaves half an image.
  */
 
+/** The start of every image folder's name: `demo-<key>`. */
 export const IMAGE_PREFIX = 'demo-';
 const BUILD_PREFIX = '.demo-build-';
+/** The file in an image folder that describes it, written last. */
 export const MANIFEST = 'manifest.json';
 
+/** A complete demo guest: the files QEMU boots. */
 export interface DemoGuest {
   kernel: string;
   initrd: string;
@@ -23,6 +26,7 @@ export interface DemoGuest {
   built: boolean;
 }
 
+/** What manifest.json records of an image: its inputs and its files. */
 export interface DemoGuestManifest {
   key: string;
   builderVersion: number;
@@ -38,6 +42,7 @@ export interface DemoGuestManifest {
   initrd: { file: string; bytes: number };
 }
 
+/** The folder of the image with this key. */
 export function imageDirFor(imagesDir: string, key: string): string {
   return join(imagesDir, IMAGE_PREFIX + key);
 }
@@ -58,6 +63,7 @@ export async function readImage(imageDir: string, key: string): Promise<DemoGues
   return { kernel, initrd, key, built: false };
 }
 
+/** The manifest in `imageDir` when it is well-formed and names this key. */
 export async function readManifest(imageDir: string, key: string): Promise<DemoGuestManifest | undefined> {
   let parsed: Partial<DemoGuestManifest>;
   try {

@@ -3,8 +3,9 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateSecrets, redactSecrets, secretsFingerprint, secretsToEnvLines, writeSecretsFile } from '../../../adapters/vm/secrets.js';
-import { hashSpec, manifestMismatch, parseManifest, specFacts, type SnapshotManifest } from '../../../adapters/snapshot/manifest.js';
+import { hashSpec, manifestMismatch, parseManifest, specFacts } from '../../../adapters/snapshot/manifest.js';
 import { commitCapture, createCaptureDir, listCaptureDirs, readSnapshot, removeSnapshot, setAside, snapshotPaths } from '../../../adapters/snapshot/store.js';
+import { manifestFixture } from '../../helpers/manifest-fixture.js';
 import { useTempDirs } from '../../helpers/temp.js';
 
 const temp = useTempDirs();
@@ -36,21 +37,7 @@ describe('secrets', () => {
   });
 });
 
-const manifest: SnapshotManifest = {
-  format: 1,
-  createdAt: '2026-11-22T00:00:00.000Z',
-  instance: 'default',
-  qemuVersion: '10.0.2',
-  machineType: 'pc-q35-10.0',
-  accel: 'tcg',
-  cpuModel: 'qemu64',
-  cpus: 1,
-  memoryMb: 256,
-  argv: ['-machine', 'pc-q35-10.0'],
-  specHash: 'abc',
-  forwards: [{ guest: 8080, host: 40000 }],
-  files: { state: { name: 'state.raw', apparentBytes: 1, dataBytes: 1, sha256: 'x' }, stateZst: { name: 'state.zst', bytes: 1, sha256: 'x' }, disk: undefined },
-};
+const manifest = manifestFixture();
 const host = { qemuVersion: '10.0.2', machineType: 'pc-q35-10.0', accel: 'tcg', cpuModel: 'qemu64', specHash: 'abc' };
 
 describe('snapshot manifest', () => {

@@ -15,6 +15,7 @@ import {
   snapshotPaths,
   type SnapshotPaths,
 } from '../../../adapters/snapshot/store.js';
+import { manifestFixture } from '../../helpers/manifest-fixture.js';
 import { commandsReplayPath, propertyParams } from '../../helpers/property-params.js';
 import { useTempDirs } from '../../helpers/temp.js';
 
@@ -55,21 +56,7 @@ function generationFiles(generation: number, shape: Shape): [string, string][] {
 }
 
 function manifestFor(generation: number): SnapshotManifest {
-  return {
-    format: 1,
-    createdAt: '2026-11-23T00:00:00.000Z',
-    instance: `generation-${generation}`,
-    qemuVersion: '10.0.2',
-    machineType: 'pc-q35-10.0',
-    accel: 'tcg',
-    cpuModel: 'qemu64',
-    cpus: 1,
-    memoryMb: 256,
-    argv: ['-machine', 'pc-q35-10.0'],
-    specHash: `generation-${generation}`,
-    forwards: [],
-    files: { state: { name: STATE_RAW, apparentBytes: 1, dataBytes: 1, sha256: 'x' }, stateZst: { name: STATE_ZST, bytes: 1, sha256: 'x' }, disk: undefined },
-  };
+  return manifestFixture({ createdAt: '2026-11-23T00:00:00.000Z', instance: `generation-${generation}`, specHash: `generation-${generation}`, forwards: [] });
 }
 
 async function writeFiles(dir: string, files: [string, string][]): Promise<void> {

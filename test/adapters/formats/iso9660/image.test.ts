@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WarmvmError } from '../../../adapters/support/errors.js';
-import { buildIso, writeIsoFile, type IsoFile } from '../../../adapters/formats/iso9660.js';
-import { resolveCommand } from '../../../adapters/support/which.js';
-import { readIso } from '../../helpers/iso-reader.js';
+import { WarmvmError } from '../../../../adapters/support/errors.js';
+import { buildIso, writeIsoFile } from '../../../../adapters/formats/iso9660/image.js';
+import type { IsoFile } from '../../../../adapters/formats/iso9660/options.js';
+import { resolveCommand } from '../../../../adapters/support/which.js';
+import { readIso } from '../../../helpers/iso-reader.js';
 
 const run = promisify(execFile);
 const SECTOR = 2048;
