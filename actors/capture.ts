@@ -1,15 +1,8 @@
 import { fromPromise } from 'xstate';
 import type { Migrated, Paused, Recovered, Stored } from '../machines/capture.js';
+import type { CaptureSteps } from '../steps/capture.js';
 
-export interface CaptureSteps {
-  pauseVm(signal: AbortSignal): Promise<Paused>;
-  migrateToFile(signal: AbortSignal): Promise<Migrated>;
-  quitQemu(signal: AbortSignal): Promise<{ exited: boolean }>;
-  storeSnapshot(signal: AbortSignal): Promise<Stored>;
-  recoverVm(): Promise<Recovered>;
-}
-
-/** The capture machine's actors: one call each, the AbortSignal passed down. */
+/** The capture machine's actors: one step each, the AbortSignal passed down. */
 export function captureActors(steps: CaptureSteps) {
   return {
     pauseVm: fromPromise<Paused, void>(({ signal }) => steps.pauseVm(signal)),

@@ -1,22 +1,15 @@
 import { fromPromise } from 'xstate';
-import type { VmRunner } from '../adapters/vm/runner.js';
-import type { GuestUp, HealthResult, LaunchResult, RotateResult, StopResult } from '../machines/cold-boot.js';
+import type { GuestUp, HealthResult, LaunchResult, PreparedBoot, RotateResult, StopResult } from '../machines/cold-boot.js';
+import type { ColdBootSteps } from '../steps/cold-boot.js';
 
-export interface ColdBootSteps {
-  /** The runner is asked for lazily: it can only be built once preflight has chosen ports and accel. */
-  cold(): Promise<VmRunner>;
-  rotate(runner: VmRunner, signal: AbortSignal): Promise<RotateResult>;
-}
-
-/** The cold-boot machine's actors: each wraps one call and passes its AbortSignal down. */
+/** The cold-boot machine's actors: one step each, the AbortSignal passed down. */
 export function coldBootActors(steps: ColdBootSteps) {
   return {
-    launchQemu: fromPromise<LaunchResult, void>(async ({ signal }) => (await steps.cold()).launch(signal)),
-    waitForGuest: fromPromise<GuestUp, void>(async ({ signal }) => (await steps.cold()).waitForGuest(signal)),
-    rotateSecrets: fromPromise<RotateResult, void>(async ({ signal }) => steps.rotate(await steps.cold(), signal)),
-    probeHealth: fromPromise<HealthResult[], void>(async ({ signal }) =>
-      (await (await steps.cold()).probeHealth(signal)).map((answer) => ({ url: answer.url, status: answer.status })),
-    ),
-    stopQemu: fromPromise<StopResult, void>(async () => (await steps.cold()).stop()),
+    prepareBoot: fromPromise<PreparedBoot, void>(({ signal }) => steps.prepareBoot(signal)),
+    launchQemu: fromPromise<LaunchResult, void>(({ signal }) => steps.launchQemu(signal)),
+    waitForGuest: fromPromise<GuestUp, void>(({ signal }) => steps.waitForGuest(signal)),
+    rotateSecrets: fromPromise<RotateResult, void>(({ signal }) => steps.rotateSecrets(signal)),
+    probeHealth: fromPromise<HealthResult[], void>(({ signal }) => steps.probeHealth(signal)),
+    stopQemu: fromPromise<StopResult, void>(() => steps.stopQemu()),
   };
 }

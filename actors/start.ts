@@ -1,15 +1,8 @@
 import { fromPromise } from 'xstate';
 import type { AccelResult, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
+import type { StartSteps } from '../steps/start.js';
 
-/** What the root machine's own steps need done; `warmvm start` provides one per run. */
-export interface StartSteps {
-  preflight(signal: AbortSignal): Promise<PreflightResult>;
-  prepareImage(signal: AbortSignal): Promise<ImageResult>;
-  chooseAccelerator(signal: AbortSignal): Promise<AccelResult>;
-  chooseSnapshot(forceCold: boolean): Promise<SnapshotChoice>;
-  setAsideSnapshot(reason: string): Promise<{ setAside: string | undefined }>;
-}
-
+/** The root machine's actors: one step each, the AbortSignal passed down. */
 export function startActors(steps: StartSteps) {
   return {
     preflight: fromPromise<PreflightResult, void>(({ signal }) => steps.preflight(signal)),

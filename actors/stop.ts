@@ -1,14 +1,8 @@
 import { fromPromise } from 'xstate';
 import type { Cleaned, Gone, InstanceFound } from '../machines/stop.js';
+import type { StopSteps } from '../steps/stop.js';
 
-export interface StopSteps {
-  findInstance(): Promise<InstanceFound>;
-  /** Sends the signal, then resolves once the process is gone; the AbortSignal ends the wait. */
-  signalAndWait(pid: number, how: 'SIGTERM' | 'SIGKILL', signal: AbortSignal): Promise<Gone>;
-  clean(): Promise<Cleaned>;
-}
-
-/** The stop machine's actors: one call each, the AbortSignal passed down. */
+/** The stop machine's actors: one step each, the AbortSignal passed down. */
 export function stopActors(steps: StopSteps) {
   return {
     findInstance: fromPromise<InstanceFound, void>(() => steps.findInstance()),

@@ -1,6 +1,7 @@
 import { assign, setup } from 'xstate';
+import { boundDelays, boundedSteps } from './bounded.js';
 import { placeholder } from './placeholder.js';
-import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
+import { failedOutput, type Failure, type FailedOutput } from './failure.js';
 
 export interface CaptureBounds {
   pauseMs: number;
@@ -32,7 +33,7 @@ export interface Recovered {
 
 export type CaptureOutput =
   | { outcome: 'captured'; snapshot: string }
-  | { outcome: 'failed'; failure: Failure; stopError: string | undefined };
+  | FailedOutput;
 
 interface CaptureContext {
   bounds: CaptureBounds;
@@ -42,13 +43,7 @@ interface CaptureContext {
   stopError: string | undefined;
 }
 
-/**
- * Capture a healthy VM: stopping (vCPUs paused) → migrating (RAM and devices to a file beside the
- * store) → quitting → storing (compress, freeze the disk, manifest, rename into place) → captured.
- * Any failure goes to `recovering`, which drops the half-made capture (the store keeps its old
- * snapshot) and stops the QEMU, so that the root machine's fallback may launch another.
- */
-export const captureMachine = setup({
+const capture = setup({
   types: {
     context: {} as CaptureContext,
     events: {} as { type: 'CANCEL' },
@@ -63,65 +58,42 @@ export const captureMachine = setup({
     recoverVm: placeholder<Recovered>('capture', 'recoverVm'),
   },
   actions: {
-    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
-    recordBound: assign(({ context }, params: { state: string; bound: keyof CaptureBounds; waitingFor: string }) => ({
-      failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, 'the previous snapshot, if any, is kept; see qemu.log in the instance folder'),
-    })),
-    recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
+    recordFailure: assign((_, failure: Failure) => ({ failure })),
+    recordStopError: assign((_, stopError: string) => ({ stopError })),
+    recordSnapshot: assign((_, snapshot: string) => ({ snapshot })),
   },
-  delays: {
-    pauseBound: ({ context }) => context.bounds.pauseMs,
-    migrateBound: ({ context }) => context.bounds.migrateMs,
-    quitBound: ({ context }) => context.bounds.quitMs,
-    storeBound: ({ context }) => context.bounds.storeMs,
-    recoverBound: ({ context }) => context.bounds.recoverMs,
-  },
-}).createMachine({
+  delays: boundDelays('pauseMs', 'migrateMs', 'quitMs', 'storeMs', 'recoverMs'),
+});
+
+const { bounded, cleanup } = boundedSteps(capture, { hint: 'the previous snapshot, if any, is kept; see qemu.log in the instance folder' });
+
+/**
+ * Capture a healthy VM: stopping (vCPUs paused) → migrating (RAM and devices to a file beside the
+ * store) → quitting → storing (compress, freeze the disk, manifest, rename into place) → captured.
+ * Any failure goes to `recovering`, which drops the half-made capture (the store keeps its old
+ * snapshot) and stops the QEMU, so that the root machine's fallback may launch another.
+ */
+export const captureMachine = capture.createMachine({
   id: 'capture',
   context: ({ input }) => ({ bounds: input.bounds, snapshot: undefined, failure: undefined, stopError: undefined }),
   initial: 'stopping',
   states: {
-    stopping: {
-      invoke: { src: 'pauseVm', onDone: 'migrating', onError: { target: 'recovering', actions: { type: 'recordError', params: { state: 'capture.stopping' } } } },
-      after: { pauseBound: { target: 'recovering', actions: { type: 'recordBound', params: { state: 'capture.stopping', bound: 'pauseMs', waitingFor: 'QEMU pausing the vCPUs' } } } },
-      on: { CANCEL: { target: 'recovering', actions: { type: 'recordCancel', params: { state: 'capture.stopping' } } } },
-    },
-    migrating: {
-      invoke: { src: 'migrateToFile', onDone: 'quitting', onError: { target: 'recovering', actions: { type: 'recordError', params: { state: 'capture.migrating' } } } },
-      after: { migrateBound: { target: 'recovering', actions: { type: 'recordBound', params: { state: 'capture.migrating', bound: 'migrateMs', waitingFor: 'the migration to file completing' } } } },
-      on: { CANCEL: { target: 'recovering', actions: { type: 'recordCancel', params: { state: 'capture.migrating' } } } },
-    },
-    quitting: {
-      invoke: { src: 'quitQemu', onDone: 'storing', onError: { target: 'recovering', actions: { type: 'recordError', params: { state: 'capture.quitting' } } } },
-      after: { quitBound: { target: 'recovering', actions: { type: 'recordBound', params: { state: 'capture.quitting', bound: 'quitMs', waitingFor: 'QEMU exiting after quit' } } } },
-      on: { CANCEL: { target: 'recovering', actions: { type: 'recordCancel', params: { state: 'capture.quitting' } } } },
-    },
-    storing: {
-      invoke: {
-        src: 'storeSnapshot',
-        onDone: { target: 'captured', actions: assign({ snapshot: ({ event }) => event.output.snapshot }) },
-        onError: { target: 'recovering', actions: { type: 'recordError', params: { state: 'capture.storing' } } },
-      },
-      after: { storeBound: { target: 'recovering', actions: { type: 'recordBound', params: { state: 'capture.storing', bound: 'storeMs', waitingFor: 'the snapshot being stored' } } } },
-      on: { CANCEL: { target: 'recovering', actions: { type: 'recordCancel', params: { state: 'capture.storing' } } } },
-    },
+    stopping: bounded({ src: 'pauseVm', state: 'capture.stopping', done: 'migrating', bound: 'pauseMs', waitingFor: 'QEMU pausing the vCPUs', failTo: 'recovering' }),
+    migrating: bounded({ src: 'migrateToFile', state: 'capture.migrating', done: 'quitting', bound: 'migrateMs', waitingFor: 'the migration to file completing', failTo: 'recovering' }),
+    quitting: bounded({ src: 'quitQemu', state: 'capture.quitting', done: 'storing', bound: 'quitMs', waitingFor: 'QEMU exiting after quit', failTo: 'recovering' }),
+    storing: bounded({
+      src: 'storeSnapshot', state: 'capture.storing', done: { target: 'captured', actions: { type: 'recordSnapshot', params: ({ event }) => event.output.snapshot } },
+      bound: 'storeMs', waitingFor: 'the snapshot being stored', failTo: 'recovering',
+    }),
     captured: { type: 'final' },
-    recovering: {
-      invoke: {
-        src: 'recoverVm',
-        onDone: 'failed',
-        onError: { target: 'failed', actions: assign({ stopError: ({ event }) => toFailure('capture.recovering', event.error).message }) },
-      },
-      after: { recoverBound: { target: 'failed', actions: assign({ stopError: ({ context }) => `recovering from the failed capture took longer than ${context.bounds.recoverMs} ms` }) } },
-    },
+    recovering: cleanup({
+      src: 'recoverVm', state: 'capture.recovering', bound: 'recoverMs', to: 'failed',
+      late: (ms) => `recovering from the failed capture took longer than ${ms} ms`,
+    }),
     failed: { type: 'final' },
   },
   output: ({ context }): CaptureOutput =>
     context.failure === undefined && context.snapshot !== undefined
       ? { outcome: 'captured', snapshot: context.snapshot }
-      : {
-          outcome: 'failed',
-          failure: context.failure ?? { state: 'capture', code: 'E_UNEXPECTED', message: 'capture ended without a result', hint: undefined },
-          stopError: context.stopError,
-        },
+      : failedOutput('capture', 'capture', context),
 });

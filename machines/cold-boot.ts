@@ -1,8 +1,11 @@
 import { assign, setup } from 'xstate';
+import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { placeholder } from './placeholder.js';
-import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
+import { failedOutput, type Failure, type FailedOutput } from './failure.js';
 
 export interface ColdBootBounds {
+  /** Host ports, the disk overlay and the runtime settings disk; shared with the resume's `prepareMs`. */
+  prepareMs: number;
   launchMs: number;
   bootMs: number;
   rotateMs: number;
@@ -19,6 +22,14 @@ export interface ColdBootInput {
 }
 
 /** What the actors report; kept small and free of secrets because it goes into traces. */
+export interface PreparedBoot {
+  /** How many host ports were chosen for the guest's forwards. */
+  forwards: number;
+  /** Whether a disk overlay was made over the image. */
+  overlay: boolean;
+  /** Whether the runtime settings disk was written. */
+  runtimeDisk: boolean;
+}
 export interface LaunchResult {
   pid: number;
 }
@@ -41,12 +52,10 @@ export interface RotateResult {
 
 export type ColdBootOutput =
   | { outcome: 'ready'; pid: number; health: HealthResult[]; rotated: boolean }
-  | { outcome: 'failed'; failure: Failure; stopError: string | undefined };
+  | FailedOutput;
 
-interface ColdBootContext {
-  bounds: ColdBootBounds;
-  rotation: boolean;
-  capturing: boolean;
+/** What a machine that launches a QEMU and brings it to healthy keeps about it: cold boot and resume. */
+export interface GuestRun {
   pid: number | undefined;
   health: HealthResult[];
   rotated: boolean;
@@ -54,23 +63,25 @@ interface ColdBootContext {
   stopError: string | undefined;
 }
 
+interface ColdBootContext extends GuestRun {
+  bounds: ColdBootBounds;
+  rotation: boolean;
+  capturing: boolean;
+}
+
 export type ColdBootEvent = { type: 'CANCEL' };
 
 export const COLD_UNROTATED_WARNING = 'rotation is off: the guest runs with the secrets its image boots with';
 
 const HINTS = {
+  prepareMs: 'check the warmvm home and the image; see the trace',
   launchMs: 'see qemu.log in the instance folder',
   bootMs: 'see serial.log in the instance folder for how far the guest got; raise bounds.bootSeconds for a slow guest',
   rotateMs: "see serial.log; check the guest's rotate command",
   healthMs: 'see serial.log in the instance folder; check the health checks in the config',
-  stopMs: 'see qemu.log',
 } as const;
 
-/**
- * Cold boot: launching → booting → (rotating) → probing → ready. Every wait is bounded; every
- * failure, a passed bound or Ctrl-C goes through `stopping`, so no QEMU outlives a failed boot.
- */
-export const coldBootMachine = setup({
+const coldBoot = setup({
   types: {
     context: {} as ColdBootContext,
     events: {} as ColdBootEvent,
@@ -78,6 +89,7 @@ export const coldBootMachine = setup({
     output: {} as ColdBootOutput,
   },
   actors: {
+    prepareBoot: placeholder<PreparedBoot>('coldBoot', 'prepareBoot'),
     launchQemu: placeholder<LaunchResult>('coldBoot', 'launchQemu'),
     waitForGuest: placeholder<GuestUp>('coldBoot', 'waitForGuest'),
     rotateSecrets: placeholder<RotateResult>('coldBoot', 'rotateSecrets'),
@@ -85,88 +97,62 @@ export const coldBootMachine = setup({
     stopQemu: placeholder<StopResult>('coldBoot', 'stopQemu'),
   },
   actions: {
-    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
-    recordBound: assign(({ context }, params: { state: string; bound: keyof typeof HINTS; waitingFor: string }) => ({
-      failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, HINTS[params.bound]),
-    })),
-    recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
+    recordFailure: assign((_, failure: Failure) => ({ failure })),
+    recordStopError: assign((_, stopError: string) => ({ stopError })),
+    recordPid: assign((_, pid: number) => ({ pid })),
+    recordRotated: assign({ rotated: true }),
+    recordHealth: assign((_, health: HealthResult[]) => ({ health })),
   },
   guards: {
     rotationWanted: ({ context }) => context.rotation,
     capturing: ({ context }) => context.capturing,
   },
-  delays: {
-    launchBound: ({ context }) => context.bounds.launchMs,
-    bootBound: ({ context }) => context.bounds.bootMs,
-    rotateBound: ({ context }) => context.bounds.rotateMs,
-    healthBound: ({ context }) => context.bounds.healthMs,
-    stopBound: ({ context }) => context.bounds.stopMs,
-  },
-}).createMachine({
+  delays: boundDelays('prepareMs', 'launchMs', 'bootMs', 'rotateMs', 'healthMs', 'stopMs'),
+});
+
+const { bounded, cleanup } = boundedSteps(coldBoot);
+
+/**
+ * Cold boot: preparing → launching → booting → (rotating) → probing → ready. Every wait is bounded;
+ * every failure, a passed bound or Ctrl-C goes through `stopping`, so no QEMU outlives a failed boot
+ * (stopping before anything was launched is fine: the stop actor finds nothing to stop).
+ */
+export const coldBootMachine = coldBoot.createMachine({
   id: 'coldBoot',
   context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, capturing: input.capturing, pid: undefined, health: [], rotated: false, failure: undefined, stopError: undefined }),
-  initial: 'launching',
+  initial: 'preparing',
   states: {
-    launching: {
-      invoke: {
-        src: 'launchQemu',
-        onDone: { target: 'booting', actions: assign({ pid: ({ event }) => event.output.pid }) },
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.launching' } } },
-      },
-      after: { launchBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.launching', bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.launching' } } } },
-    },
-    booting: {
-      invoke: {
-        src: 'waitForGuest',
-        onDone: [{ guard: 'capturing', target: 'probing' }, { guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.booting' } } },
-      },
-      after: { bootBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.booting', bound: 'bootMs', waitingFor: 'the guest agent answering' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.booting' } } } },
-    },
-    rotating: {
-      invoke: {
-        src: 'rotateSecrets',
-        onDone: { target: 'probing', actions: assign({ rotated: true }) },
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.rotating' } } },
-      },
-      after: { rotateBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.rotating', bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0" } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.rotating' } } } },
-    },
+    preparing: bounded({
+      src: 'prepareBoot', state: 'coldBoot.preparing', done: 'launching',
+      bound: 'prepareMs', waitingFor: 'the host ports, runtime disk and disk overlay being ready', hint: HINTS.prepareMs, failTo: 'stopping',
+    }),
+    launching: bounded({
+      src: 'launchQemu', state: 'coldBoot.launching', done: { target: 'booting', actions: { type: 'recordPid', params: ({ event }) => event.output.pid } },
+      bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket', hint: HINTS.launchMs, failTo: 'stopping',
+    }),
+    booting: bounded({
+      src: 'waitForGuest', state: 'coldBoot.booting', done: [{ guard: 'capturing', target: 'probing' }, { guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
+      bound: 'bootMs', waitingFor: 'the guest agent answering', hint: HINTS.bootMs, failTo: 'stopping',
+    }),
+    rotating: bounded({
+      src: 'rotateSecrets', state: 'coldBoot.rotating', done: { target: 'probing', actions: 'recordRotated' },
+      bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0", hint: HINTS.rotateMs, failTo: 'stopping',
+    }),
     // Passed through only when the user turned rotation off: the trace carries the warning.
     unrotated: {
       meta: { warning: COLD_UNROTATED_WARNING },
       always: 'probing',
     },
-    probing: {
-      invoke: {
-        src: 'probeHealth',
-        onDone: { target: 'ready', actions: assign({ health: ({ event }) => event.output }) },
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'coldBoot.probing' } } },
-      },
-      after: { healthBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'coldBoot.probing', bound: 'healthMs', waitingFor: 'every health check answering' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'coldBoot.probing' } } } },
-    },
+    probing: bounded({
+      src: 'probeHealth', state: 'coldBoot.probing', done: { target: 'ready', actions: { type: 'recordHealth', params: doneOutput } },
+      bound: 'healthMs', waitingFor: 'every health check answering', hint: HINTS.healthMs, failTo: 'stopping',
+    }),
     ready: { type: 'final' },
-    stopping: {
-      invoke: {
-        src: 'stopQemu',
-        onDone: { target: 'failed' },
-        onError: { target: 'failed', actions: assign({ stopError: ({ event }) => toFailure('coldBoot.stopping', event.error).message }) },
-      },
-      after: {
-        stopBound: { target: 'failed', actions: assign({ stopError: ({ context }) => `QEMU did not stop within ${context.bounds.stopMs} ms` }) },
-      },
-    },
+    stopping: cleanup({ src: 'stopQemu', state: 'coldBoot.stopping', bound: 'stopMs', to: 'failed', late: (ms) => `QEMU did not stop within ${ms} ms` }),
     failed: { type: 'final' },
   },
   output: ({ context }): ColdBootOutput =>
     context.failure === undefined && context.pid !== undefined
       ? { outcome: 'ready', pid: context.pid, health: context.health, rotated: context.rotated }
-      : {
-          outcome: 'failed',
-          failure: context.failure ?? { state: 'coldBoot', code: 'E_UNEXPECTED', message: 'cold boot ended without a result', hint: undefined },
-          stopError: context.stopError,
-        },
+      : failedOutput('coldBoot', 'cold boot', context),
 });

@@ -9,6 +9,19 @@ export interface Failure {
   hint: string | undefined;
 }
 
+/** How a machine that owns a QEMU ends when it fails: why, and why that QEMU could not be stopped (if so). */
+export interface FailedOutput {
+  outcome: 'failed';
+  failure: Failure;
+  stopError: string | undefined;
+}
+
+/** A failed run's output; one that ended with no failure recorded says so rather than claim success. */
+export function failedOutput(machine: string, what: string, context: { failure: Failure | undefined; stopError: string | undefined }): FailedOutput {
+  const failure = context.failure ?? { state: machine, code: 'E_UNEXPECTED', message: `${what} ended without a result`, hint: undefined };
+  return { outcome: 'failed', failure, stopError: context.stopError };
+}
+
 /** Reads code/message/hint off an error without importing the adapters' classes. */
 export function toFailure(state: string, error: unknown): Failure {
   if (error instanceof Error) {

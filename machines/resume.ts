@@ -1,7 +1,8 @@
 import { assign, setup } from 'xstate';
+import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { placeholder } from './placeholder.js';
-import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
-import type { HealthResult } from './cold-boot.js';
+import { failedOutput, type Failure, type FailedOutput } from './failure.js';
+import type { GuestRun, HealthResult, RotateResult } from './cold-boot.js';
 
 export interface ResumeBounds {
   prepareMs: number;
@@ -31,38 +32,23 @@ export interface Incoming {
 export interface Resumed {
   runstate: string;
 }
-export interface Rotated {
-  /** How many secrets went in; never their values. */
-  secrets: number;
-  exitCode: number;
-}
+/** What rotating reported: the cold boot's result, the same guest command. */
+export type Rotated = RotateResult;
 
 export type ResumeOutput =
   | { outcome: 'healthy'; pid: number; health: HealthResult[]; rotated: boolean }
-  | { outcome: 'failed'; failure: Failure; stopError: string | undefined };
+  | FailedOutput;
 
-interface ResumeContext {
+interface ResumeContext extends GuestRun {
   bounds: ResumeBounds;
   rotation: boolean;
-  pid: number | undefined;
-  health: HealthResult[];
-  rotated: boolean;
-  failure: Failure | undefined;
-  stopError: string | undefined;
 }
 
 export type ResumeEvent = { type: 'CANCEL' };
 
 export const UNROTATED_WARNING = "rotation is off: the guest runs with the placeholder secrets captured in the snapshot";
 
-/**
- * Resume from a snapshot: preparing → launching → incoming → paused → cont → rotating →
- * probing → healthy. `cont` is reached only from `paused`, and `paused` only when QEMU said so
- * (a migration status of `none` is not done). Any failure, bound or Ctrl-C goes through
- * `stopping` (QEMU stopped, overlay dropped) to `failed`, whose output tells the root machine
- * why, so it can fall back to a cold boot.
- */
-export const resumeMachine = setup({
+const resume = setup({
   types: {
     context: {} as ResumeContext,
     events: {} as ResumeEvent,
@@ -79,26 +65,38 @@ export const resumeMachine = setup({
     stopQemu: placeholder<{ how: string }>('resume', 'stopQemu'),
   },
   actions: {
-    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
-    recordBound: assign(({ context }, params: { state: string; bound: keyof ResumeBounds; waitingFor: string }) => ({
-      failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, 'the cold boot runs instead; see the trace for where the time went'),
+    recordFailure: assign((_, failure: Failure) => ({ failure })),
+    recordStopError: assign((_, stopError: string) => ({ stopError })),
+    recordPid: assign((_, pid: number) => ({ pid })),
+    recordRotated: assign({ rotated: true }),
+    recordHealth: assign((_, health: HealthResult[]) => ({ health })),
+    // QEMU settled in another runstate than `paused`: the snapshot did not load as it should.
+    recordNotPaused: assign((_, incoming: Incoming) => ({
+      failure: {
+        state: 'resume.incoming',
+        code: 'E_NOT_PAUSED',
+        message: `the incoming migration ended with runstate "${incoming.runstate}", not "paused"`,
+        hint: 'the snapshot may be damaged; the cold boot will capture a fresh one',
+      } satisfies Failure,
     })),
-    recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
   },
   guards: {
-    isPaused: ({ event }) => (event as unknown as { output: Incoming }).output.runstate === 'paused',
+    isPaused: (_, incoming: Incoming) => incoming.runstate === 'paused',
     rotationWanted: ({ context }) => context.rotation,
   },
-  delays: {
-    prepareBound: ({ context }) => context.bounds.prepareMs,
-    launchBound: ({ context }) => context.bounds.launchMs,
-    incomingBound: ({ context }) => context.bounds.incomingMs,
-    contBound: ({ context }) => context.bounds.contMs,
-    rotateBound: ({ context }) => context.bounds.rotateMs,
-    healthBound: ({ context }) => context.bounds.healthMs,
-    stopBound: ({ context }) => context.bounds.stopMs,
-  },
-}).createMachine({
+  delays: boundDelays('prepareMs', 'launchMs', 'incomingMs', 'contMs', 'rotateMs', 'healthMs', 'stopMs'),
+});
+
+const { bounded, cleanup } = boundedSteps(resume, { hint: 'the cold boot runs instead; see the trace for where the time went' });
+
+/**
+ * Resume from a snapshot: preparing → launching → incoming → paused → cont → rotating →
+ * probing → healthy. `cont` is reached only from `paused`, and `paused` only when QEMU said so
+ * (a migration status of `none` is not done). Any failure, bound or Ctrl-C goes through
+ * `stopping` (QEMU stopped, overlay dropped) to `failed`, whose output tells the root machine
+ * why, so it can fall back to a cold boot.
+ */
+export const resumeMachine = resume.createMachine({
   id: 'resume',
   context: ({ input }) => ({
     bounds: input.bounds,
@@ -111,94 +109,45 @@ export const resumeMachine = setup({
   }),
   initial: 'preparing',
   states: {
-    preparing: {
-      invoke: { src: 'prepareState', onDone: 'launching', onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.preparing' } } } },
-      after: { prepareBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.preparing', bound: 'prepareMs', waitingFor: 'the state file and disk overlay being ready' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.preparing' } } } },
-    },
-    launching: {
-      invoke: {
-        src: 'launchIncoming',
-        onDone: { target: 'incoming', actions: assign({ pid: ({ event }) => event.output.pid }) },
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.launching' } } },
-      },
-      after: { launchBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.launching', bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.launching' } } } },
-    },
-    incoming: {
-      invoke: {
-        src: 'migrateIncoming',
-        onDone: [
-          { guard: 'isPaused', target: 'paused' },
-          {
-            target: 'stopping',
-            actions: assign({
-              failure: ({ event }) => ({
-                state: 'resume.incoming',
-                code: 'E_NOT_PAUSED',
-                message: `the incoming migration ended with runstate "${event.output.runstate}", not "paused"`,
-                hint: 'the snapshot may be damaged; the cold boot will capture a fresh one',
-              }),
-            }),
-          },
-        ],
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.incoming' } } },
-      },
-      after: { incomingBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.incoming', bound: 'incomingMs', waitingFor: 'the incoming migration reaching runstate "paused"' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.incoming' } } } },
-    },
+    preparing: bounded({ src: 'prepareState', state: 'resume.preparing', done: 'launching', bound: 'prepareMs', waitingFor: 'the state file and disk overlay being ready', failTo: 'stopping' }),
+    launching: bounded({
+      src: 'launchIncoming', state: 'resume.launching', done: { target: 'incoming', actions: { type: 'recordPid', params: ({ event }) => event.output.pid } },
+      bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket', failTo: 'stopping',
+    }),
+    incoming: bounded({
+      src: 'migrateIncoming', state: 'resume.incoming',
+      done: [
+        { guard: { type: 'isPaused', params: doneOutput }, target: 'paused' },
+        { target: 'stopping', actions: { type: 'recordNotPaused', params: doneOutput } },
+      ],
+      bound: 'incomingMs', waitingFor: 'the incoming migration reaching runstate "paused"', failTo: 'stopping',
+    }),
     paused: {
       always: 'cont',
     },
-    cont: {
-      invoke: {
-        src: 'cont',
-        onDone: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.cont' } } },
-      },
-      after: { contBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.cont', bound: 'contMs', waitingFor: 'QEMU reporting runstate "running" after cont' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.cont' } } } },
-    },
-    rotating: {
-      invoke: {
-        src: 'rotateSecrets',
-        onDone: { target: 'probing', actions: assign({ rotated: true }) },
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.rotating' } } },
-      },
-      after: { rotateBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.rotating', bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0" } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.rotating' } } } },
-    },
+    cont: bounded({
+      src: 'cont', state: 'resume.cont', done: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
+      bound: 'contMs', waitingFor: 'QEMU reporting runstate "running" after cont', failTo: 'stopping',
+    }),
+    rotating: bounded({
+      src: 'rotateSecrets', state: 'resume.rotating', done: { target: 'probing', actions: 'recordRotated' },
+      bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0", failTo: 'stopping',
+    }),
     // Passed through only when rotation is off: the trace and the inspector carry the warning.
     unrotated: {
       meta: { warning: UNROTATED_WARNING },
       always: 'probing',
     },
-    probing: {
-      invoke: {
-        src: 'probeHealth',
-        onDone: { target: 'healthy', actions: assign({ health: ({ event }) => event.output }) },
-        onError: { target: 'stopping', actions: { type: 'recordError', params: { state: 'resume.probing' } } },
-      },
-      after: { healthBound: { target: 'stopping', actions: { type: 'recordBound', params: { state: 'resume.probing', bound: 'healthMs', waitingFor: 'every health check answering' } } } },
-      on: { CANCEL: { target: 'stopping', actions: { type: 'recordCancel', params: { state: 'resume.probing' } } } },
-    },
+    probing: bounded({
+      src: 'probeHealth', state: 'resume.probing', done: { target: 'healthy', actions: { type: 'recordHealth', params: doneOutput } },
+      bound: 'healthMs', waitingFor: 'every health check answering', failTo: 'stopping',
+    }),
     healthy: { type: 'final' },
-    stopping: {
-      invoke: {
-        src: 'stopQemu',
-        onDone: 'failed',
-        onError: { target: 'failed', actions: assign({ stopError: ({ event }) => toFailure('resume.stopping', event.error).message }) },
-      },
-      after: { stopBound: { target: 'failed', actions: assign({ stopError: ({ context }) => `QEMU did not stop within ${context.bounds.stopMs} ms` }) } },
-    },
+    stopping: cleanup({ src: 'stopQemu', state: 'resume.stopping', bound: 'stopMs', to: 'failed', late: (ms) => `QEMU did not stop within ${ms} ms` }),
     failed: { type: 'final' },
   },
   output: ({ context }): ResumeOutput =>
     context.failure === undefined && context.pid !== undefined
       ? { outcome: 'healthy', pid: context.pid, health: context.health, rotated: context.rotated }
-      : {
-          outcome: 'failed',
-          failure: context.failure ?? { state: 'resume', code: 'E_UNEXPECTED', message: 'resume ended without a result', hint: undefined },
-          stopError: context.stopError,
-        },
+      : failedOutput('resume', 'resume', context),
 });

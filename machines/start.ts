@@ -1,8 +1,10 @@
-import { and, assign, not, sendTo, setup } from 'xstate';
+import { assign, sendTo, setup } from 'xstate';
+import type { ErrorCode } from '../shapes/error-codes.js';
+import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { captureMachine, type CaptureBounds, type CaptureOutput } from './capture.js';
 import { coldBootMachine, type ColdBootBounds, type ColdBootOutput, type HealthResult } from './cold-boot.js';
 import { placeholder } from './placeholder.js';
-import { interruptedFailure, timeoutFailure, toFailure, type Failure } from './failure.js';
+import type { Failure, FailedOutput } from './failure.js';
 import { resumeMachine, type ResumeBounds, type ResumeOutput } from './resume.js';
 
 export interface StartBounds extends ColdBootBounds, ResumeBounds, CaptureBounds {
@@ -70,22 +72,20 @@ export type StartEvent = { type: 'CANCEL' };
  * Resume failures that mean the snapshot itself is bad: it is set aside and captured anew. Only
  * while reading it (preparing) or loading it (incoming): a later failure says nothing about it.
  */
-const SNAPSHOT_DAMAGE = new Set(['E_SNAPSHOT_CORRUPT', 'E_SNAPSHOT_MISSING', 'E_MIGRATION_INCOMING', 'E_NOT_PAUSED']);
-const SNAPSHOT_READING_STATES = new Set(['resume.preparing', 'resume.incoming']);
+const SNAPSHOT_DAMAGE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['E_SNAPSHOT_CORRUPT', 'E_SNAPSHOT_MISSING', 'E_MIGRATION_INCOMING', 'E_NOT_PAUSED']);
+const SNAPSHOT_READING_STATES: ReadonlySet<string> = new Set(['resume.preparing', 'resume.incoming']);
 
-function snapshotDamaged(failure: Failure): boolean {
-  return SNAPSHOT_DAMAGE.has(failure.code) && SNAPSHOT_READING_STATES.has(failure.state);
+/** What a child machine the fallback may follow (resume, capture) ended with. */
+type ChildOutput = ResumeOutput | CaptureOutput;
+
+/** The fallback edge may be taken: not yet taken, no Ctrl-C, and the child's QEMU stopped (else two would run). */
+function fallbackAllowed(context: StartContext, output: ChildOutput): output is FailedOutput {
+  return output.outcome === 'failed' && !context.fallbackTaken && !context.interrupted && output.stopError === undefined;
 }
 
 const NO_ROTATION_WARNING = 'rotation is off (--no-rotation): the guest runs with the placeholder secrets captured in the snapshot';
 
-/**
- * The root machine behind `warmvm start`: preflight → image → accelerator → choosing, then
- * resume when a matching snapshot exists, else coldBoot (→ capture → resume on a first start).
- * Any resume failure stops that QEMU (inside the resume machine) and takes the fallback edge to
- * a cold boot, once. Every run ends in `running` or `failed`.
- */
-export const startMachine = setup({
+const start = setup({
   types: {
     context: {} as StartContext,
     events: {} as StartEvent,
@@ -103,30 +103,54 @@ export const startMachine = setup({
     resume: resumeMachine,
   },
   actions: {
-    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
-    recordBound: assign(({ context }, params: { state: string; bound: 'preflightMs' | 'imageMs' | 'accelMs' | 'chooseMs'; waitingFor: string; hint: string }) => ({
-      failure: timeoutFailure(params.state, context.bounds[params.bound], params.waitingFor, params.hint),
-    })),
-    recordCancel: assign((_, params: { state: string }) => ({ failure: interruptedFailure(params.state) })),
+    recordFailure: assign((_, failure: Failure) => ({ failure })),
     recordInterrupt: assign({ interrupted: true }),
     enterStep: assign(({ context }, params: { step: string }) => ({ steps: [...context.steps, params.step] })),
+    // An unusable snapshot counts as the fast path failing: its reason is the fallback's.
+    recordChoice: assign(({ context }, choice: SnapshotChoice) => ({
+      captureAfterCold: context.capture,
+      fallbackTaken: choice.status === 'setAside',
+      fallbackReason: choice.status === 'setAside' ? choice.reason : undefined,
+    })),
+    // Each of these runs where a guard has told the outcome apart; they narrow it again for the compiler.
+    recordHealthy: assign((_, output: ResumeOutput | ColdBootOutput) =>
+      output.outcome === 'failed' ? {} : { pid: output.pid, health: output.health, rotated: output.rotated },
+    ),
+    // The fallback edge to a cold boot: one that replaces a set-aside snapshot captures again.
+    fallBack: assign((_, output: ChildOutput) => fallBack(output, false)),
+    fallBackToCapture: assign(({ context }, output: ChildOutput) => fallBack(output, context.capture)),
+    recordColdFailure: assign((_, output: ColdBootOutput) =>
+      output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {},
+    ),
+    recordNoFallback: assign((_, output: ChildOutput) =>
+      output.outcome === 'failed' ? { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError } : {},
+    ),
   },
   guards: {
-    snapshotUsable: ({ event }) => (event as unknown as { output: { status: string } }).output.status === 'usable',
-    fallbackLeft: ({ context }) => !context.fallbackTaken,
-    interrupted: ({ context }) => context.interrupted,
-    // A child whose QEMU could not be stopped: launching another would make two QEMUs at once.
-    childStopped: ({ event }) => (event as unknown as { output: { stopError?: string } }).output.stopError === undefined,
-    captureAfterCold: ({ context }) => context.captureAfterCold,
+    forceCold: ({ context }) => context.forceCold,
+    snapshotUsable: (_, choice: SnapshotChoice) => choice.status === 'usable',
+    resumeHealthy: (_, output: ResumeOutput) => output.outcome === 'healthy',
+    coldReady: (_, output: ColdBootOutput) => output.outcome === 'ready',
+    coldReadyToCapture: ({ context }, output: ColdBootOutput) => output.outcome === 'ready' && context.captureAfterCold,
+    captured: (_, output: CaptureOutput) => output.outcome === 'captured',
+    fallbackAllowed: ({ context }, output: ChildOutput) => fallbackAllowed(context, output),
+    // The set-aside decision (invariant 6): the fallback is allowed and the failure is the snapshot's own.
+    snapshotDamaged: ({ context }, output: ResumeOutput) =>
+      fallbackAllowed(context, output) && SNAPSHOT_DAMAGE.has(output.failure.code) && SNAPSHOT_READING_STATES.has(output.failure.state),
   },
-  delays: {
-    preflightBound: ({ context }) => context.bounds.preflightMs,
-    imageBound: ({ context }) => context.bounds.imageMs,
-    accelBound: ({ context }) => context.bounds.accelMs,
-    chooseBound: ({ context }) => context.bounds.chooseMs,
-    setAsideBound: ({ context }) => context.bounds.setAsideMs,
-  },
-}).createMachine({
+  delays: boundDelays('preflightMs', 'imageMs', 'accelMs', 'chooseMs', 'setAsideMs'),
+});
+
+const { bounded, failOnError, failOnCancel } = boundedSteps(start);
+
+/**
+ * The root machine behind `warmvm start`: preflight → image → accelerator → choosing, then
+ * resume when a matching snapshot exists, else coldBoot (→ capture → resume on a first start).
+ * Any resume failure stops that QEMU (inside the resume machine) and takes the fallback edge to
+ * a cold boot, once. Every run ends in `running` or `failed`. A child machine owns the QEMU it
+ * launched: Ctrl-C is passed to it, and it stops that QEMU before the run ends.
+ */
+export const startMachine = start.createMachine({
   id: 'start',
   context: ({ input }) => ({
     bounds: input.bounds,
@@ -147,47 +171,23 @@ export const startMachine = setup({
   }),
   initial: 'preflight',
   states: {
-    preflight: {
-      invoke: { src: 'preflight', onDone: 'image', onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.preflight' } } } },
-      after: { preflightBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.preflight', bound: 'preflightMs', waitingFor: 'checking QEMU and the instance', hint: 'run "warmvm doctor"' } } } },
-      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.preflight' } } } },
-    },
-    image: {
-      invoke: { src: 'prepareImage', onDone: 'accelerator', onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.image' } } } },
-      after: { imageBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.image', bound: 'imageMs', waitingFor: 'preparing the guest image', hint: 'run "warmvm guest build" to see its progress' } } } },
-      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.image' } } } },
-    },
-    accelerator: {
-      invoke: { src: 'chooseAccelerator', onDone: 'choosing', onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.accelerator' } } } },
-      after: { accelBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.accelerator', bound: 'accelMs', waitingFor: 'proving an accelerator', hint: 'set "accel": "tcg" in the config' } } } },
-      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.accelerator' } } } },
-    },
+    preflight: bounded({ src: 'preflight', state: 'start.preflight', done: 'image', bound: 'preflightMs', waitingFor: 'checking QEMU and the instance', hint: 'run "warmvm doctor"', failTo: 'failed' }),
+    image: bounded({
+      src: 'prepareImage', state: 'start.image', done: 'accelerator',
+      bound: 'imageMs', waitingFor: 'preparing the guest image', hint: 'run "warmvm guest build" to see its progress', failTo: 'failed',
+    }),
+    accelerator: bounded({ src: 'chooseAccelerator', state: 'start.accelerator', done: 'choosing', bound: 'accelMs', waitingFor: 'proving an accelerator', hint: 'set "accel": "tcg" in the config', failTo: 'failed' }),
     choosing: {
       // --cold: the store is neither read nor changed.
-      always: { guard: ({ context }) => context.forceCold, target: 'coldBoot' },
-      invoke: {
-        src: 'chooseSnapshot',
-        input: ({ context }) => ({ forceCold: context.forceCold }),
-        onDone: [
-          { guard: 'snapshotUsable', target: 'resume' },
-          {
-            target: 'coldBoot',
-            actions: assign(({ context, event }) => {
-              const choice = event.output;
-              const setAside = choice.status === 'setAside';
-              return {
-                captureAfterCold: context.capture,
-                // An unusable snapshot counts as the fast path failing: its reason is the fallback's.
-                fallbackTaken: setAside,
-                fallbackReason: setAside ? choice.reason : undefined,
-              };
-            }),
-          },
+      always: { guard: 'forceCold', target: 'coldBoot' },
+      ...bounded({
+        src: 'chooseSnapshot', state: 'start.choosing', input: ({ context }) => ({ forceCold: context.forceCold }),
+        done: [
+          { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume' },
+          { target: 'coldBoot', actions: { type: 'recordChoice', params: doneOutput } },
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.choosing' } } },
-      },
-      after: { chooseBound: { target: 'failed', actions: { type: 'recordBound', params: { state: 'start.choosing', bound: 'chooseMs', waitingFor: 'reading the snapshot store', hint: 'check the warmvm home' } } } },
-      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.choosing' } } } },
+        bound: 'chooseMs', waitingFor: 'reading the snapshot store', hint: 'check the warmvm home', failTo: 'failed',
+      }),
     },
     resume: {
       entry: { type: 'enterStep', params: { step: 'resume' } },
@@ -196,34 +196,12 @@ export const startMachine = setup({
         src: 'resume',
         input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation }),
         onDone: [
-          {
-            guard: ({ event }) => event.output.outcome === 'healthy',
-            target: 'running',
-            actions: assign(({ event }) => {
-              const output = event.output as Extract<ResumeOutput, { outcome: 'healthy' }>;
-              return { pid: output.pid, health: output.health, rotated: output.rotated };
-            }),
-          },
-          {
-            guard: ({ context, event }) =>
-              !context.fallbackTaken && !context.interrupted && event.output.outcome === 'failed' && event.output.stopError === undefined && snapshotDamaged(event.output.failure),
-            target: 'settingAside',
-            actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, context.capture)),
-          },
-          {
-            guard: and(['fallbackLeft', 'childStopped', not('interrupted')]),
-            target: 'coldBoot',
-            actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<ResumeOutput, { outcome: 'failed' }>).failure, false)),
-          },
-          {
-            target: 'failed',
-            actions: assign(({ event }) => {
-              const output = event.output as Extract<ResumeOutput, { outcome: 'failed' }>;
-              return { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError };
-            }),
-          },
+          { guard: { type: 'resumeHealthy', params: doneOutput }, target: 'running', actions: { type: 'recordHealthy', params: doneOutput } },
+          { guard: { type: 'snapshotDamaged', params: doneOutput }, target: 'settingAside', actions: { type: 'fallBackToCapture', params: doneOutput } },
+          { guard: { type: 'fallbackAllowed', params: doneOutput }, target: 'coldBoot', actions: { type: 'fallBack', params: doneOutput } },
+          { target: 'failed', actions: { type: 'recordNoFallback', params: doneOutput } },
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.resume' } } },
+        onError: failOnError('failed', 'start.resume'),
       },
       on: { CANCEL: { actions: ['recordInterrupt', sendTo('resume', { type: 'CANCEL' })] } },
     },
@@ -236,7 +214,7 @@ export const startMachine = setup({
         onError: 'coldBoot',
       },
       after: { setAsideBound: 'coldBoot' },
-      on: { CANCEL: { target: 'failed', actions: { type: 'recordCancel', params: { state: 'start.settingAside' } } } },
+      on: { CANCEL: failOnCancel('failed', 'start.settingAside') },
     },
     coldBoot: {
       entry: { type: 'enterStep', params: { step: 'cold' } },
@@ -245,29 +223,12 @@ export const startMachine = setup({
         src: 'coldBoot',
         input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation, capturing: context.captureAfterCold }),
         onDone: [
-          {
-            guard: ({ context, event }) => event.output.outcome === 'ready' && context.captureAfterCold,
-            target: 'capture',
-          },
-          {
-            guard: ({ event }) => event.output.outcome === 'ready',
-            target: 'running',
-            actions: assign(({ event }) => {
-              const output = event.output as Extract<ColdBootOutput, { outcome: 'ready' }>;
-              return { pid: output.pid, health: output.health, rotated: output.rotated };
-            }),
-          },
-          {
-            target: 'failed',
-            actions: assign(({ event }) => {
-              const output = event.output as Extract<ColdBootOutput, { outcome: 'failed' }>;
-              return { failure: output.failure, stopError: output.stopError };
-            }),
-          },
+          { guard: { type: 'coldReadyToCapture', params: doneOutput }, target: 'capture' },
+          { guard: { type: 'coldReady', params: doneOutput }, target: 'running', actions: { type: 'recordHealthy', params: doneOutput } },
+          { target: 'failed', actions: { type: 'recordColdFailure', params: doneOutput } },
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.coldBoot' } } },
+        onError: failOnError('failed', 'start.coldBoot'),
       },
-      // The child owns the QEMU it launched: it must stop it before the run ends.
       on: { CANCEL: { actions: ['recordInterrupt', sendTo('coldBoot', { type: 'CANCEL' })] } },
     },
     capture: {
@@ -277,21 +238,11 @@ export const startMachine = setup({
         src: 'capture',
         input: ({ context }) => ({ bounds: context.bounds }),
         onDone: [
-          { guard: ({ event }) => event.output.outcome === 'captured', target: 'resume' },
-          {
-            guard: and(['fallbackLeft', 'childStopped', not('interrupted')]),
-            target: 'coldBoot',
-            actions: assign(({ context, event }) => fallBack(context, (event.output as Extract<CaptureOutput, { outcome: 'failed' }>).failure, false)),
-          },
-          {
-            target: 'failed',
-            actions: assign(({ event }) => {
-              const output = event.output as Extract<CaptureOutput, { outcome: 'failed' }>;
-              return { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError };
-            }),
-          },
+          { guard: { type: 'captured', params: doneOutput }, target: 'resume' },
+          { guard: { type: 'fallbackAllowed', params: doneOutput }, target: 'coldBoot', actions: { type: 'fallBack', params: doneOutput } },
+          { target: 'failed', actions: { type: 'recordNoFallback', params: doneOutput } },
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'start.capture' } } },
+        onError: failOnError('failed', 'start.capture'),
       },
       on: { CANCEL: { actions: ['recordInterrupt', sendTo('capture', { type: 'CANCEL' })] } },
     },
@@ -330,12 +281,7 @@ function noFallbackFailure(failure: Failure, stopError: string | undefined): Fai
 }
 
 /** Taking the fallback edge: note why, forget the failed steps, decide whether to capture again. */
-function fallBack(context: StartContext, failure: Failure, captureAgain: boolean): Partial<StartContext> {
-  return {
-    fallbackTaken: true,
-    fallbackReason: `${failure.state}: ${failure.message}`,
-    steps: [],
-    captureAfterCold: captureAgain,
-    warnings: context.warnings,
-  };
+function fallBack(output: ChildOutput, captureAgain: boolean): Partial<StartContext> {
+  if (output.outcome !== 'failed') return {};
+  return { fallbackTaken: true, fallbackReason: `${output.failure.state}: ${output.failure.message}`, steps: [], captureAfterCold: captureAgain };
 }

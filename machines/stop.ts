@@ -1,6 +1,7 @@
 import { assign, setup } from 'xstate';
+import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { placeholder } from './placeholder.js';
-import { timeoutFailure, toFailure, type Failure } from './failure.js';
+import type { Failure } from './failure.js';
 
 export interface StopBounds {
   checkMs: number;
@@ -41,12 +42,7 @@ interface StopContext {
   failure: Failure | undefined;
 }
 
-/**
- * `warmvm stop`: checking → terminating (SIGTERM) → killing (SIGKILL, when the grace bound
- * passes) → cleaning (sockets, pidfile, state) → stopped. A pidfile whose QEMU is gone is a
- * crash's leftover: checking → cleaning → staleCleaned. Nothing at all: notRunning.
- */
-export const stopMachine = setup({
+const stop = setup({
   types: {
     context: {} as StopContext,
     input: {} as StopInput,
@@ -59,20 +55,37 @@ export const stopMachine = setup({
     clean: placeholder<Cleaned>('stop', 'clean'),
   },
   actions: {
-    recordError: assign(({ event }, params: { state: string }) => ({ failure: toFailure(params.state, (event as unknown as { error: unknown }).error) })),
+    recordFailure: assign((_, failure: Failure) => ({ failure })),
+    recordFound: assign((_, found: InstanceFound) => ({ pid: found.pid, running: found.running })),
+    recordKilled: assign({ how: 'killed' }),
+    recordRemoved: assign((_, cleaned: Cleaned) => ({ removed: cleaned.removed })),
+    recordNotRunning: assign({ failure: (): Failure => ({ state: 'stop.checking', code: 'E_NOT_RUNNING', message: 'the instance is not running', hint: undefined }) }),
+    recordSurvivedKill: assign({
+      failure: ({ context }): Failure => ({
+        state: 'stop.killing',
+        code: 'E_QEMU_STOP',
+        message: `QEMU (pid ${context.pid}) survived SIGKILL for ${context.bounds.killMs} ms`,
+        hint: `check the process with: ps -o pid,stat,cmd -p ${context.pid}`,
+      }),
+    }),
   },
   guards: {
-    running: ({ event }) => (event as unknown as { output: InstanceFound }).output.running,
-    leftovers: ({ event }) => (event as unknown as { output: InstanceFound }).output.leftovers.length > 0,
+    running: (_, found: InstanceFound) => found.running,
+    leftovers: (_, found: InstanceFound) => found.leftovers.length > 0,
     wasRunning: ({ context }) => context.running,
   },
-  delays: {
-    checkBound: ({ context }) => context.bounds.checkMs,
-    termBound: ({ context }) => context.bounds.termMs,
-    killBound: ({ context }) => context.bounds.killMs,
-    cleanBound: ({ context }) => context.bounds.cleanMs,
-  },
-}).createMachine({
+  delays: boundDelays('checkMs', 'termMs', 'killMs', 'cleanMs'),
+});
+
+// `warmvm stop` takes no Ctrl-C of its own, so its states use the failure transitions without CANCEL.
+const { failOnError, failOnBound } = boundedSteps(stop);
+
+/**
+ * `warmvm stop`: checking → terminating (SIGTERM) → killing (SIGKILL, when the grace bound
+ * passes) → cleaning (sockets, pidfile, state) → stopped. A pidfile whose QEMU is gone is a
+ * crash's leftover: checking → cleaning → staleCleaned. Nothing at all: failed, `E_NOT_RUNNING`.
+ */
+export const stopMachine = stop.createMachine({
   id: 'stop',
   context: ({ input }) => ({ bounds: input.bounds, pid: undefined, running: false, how: 'terminated', removed: [], failure: undefined }),
   initial: 'checking',
@@ -81,60 +94,33 @@ export const stopMachine = setup({
       invoke: {
         src: 'findInstance',
         onDone: [
-          { guard: 'running', target: 'terminating', actions: assign({ pid: ({ event }) => event.output.pid, running: true }) },
-          { guard: 'leftovers', target: 'cleaning', actions: assign({ pid: ({ event }) => event.output.pid }) },
-          {
-            target: 'failed',
-            actions: assign({
-              failure: () => ({ state: 'stop.checking', code: 'E_NOT_RUNNING', message: 'the instance is not running', hint: undefined }),
-            }),
-          },
+          { guard: { type: 'running', params: doneOutput }, target: 'terminating', actions: { type: 'recordFound', params: doneOutput } },
+          { guard: { type: 'leftovers', params: doneOutput }, target: 'cleaning', actions: { type: 'recordFound', params: doneOutput } },
+          { target: 'failed', actions: 'recordNotRunning' },
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'stop.checking' } } },
+        onError: failOnError('failed', 'stop.checking'),
       },
-      after: { checkBound: { target: 'failed', actions: assign({ failure: ({ context }) => timeoutFailure('stop.checking', context.bounds.checkMs, 'reading the instance folder', 'check the warmvm home') }) } },
+      after: failOnBound('failed', 'stop.checking', 'checkMs', 'reading the instance folder', 'check the warmvm home'),
     },
     terminating: {
-      invoke: {
-        src: 'terminate',
-        input: ({ context }) => ({ pid: context.pid as number }),
-        onDone: 'cleaning',
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'stop.terminating' } } },
-      },
+      invoke: { src: 'terminate', input: ({ context }) => ({ pid: context.pid as number }), onDone: 'cleaning', onError: failOnError('failed', 'stop.terminating') },
       // QEMU ignoring SIGTERM is not a failure: the next step is SIGKILL.
-      after: { termBound: { target: 'killing', actions: assign({ how: 'killed' }) } },
+      after: { termBound: { target: 'killing', actions: 'recordKilled' } },
     },
     killing: {
-      invoke: {
-        src: 'kill',
-        input: ({ context }) => ({ pid: context.pid as number }),
-        onDone: 'cleaning',
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'stop.killing' } } },
-      },
-      after: {
-        killBound: {
-          target: 'failed',
-          actions: assign({
-            failure: ({ context }) => ({
-              state: 'stop.killing',
-              code: 'E_QEMU_STOP',
-              message: `QEMU (pid ${context.pid}) survived SIGKILL for ${context.bounds.killMs} ms`,
-              hint: `check the process with: ps -o pid,stat,cmd -p ${context.pid}`,
-            }),
-          }),
-        },
-      },
+      invoke: { src: 'kill', input: ({ context }) => ({ pid: context.pid as number }), onDone: 'cleaning', onError: failOnError('failed', 'stop.killing') },
+      after: { killBound: { target: 'failed', actions: 'recordSurvivedKill' } },
     },
     cleaning: {
       invoke: {
         src: 'clean',
         onDone: [
-          { guard: 'wasRunning', target: 'stopped', actions: assign({ removed: ({ event }) => event.output.removed }) },
-          { target: 'staleCleaned', actions: assign({ removed: ({ event }) => event.output.removed }) },
+          { guard: 'wasRunning', target: 'stopped', actions: { type: 'recordRemoved', params: doneOutput } },
+          { target: 'staleCleaned', actions: { type: 'recordRemoved', params: doneOutput } },
         ],
-        onError: { target: 'failed', actions: { type: 'recordError', params: { state: 'stop.cleaning' } } },
+        onError: failOnError('failed', 'stop.cleaning'),
       },
-      after: { cleanBound: { target: 'failed', actions: assign({ failure: ({ context }) => timeoutFailure('stop.cleaning', context.bounds.cleanMs, 'removing the runtime files', 'check the instance folder') }) } },
+      after: failOnBound('failed', 'stop.cleaning', 'cleanMs', 'removing the runtime files', 'check the instance folder'),
     },
     stopped: { type: 'final' },
     staleCleaned: { type: 'final' },

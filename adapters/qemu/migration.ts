@@ -81,6 +81,20 @@ export async function resumeVcpus(qmp: QmpClient, options: MigrationOptions): Pr
   }
 }
 
+/** `stop` (the vCPUs paused for a capture), then the runstate QEMU reports. */
+export async function pauseVcpus(qmp: QmpClient, options: { signal?: AbortSignal }): Promise<string> {
+  await qmp.execute('stop', undefined, { signal: options.signal });
+  return (await qmp.execute<{ status: string }>('query-status', undefined, { signal: options.signal })).status;
+}
+
+/** A bare `cont`, for a VM a failed capture paused: true when QEMU took it. No RESUME is awaited (it may already run). */
+export async function continueVcpus(qmp: QmpClient, options: { timeoutMs: number }): Promise<boolean> {
+  return await qmp.execute('cont', undefined, { timeoutMs: options.timeoutMs }).then(
+    () => true,
+    () => false,
+  );
+}
+
 /** `quit`; QEMU may hang up before or after its reply, both are fine. */
 export async function quit(qmp: QmpClient, options: MigrationOptions): Promise<void> {
   try {

@@ -1,6 +1,6 @@
 import type { Failure } from '../../machines/failure.js';
 import { createActor, waitFor } from 'xstate';
-import { captureActors } from '../../actors/capture-actors.js';
+import { captureActors } from '../../actors/capture.js';
 import { CleanupStack } from '../../adapters/support/cleanup.js';
 import { loadConfigFile } from '../../adapters/spec/config.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
@@ -9,11 +9,14 @@ import { readInstanceState } from '../../adapters/instance/state.js';
 import type { Logger } from '../../adapters/support/logger.js';
 import { ensureInstanceDir } from '../../adapters/instance/paths.js';
 import { isInstanceQemu, removeRuntimeFiles } from '../../adapters/qemu/process.js';
-import { StartSession } from '../../steps/session.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import { defaultSpec } from '../../adapters/spec/vm.js';
 import { captureMachine } from '../../machines/capture.js';
+import { adoptRunning, captureSteps } from '../../steps/capture.js';
+import { createRun } from '../../steps/run.js';
+import { specHash } from '../../steps/spec-facts.js';
+import { prepareImage } from '../../steps/start.js';
 import { onInterrupt } from '../interrupt.js';
 import { seconds, type Output } from '../output.js';
 import { startBounds } from './start.js';
@@ -34,22 +37,22 @@ export async function captureCommand(options: { name: string; config: string | u
     if (!state || !(await isInstanceQemu(state.pid, paths.qmpSocket))) {
       throw new WarmvmError('E_NOT_RUNNING', `instance "${options.name}" is not running: there is nothing to capture`, { hint: `start it first: warmvm start --name ${options.name} --no-capture` });
     }
-    const session = new StartSession({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line) });
+    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line) });
     const controller = new AbortController();
-    await session.prepareImage(controller.signal);
-    if (session.specHash() !== state.specHash) {
+    await prepareImage(run, controller.signal);
+    if (specHash(run) !== state.specHash) {
       throw new WarmvmError('E_CONFIG_CHANGED', `the config given differs from the one instance "${options.name}" was started with`, {
         hint: 'pass the same --config as to start (or none if start had none)',
       });
     }
-    await session.adoptRunning(state, controller.signal);
+    await adoptRunning(run, state, controller.signal);
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
     trace.onEntry((entry) => {
       if (entry.from && entry.ms !== undefined) output.progress(`  ${entry.from.padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
     });
     output.progress(`warmvm: capturing instance "${options.name}" (QEMU pid ${state.pid})`);
-    const actor = createActor(captureMachine.provide({ actors: captureActors(session) }), { input: { bounds: startBounds(spec) }, inspect: trace.inspect });
+    const actor = createActor(captureMachine.provide({ actors: captureActors(captureSteps(run)) }), { input: { bounds: startBounds(spec) }, inspect: trace.inspect });
     const stopListening = onInterrupt(() => actor.send({ type: 'CANCEL' }), () => cleanup.runAll());
     actor.start();
     const final = await waitFor(actor, (snapshot) => snapshot.status !== 'active', { timeout: Infinity });

@@ -4,21 +4,25 @@ import { CleanupStack } from '../../adapters/support/cleanup.js';
 import { loadConfigFile } from '../../adapters/spec/config.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
-import { writeInstanceState } from '../../adapters/instance/state.js';
 import type { Logger } from '../../adapters/support/logger.js';
 import { ensureInstanceDir } from '../../adapters/instance/paths.js';
-import { StartSession } from '../../steps/session.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import { defaultSpec, type VmSpec } from '../../adapters/spec/vm.js';
-import { captureActors } from '../../actors/capture-actors.js';
-import { coldBootActors } from '../../actors/cold-boot-actors.js';
-import { resumeActors } from '../../actors/resume-actors.js';
-import { startActors } from '../../actors/start-actors.js';
+import { captureActors } from '../../actors/capture.js';
+import { coldBootActors } from '../../actors/cold-boot.js';
+import { resumeActors } from '../../actors/resume.js';
+import { startActors } from '../../actors/start.js';
 import { captureMachine } from '../../machines/capture.js';
 import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine } from '../../machines/resume.js';
 import { startMachine, type StartBounds } from '../../machines/start.js';
+import { captureSteps } from '../../steps/capture.js';
+import { coldBootSteps } from '../../steps/cold-boot.js';
+import { handOffHealthy } from '../../steps/hand-off.js';
+import { resumeSteps } from '../../steps/resume.js';
+import { createRun, onExchange } from '../../steps/run.js';
+import { startSteps } from '../../steps/start.js';
 import { LiveInspector, type InspectTarget } from '../inspector/live.js';
 import { inspectorModel } from '../inspector/model.js';
 import { onInterrupt } from '../interrupt.js';
@@ -78,8 +82,8 @@ export async function startCommand(options: StartOptions): Promise<number> {
   try {
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
-    const session = new StartSession({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line), startedAt: trace.startedAt });
-    session.onExchange((exchange) => trace.exchange(exchange));
+    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line), startedAt: trace.startedAt });
+    onExchange(run, (exchange) => trace.exchange(exchange));
     trace.onEntry((entry) => {
       if (entry.from && entry.ms !== undefined && !isFinal(entry.from)) output.progress(`  ${phaseKey(entry.from).padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
     });
@@ -87,10 +91,10 @@ export async function startCommand(options: StartOptions): Promise<number> {
     const rotation = options.rotation && spec.rotation !== undefined;
     const machine = startMachine.provide({
       actors: {
-        ...startActors(session),
-        coldBoot: coldBootMachine.provide({ actors: coldBootActors(session) }),
-        capture: captureMachine.provide({ actors: captureActors(session) }),
-        resume: resumeMachine.provide({ actors: resumeActors(session) }),
+        ...startActors(startSteps(run)),
+        coldBoot: coldBootMachine.provide({ actors: coldBootActors(coldBootSteps(run)) }),
+        capture: captureMachine.provide({ actors: captureActors(captureSteps(run)) }),
+        resume: resumeMachine.provide({ actors: resumeActors(resumeSteps(run)) }),
       },
     });
     output.progress(`warmvm: starting instance "${options.name}"${options.cold ? ' (cold boot forced)' : ''}`);
@@ -101,7 +105,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
       : undefined;
     if (inspector) {
       trace.onEntry((entry) => inspector.entry(entry));
-      session.onExchange((exchange) => inspector.exchange(exchange));
+      onExchange(run, (exchange) => inspector.exchange(exchange));
     }
     const forward = inspector?.inspect;
     const actor = createActor(machine, {
@@ -123,10 +127,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     for (const [state, ms] of Object.entries(durations)) if (!isFinal(state)) phaseSeconds[phaseKey(state)] = seconds(ms);
 
     if (result?.outcome === 'healthy') {
-      const runner = result.path.endsWith('resume') ? session.resumed() : session.coldBooted();
-      const state = session.instanceState(result.pid, result.path, runner);
-      await writeInstanceState(paths.stateFile, state);
-      await runner.handOff();
+      const state = await handOffHealthy(run, result.pid, result.path);
       await cleanup.runAll();
       const health = result.health.map((answer) => ({ url: answer.url, status: answer.status }));
       const secretsFile = result.rotated ? paths.secretsFile : undefined;

@@ -1,14 +1,14 @@
 import { createActor, waitFor } from 'xstate';
-import { stopActors } from '../../actors/stop-actors.js';
+import { stopActors } from '../../actors/stop.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { fileExists } from '../../adapters/support/file-exists.js';
-import { cleanInstance, findInstance, notRunning } from '../../adapters/vm/control.js';
+import { notRunning } from '../../adapters/vm/control.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
 import { instancePaths } from '../../adapters/instance/paths.js';
-import { signalAndWaitGone } from '../../adapters/qemu/process.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import { stopMachine, type StopBounds } from '../../machines/stop.js';
+import { stopSteps } from '../../steps/stop.js';
 import type { Output } from '../output.js';
 
 export const STOP_BOUNDS: StopBounds = { checkMs: 10_000, termMs: 5_000, killMs: 5_000, cleanMs: 10_000 };
@@ -22,11 +22,7 @@ export async function stopCommand(options: { name: string; home: string; output:
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
     const machine = stopMachine.provide({
-      actors: stopActors({
-        findInstance: () => findInstance(paths),
-        signalAndWait: (pid, how, signal) => signalAndWaitGone(pid, how, signal),
-        clean: () => cleanInstance(paths),
-      }),
+      actors: stopActors(stopSteps(paths)),
     });
     const actor = createActor(machine, { input: { bounds: STOP_BOUNDS }, inspect: trace.inspect });
     actor.start();

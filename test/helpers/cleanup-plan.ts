@@ -118,7 +118,7 @@ const CAPTURED = ['start.capture', 'capture.stopping', 'capture.migrating', 'cap
 
 /** A cold boot's states; one followed by a capture does not rotate (the snapshot keeps placeholders). */
 function coldStates(capturing: boolean): string[] {
-  return ['coldBoot.launching', 'coldBoot.booting', ...(capturing ? [] : ['coldBoot.rotating']), 'coldBoot.probing'];
+  return ['coldBoot.preparing', 'coldBoot.launching', 'coldBoot.booting', ...(capturing ? [] : ['coldBoot.rotating']), 'coldBoot.probing'];
 }
 
 function coldReady(capturing: boolean): string[] {

@@ -15,7 +15,7 @@ export type Behaviour =
 /** Every actor the root machine and its children call, by the name the world knows it by. */
 export const ACTOR_NAMES = [
   'preflight', 'image', 'accel', 'choose', 'setAside',
-  'cold.launch', 'cold.guest', 'cold.rotate', 'cold.health', 'cold.stop',
+  'cold.prepare', 'cold.launch', 'cold.guest', 'cold.rotate', 'cold.health', 'cold.stop',
   'capture.pause', 'capture.migrate', 'capture.quit', 'capture.store', 'capture.recover',
   'resume.prepare', 'resume.launch', 'resume.incoming', 'resume.cont', 'resume.rotate', 'resume.health', 'resume.stop',
 ] as const;
@@ -72,6 +72,9 @@ export class World {
   launchesAfterCancel = 0;
   private current: number | undefined;
   private resumeQemu: number | undefined;
+  /** The current cold boot's QEMU, and whether its ports, overlay and runtime disk were made first. */
+  private coldQemu: number | undefined;
+  private coldPrepared = false;
   private nextPid = 1000;
   private readonly counts = new Map<ActorName, number>();
   onCancelPoint: (() => void) | undefined;
@@ -99,11 +102,15 @@ export class World {
         }),
         coldBoot: coldBootMachine.provide({
           actors: {
+            prepareBoot: step('cold.prepare', () => {
+              this.coldPrepared = true;
+              return { forwards: 1, overlay: true, runtimeDisk: true };
+            }),
             launchQemu: step('cold.launch', () => ({ pid: this.requireCurrent() }), { launches: true }),
             waitForGuest: step('cold.guest', () => ({ runstate: 'running', agent: true })),
             rotateSecrets: step('cold.rotate', () => this.rotate()),
             probeHealth: step('cold.health', () => [{ url: 'http://127.0.0.1:1/health', status: 200 }]),
-            stopQemu: step('cold.stop', () => this.stopCurrent()),
+            stopQemu: step('cold.stop', () => (this.coldQemu === undefined ? { how: 'nothing was launched' } : this.stopCurrent())),
           },
         }),
         capture: captureMachine.provide({
@@ -166,8 +173,12 @@ export class World {
     const nth = this.counts.get(name) ?? 0;
     this.counts.set(name, nth + 1);
     if (this.calls.length === this.script.cancelAtCall) queueMicrotask(() => this.onCancelPoint?.());
-    // Each resume starts with no QEMU of its own.
+    // Each resume and each cold boot starts with no QEMU of its own.
     if (name === 'resume.prepare') this.resumeQemu = undefined;
+    if (name === 'cold.prepare') {
+      this.coldQemu = undefined;
+      this.coldPrepared = false;
+    }
     // Spawning comes before anything can fail: a failed launch may still have left a QEMU running.
     if (launches) this.spawn(name);
     const behaviour = this.script.behaviours[name]?.[nth] ?? { kind: 'ok' };
@@ -218,6 +229,11 @@ export class World {
     this.launched.push(pid);
     this.current = pid;
     if (name === 'resume.launch') this.resumeQemu = pid;
+    if (name === 'cold.launch') {
+      // QEMU's argv names the host ports, the overlay and the runtime disk: all must exist before it.
+      if (!this.coldPrepared) this.violations.push(`cold.launch launched QEMU ${pid} before cold.prepare had made its ports, overlay and runtime disk`);
+      this.coldQemu = pid;
+    }
     this.secrets.set(pid, 'placeholder');
   }
 

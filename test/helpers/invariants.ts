@@ -1,4 +1,4 @@
-import type { TraceEntry } from '../../adapters/trace/recorder.js';
+import type { TraceEntry } from '../../adapters/trace/record.js';
 import { RUN_CEILING_MS, type WorldRun } from './world-run.js';
 
 /** A snapshot's own damage, met reading or loading it: the only failures that may set it aside (invariant 6). */

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { createActor, SimulatedClock } from 'xstate';
-import { TraceRecorder, type TraceEntry } from '../../adapters/trace/recorder.js';
+import type { TraceEntry } from '../../adapters/trace/record.js';
+import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import type { StartInput, StartOutput } from '../../machines/start.js';
 import { ACTOR_NAMES, BOUND_MS, DAMAGE_CODES, OTHER_CODES, uniformBounds, World, type Behaviour, type Script, type Settle } from './fake-world.js';
 

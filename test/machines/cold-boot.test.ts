@@ -1,11 +1,12 @@
 import { createActor, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { errorWithCode as withCode, fakeActor as fake, type Outcome } from '../helpers/fake-actors.js';
-import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type RotateResult, type StopResult } from '../../machines/cold-boot.js';
+import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type PreparedBoot, type RotateResult, type StopResult } from '../../machines/cold-boot.js';
 
-const bounds = { launchMs: 1_000, bootMs: 5_000, rotateMs: 2_000, healthMs: 3_000, stopMs: 2_000 };
+const bounds = { prepareMs: 4_000, launchMs: 1_000, bootMs: 5_000, rotateMs: 2_000, healthMs: 3_000, stopMs: 2_000 };
 
 async function run(outcomes: {
+  prepare?: Outcome<PreparedBoot>;
   launch?: Outcome<LaunchResult>;
   guest?: Outcome<GuestUp>;
   health?: Outcome<HealthResult[]>;
@@ -18,6 +19,7 @@ async function run(outcomes: {
   const clock = new SimulatedClock();
   const machine = coldBootMachine.provide({
     actors: {
+      prepareBoot: fake(outcomes.prepare ?? { ok: { forwards: 1, overlay: true, runtimeDisk: true } }, calls, 'prepare'),
       launchQemu: fake(outcomes.launch ?? { ok: { pid: 42 } }, calls, 'launch'),
       waitForGuest: fake(outcomes.guest ?? { ok: { runstate: 'running', agent: true } }, calls, 'guest'),
       rotateSecrets: fake(outcomes.rotate ?? { ok: { secrets: 4, exitCode: 0 } }, calls, 'rotate'),
@@ -48,37 +50,37 @@ async function run(outcomes: {
 describe('coldBoot machine', () => {
   it('launches, boots, probes and is ready', async () => {
     const { output, calls, states } = await run({});
-    expect(states).toEqual(['launching', 'booting', 'probing', 'ready']);
-    expect(calls).toEqual(['launch', 'guest', 'health']);
+    expect(states).toEqual(['preparing', 'launching', 'booting', 'probing', 'ready']);
+    expect(calls).toEqual(['prepare', 'launch', 'guest', 'health']);
     expect(output).toEqual({ outcome: 'ready', pid: 42, health: [{ url: 'http://127.0.0.1:1/health', status: 200 }], rotated: false });
   });
 
   it('rotates before probing when asked, and a failed rotation stops QEMU', async () => {
     const rotated = await run({ rotation: true });
-    expect(rotated.states).toEqual(['launching', 'booting', 'rotating', 'probing', 'ready']);
+    expect(rotated.states).toEqual(['preparing', 'launching', 'booting', 'rotating', 'probing', 'ready']);
     expect(rotated.output).toMatchObject({ outcome: 'ready', rotated: true });
     const failed = await run({ rotation: true, rotate: { fail: withCode('rotate-secrets exited 2', 'E_ROTATE') } });
-    expect(failed.calls).toEqual(['launch', 'guest', 'rotate', 'stop']);
+    expect(failed.calls).toEqual(['prepare', 'launch', 'guest', 'rotate', 'stop']);
     expect(failed.output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.rotating', code: 'E_ROTATE' } });
   });
 
   it('stops QEMU when the guest fails, and keeps the reason and its fix', async () => {
     const { output, calls, states } = await run({ guest: { fail: withCode('QEMU exited (exit code 1)', 'E_QEMU_EXITED') } });
-    expect(states).toEqual(['launching', 'booting', 'stopping', 'failed']);
-    expect(calls).toEqual(['launch', 'guest', 'stop']);
+    expect(states).toEqual(['preparing', 'launching', 'booting', 'stopping', 'failed']);
+    expect(calls).toEqual(['prepare', 'launch', 'guest', 'stop']);
     expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.booting', code: 'E_QEMU_EXITED', hint: 'do the thing' } });
   });
 
   it('a passed bound fails the state by name and still stops QEMU', async () => {
     const { output, calls } = await run({ health: 'hang' });
-    expect(calls).toEqual(['launch', 'guest', 'health', 'stop']);
+    expect(calls).toEqual(['prepare', 'launch', 'guest', 'health', 'stop']);
     expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.probing', code: 'E_BOUND' } });
     expect(output.outcome === 'failed' && output.failure.message).toContain('3 s');
   });
 
   it('a failed launch still goes through stopping', async () => {
     const { output, calls } = await run({ launch: { fail: withCode('spawn failed', 'E_QEMU_SPAWN') } });
-    expect(calls).toEqual(['launch', 'stop']);
+    expect(calls).toEqual(['prepare', 'launch', 'stop']);
     expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.launching' } });
   });
 
@@ -91,5 +93,27 @@ describe('coldBoot machine', () => {
     const { output, calls } = await run({ guest: 'hang', cancelAfterTicks: true });
     expect(calls.at(-1)).toBe('stop');
     expect(output).toMatchObject({ outcome: 'failed', failure: { code: 'E_INTERRUPTED' } });
+  });
+
+  it('a failed preparation stops (nothing was launched) and fails in preparing, with the reason', async () => {
+    const { output, calls, states } = await run({ prepare: { fail: withCode('no free host port for 8080', 'E_PORT_TAKEN') } });
+    expect(states).toEqual(['preparing', 'stopping', 'failed']);
+    expect(calls).toEqual(['prepare', 'stop']);
+    expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.preparing', code: 'E_PORT_TAKEN', hint: 'do the thing' }, stopError: undefined });
+  });
+
+  it('a preparation past its bound fails by name, with its own bound and hint, and launches nothing', async () => {
+    const { output, calls } = await run({ prepare: 'hang' });
+    expect(calls).toEqual(['prepare', 'stop']);
+    expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.preparing', code: 'E_BOUND', hint: expect.stringContaining('warmvm home') } });
+    expect(output.outcome === 'failed' && output.failure.message).toContain('within 4 s');
+  });
+
+  it('Ctrl-C while preparing ends in failed with no QEMU launched', async () => {
+    const { output, calls, states } = await run({ prepare: 'hang', cancelAfterTicks: true });
+    expect(states).toEqual(['preparing', 'stopping', 'failed']);
+    expect(calls).not.toContain('launch');
+    expect(calls).toEqual(['prepare', 'stop']);
+    expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.preparing', code: 'E_INTERRUPTED' } });
   });
 });

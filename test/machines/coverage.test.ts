@@ -40,6 +40,7 @@ const OUTPUTS: Record<string, unknown[]> = {
     { outcome: 'failed', failure: failure('resume.rotating', 'E_ROTATE'), stopError: undefined },
     { outcome: 'failed', failure: failure('resume.rotating', 'E_ROTATE'), stopError: 'QEMU did not stop' },
   ],
+  prepareBoot: [{ forwards: 1, overlay: true, runtimeDisk: true }],
   launchQemu: [{ pid: 1 }],
   waitForGuest: [{ runstate: 'running', agent: true }],
   rotateSecrets: [{ secrets: 1, exitCode: 0 }],

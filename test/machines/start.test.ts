@@ -5,6 +5,8 @@ import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine } from '../../machines/resume.js';
 import { startMachine, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
 import { errorWithCode } from '../helpers/fake-actors.js';
+import { brokenInvariants } from '../helpers/invariants.js';
+import { runWorld } from '../helpers/world-run.js';
 
 const bounds: StartBounds = {
   preflightMs: 1_000, imageMs: 1_000, accelMs: 1_000, chooseMs: 1_000, setAsideMs: 1_000,
@@ -46,6 +48,7 @@ function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; capt
       setAsideSnapshot: step('setAside', () => ({ setAside: '/s/x.set-aside' })),
       coldBoot: coldBootMachine.provide({
         actors: {
+          prepareBoot: step('cold.prepare', () => ({ forwards: 1, overlay: true, runtimeDisk: true })),
           launchQemu: launch('cold.launch'),
           waitForGuest: step('cold.guest', () => ({ runstate: 'running', agent: true })),
           rotateSecrets: step('cold.rotate', () => ({ secrets: 4, exitCode: 0 })),
@@ -172,5 +175,18 @@ describe('start machine', () => {
     expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
     expect(calls).toContain('cold.rotate');
     expect(maxLive).toBe(1);
+  });
+
+  it('Ctrl-C while the cold boot prepares ends the start in failed, with no QEMU launched', async () => {
+    // Calls: preflight, image, accel, choose, cold.prepare (the 5th, which hangs): Ctrl-C comes then.
+    const run = await runWorld(
+      { behaviours: { 'cold.prepare': [{ kind: 'hang' }] }, snapshot: 'missing', incomingRunstate: 'paused', cancelAtCall: 5 },
+      { forceCold: false, capture: true, rotation: true },
+    );
+    expect(run.world.calls).toEqual(['preflight', 'image', 'accel', 'choose', 'cold.prepare', 'cold.stop']);
+    expect(run.world.launched).toEqual([]);
+    expect(run.output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.preparing', code: 'E_INTERRUPTED' }, stopError: undefined, path: 'cold' });
+    expect(run.trace.map((entry) => entry.state).slice(-5)).toEqual(['start.coldBoot', 'coldBoot.preparing', 'coldBoot.stopping', 'coldBoot.failed', 'start.failed']);
+    expect(brokenInvariants(run)).toEqual([]);
   });
 });
