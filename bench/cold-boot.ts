@@ -38,9 +38,21 @@ async function bareQemuBoot(kernel: string, initrd: string): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'wvm-bench-'));
   const port = await findFreePort();
   const argv = buildQemuArgv({
-    instanceName: 'bench-bare', binary: qemu.binary, machineType: qemu.machineType, accel: 'tcg', cpuModel: defaultCpuModel('tcg'),
-    memoryMb: 256, cpus: 1, kernel, initrd, append: DEMO_APPEND, disk: undefined, forwards: [{ guest: 8080, host: port }],
-    qmpSocket: join(dir, 'qmp.sock'), qgaSocket: join(dir, 'qga.sock'), serialLog: join(dir, 'serial.log'),
+    instanceName: 'bench-bare',
+    binary: qemu.binary,
+    machineType: qemu.machineType,
+    accel: 'tcg',
+    cpuModel: defaultCpuModel('tcg'),
+    memoryMb: 256,
+    cpus: 1,
+    kernel,
+    initrd,
+    append: DEMO_APPEND,
+    disk: undefined,
+    forwards: [{ guest: 8080, host: port }],
+    qmpSocket: join(dir, 'qmp.sock'),
+    qgaSocket: join(dir, 'qga.sock'),
+    serialLog: join(dir, 'serial.log'),
   });
   const started = performance.now();
   const child = execa(qemu.binary, argv, { reject: false, stdin: 'ignore' });

@@ -53,7 +53,9 @@ for (let i = 0; i < runs; i += 1) {
   rotated.push(c.wall);
   unrotated.push(d.wall);
   for (const [phase, value] of Object.entries(c.seconds)) if (phase.startsWith('resume.')) (phases[`rotated ${phase}`] ??= []).push(value);
-  process.stderr.write(`  run ${i + 1}/${runs}: cold ${a.wall.toFixed(1)} s, first ${b.wall.toFixed(1)} s, resume ${c.wall.toFixed(2)} s, resume without rotation ${d.wall.toFixed(2)} s\n`);
+  process.stderr.write(
+    `  run ${i + 1}/${runs}: cold ${a.wall.toFixed(1)} s, first ${b.wall.toFixed(1)} s, resume ${c.wall.toFixed(2)} s, resume without rotation ${d.wall.toFixed(2)} s\n`,
+  );
 }
 const median = (values: number[]) => summarize(values).median;
 console.log(`warmvm on the Debian profile (1 GB, 2 vCPUs, TCG, workload in docker), ${runs} runs, whole CLI process`);

@@ -43,7 +43,12 @@ async function bareResume(): Promise<{ total: number; steps: Record<string, numb
   await removeRuntimeFiles([paths.qmpSocket, paths.qgaSocket]);
   const t0 = performance.now();
   const mark: Record<string, number> = {};
-  const proc = await spawnQemu({ binary: qemu.binary, argv: [...manifest.argv, '-incoming', 'defer'], logFile: join(paths.dir, 'floor.log'), pidFile: join(paths.dir, 'floor.pid') });
+  const proc = await spawnQemu({
+    binary: qemu.binary,
+    argv: [...manifest.argv, '-incoming', 'defer'],
+    logFile: join(paths.dir, 'floor.log'),
+    pidFile: join(paths.dir, 'floor.pid'),
+  });
   try {
     const qmp = await QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: 10_000 });
     mark.launch = performance.now();

@@ -77,6 +77,8 @@ console.log(formatSummary('compress ratio warmvm / zstd', summarize(compress.rat
 console.log(formatSummary('decompress: warmvm sparse zstd', summarize(decompress.ours)));
 console.log(formatSummary('decompress: zstd -d', summarize(decompress.cli)));
 console.log(formatSummary('decompress ratio warmvm / zstd -d', summarize(decompress.ratio), '×'));
-console.log(`allocated after restore: warmvm ${(sizes.ours / 2 ** 20).toFixed(1)} MiB, zstd -d ${(sizes.cli / 2 ** 20).toFixed(1)} MiB, original ${(sizes.src / 2 ** 20).toFixed(1)} MiB`);
+console.log(
+  `allocated after restore: warmvm ${(sizes.ours / 2 ** 20).toFixed(1)} MiB, zstd -d ${(sizes.cli / 2 ** 20).toFixed(1)} MiB, original ${(sizes.src / 2 ** 20).toFixed(1)} MiB`,
+);
 console.log(`compressed: warmvm ${((await stat(zstOurs)).size / 2 ** 20).toFixed(1)} MiB, zstd ${((await stat(zstCli)).size / 2 ** 20).toFixed(1)} MiB`);
 await rm(work, { recursive: true, force: true });

@@ -25,7 +25,7 @@ program
   .command('start')
   .description(
     'Start an instance and wait until its health checks pass; QEMU keeps running detached.\n' +
-      'Resumes the instance\'s snapshot when one matches this host and config (fresh secrets, then\n' +
+      "Resumes the instance's snapshot when one matches this host and config (fresh secrets, then\n" +
       'health), else cold-boots; a first start cold-boots, captures, then resumes. Any failure on the\n' +
       'resume path falls back to a cold boot, once. Without --config the embedded demo guest is used.',
   )
@@ -33,7 +33,7 @@ program
   .option('-c, --config <file>', 'JSON config: memoryMb, cpus, accel, image, ports, health, bounds (see README)')
   .option('--cold', 'boot cold: neither use nor make a snapshot')
   .option('--no-capture', 'do not capture a snapshot after a cold boot')
-  .option('--no-rotation', 'keep the snapshot\'s placeholder secrets (a warning says so)')
+  .option('--no-rotation', "keep the snapshot's placeholder secrets (a warning says so)")
   .option(
     '--inspect [target]',
     'watch the run: serve a live page on 127.0.0.1 (URL with a token, printed on stderr; PORT picks the port) and, once the run is over, keep it until Ctrl-C; "stately[:URL]" sends the events to a @statelyai/inspect WebSocket server instead',
@@ -59,7 +59,7 @@ program
 program
   .command('inspect')
   .description('Serve the inspector page on a recorded trace (a run that is over, a CI artifact), with a slider to step through it; until Ctrl-C')
-  .argument('[file]', 'a trace.jsonl (default: the instance\'s, $WARMVM_HOME/instances/<name>/trace.jsonl)')
+  .argument('[file]', "a trace.jsonl (default: the instance's, $WARMVM_HOME/instances/<name>/trace.jsonl)")
   .addOption(nameOption())
   .option('-p, --port <port>', 'the port on 127.0.0.1 (default: any free one)', '0')
   .addOption(jsonOption())
@@ -69,7 +69,7 @@ program
 
 program
   .command('status')
-  .description('Say whether an instance runs, its QEMU pid and its health checks\' answers')
+  .description("Say whether an instance runs, its QEMU pid and its health checks' answers")
   .addOption(nameOption())
   .addOption(jsonOption())
   .action(async (opts: { name: string; json?: boolean }) => {
@@ -78,7 +78,7 @@ program
 
 program
   .command('stop')
-  .description('Stop an instance\'s QEMU (SIGTERM, then SIGKILL) and remove its sockets and pidfile')
+  .description("Stop an instance's QEMU (SIGTERM, then SIGKILL) and remove its sockets and pidfile")
   .addOption(nameOption())
   .addOption(jsonOption())
   .action(async (opts: { name: string; json?: boolean }) => {
@@ -92,12 +92,14 @@ program
   .option('-c, --config <file>', 'the config the instance was started with')
   .addOption(jsonOption())
   .action(async (opts: { name: string; config?: string; json?: boolean }) => {
-    await run(opts.json, async (output, logger) => (await import('./commands/capture.js')).captureCommand({ name: opts.name, config: opts.config, home: resolveHome(), logger, output }));
+    await run(opts.json, async (output, logger) =>
+      (await import('./commands/capture.js')).captureCommand({ name: opts.name, config: opts.config, home: resolveHome(), logger, output }),
+    );
   });
 
 program
   .command('reset')
-  .description('Remove an instance\'s state (logs, trace, secrets, disk overlay); with --snapshot also its snapshot, so the next start boots cold and captures anew')
+  .description("Remove an instance's state (logs, trace, secrets, disk overlay); with --snapshot also its snapshot, so the next start boots cold and captures anew")
   .addOption(nameOption())
   .option('--snapshot', 'remove the snapshot too')
   .addOption(jsonOption())
@@ -113,7 +115,7 @@ program
     await run(opts.json, async (output, logger) => (await import('./commands/doctor.js')).doctorCommand({ home: resolveHome(), output, logger }));
   });
 
-const guest = program.command('guest').description("The guests warmvm builds itself: the embedded demo guest and the Debian profile");
+const guest = program.command('guest').description('The guests warmvm builds itself: the embedded demo guest and the Debian profile');
 guest
   .command('build')
   .description(
@@ -133,11 +135,11 @@ guest
     );
   });
 
-const trace = program.command('trace').description('Read a run\'s trace.jsonl: one line per state entered, by every machine');
+const trace = program.command('trace').description("Read a run's trace.jsonl: one line per state entered, by every machine");
 trace
   .command('show')
   .description('Print a trace as a timeline: time, state (indented by machine), the state left and its time, the event')
-  .argument('[file]', 'a trace.jsonl (default: the instance\'s, $WARMVM_HOME/instances/<name>/trace.jsonl)')
+  .argument('[file]', "a trace.jsonl (default: the instance's, $WARMVM_HOME/instances/<name>/trace.jsonl)")
   .addOption(nameOption())
   .addOption(jsonOption())
   .action(async (file: string | undefined, opts: { name: string; json?: boolean }, command: Command) => {
@@ -153,7 +155,7 @@ trace
       'bad usage), with the error on stderr.',
   )
   .argument('<expected>', 'the expected trace, a JSON file')
-  .argument('[actual]', 'a trace.jsonl (default: the instance\'s, $WARMVM_HOME/instances/<name>/trace.jsonl)')
+  .argument('[actual]', "a trace.jsonl (default: the instance's, $WARMVM_HOME/instances/<name>/trace.jsonl)")
   .addOption(nameOption())
   .addOption(jsonOption())
   .addHelpText(
@@ -172,7 +174,7 @@ trace
       '              {"state", "maxMs"?, "optional"?} bounds the time spent in the matched',
       '              state(s), or lets the item match nothing',
       '  absent      patterns that no entry may match',
-      '  maxTotalMs  a bound on the last entry\'s time',
+      "  maxTotalMs  a bound on the last entry's time",
       '',
       'See "Traces" in the README.',
     ].join('\n'),
@@ -181,7 +183,9 @@ trace
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
   .action(async (expected: string, actual: string | undefined, opts: { name: string; json?: boolean }, command: Command) => {
     const nameGiven = command.getOptionValueSource('name') === 'cli';
-    await run(opts.json, async (output) => (await import('./commands/trace.js')).traceCheckCommand({ expected, file: actual, name: opts.name, nameGiven, home: resolveHome(), output }));
+    await run(opts.json, async (output) =>
+      (await import('./commands/trace.js')).traceCheckCommand({ expected, file: actual, name: opts.name, nameGiven, home: resolveHome(), output }),
+    );
   });
 
 /** Runs a command: prints its error (with the fix) instead of a stack, and sets the exit code. */

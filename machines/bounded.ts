@@ -28,7 +28,14 @@ type ActorName<TSetup> = InvokeOf<TSetup> extends infer TInvoke ? (TInvoke exten
  * The bounds a step may name: `launchMs` when setup has a delay `launchBound` (which lasts
  * `bounds.launchMs`). The `after` key is the delay's name, so the inspector resolves it as before.
  */
-type BoundName<TSetup> = StateConfigOf<TSetup> extends { after?: infer TAfter } ? (keyof NonNullable<TAfter> extends infer TDelay ? (TDelay extends `${infer TStem}Bound` ? `${TStem}Ms` : never) : never) : never;
+type BoundName<TSetup> =
+  StateConfigOf<TSetup> extends { after?: infer TAfter }
+    ? keyof NonNullable<TAfter> extends infer TDelay
+      ? TDelay extends `${infer TStem}Bound`
+        ? `${TStem}Ms`
+        : never
+      : never
+    : never;
 
 type Fail<TTarget extends string, TArgs> = { target: TTarget; actions: { type: 'recordFailure'; params: (args: TArgs) => Failure } };
 type StopFail<TTarget extends string, TArgs> = { target: TTarget; actions: { type: 'recordStopError'; params: (args: TArgs) => string } };

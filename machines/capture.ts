@@ -31,9 +31,7 @@ export interface Recovered {
   dropped: string[];
 }
 
-export type CaptureOutput =
-  | { outcome: 'captured'; snapshot: string }
-  | FailedOutput;
+export type CaptureOutput = { outcome: 'captured'; snapshot: string } | FailedOutput;
 
 interface CaptureContext {
   bounds: CaptureBounds;
@@ -79,21 +77,33 @@ export const captureMachine = capture.createMachine({
   initial: 'stopping',
   states: {
     stopping: bounded({ src: 'pauseVm', state: 'capture.stopping', done: 'migrating', bound: 'pauseMs', waitingFor: 'QEMU pausing the vCPUs', failTo: 'recovering' }),
-    migrating: bounded({ src: 'migrateToFile', state: 'capture.migrating', done: 'quitting', bound: 'migrateMs', waitingFor: 'the migration to file completing', failTo: 'recovering' }),
+    migrating: bounded({
+      src: 'migrateToFile',
+      state: 'capture.migrating',
+      done: 'quitting',
+      bound: 'migrateMs',
+      waitingFor: 'the migration to file completing',
+      failTo: 'recovering',
+    }),
     quitting: bounded({ src: 'quitQemu', state: 'capture.quitting', done: 'storing', bound: 'quitMs', waitingFor: 'QEMU exiting after quit', failTo: 'recovering' }),
     storing: bounded({
-      src: 'storeSnapshot', state: 'capture.storing', done: { target: 'captured', actions: { type: 'recordSnapshot', params: ({ event }) => event.output.snapshot } },
-      bound: 'storeMs', waitingFor: 'the snapshot being stored', failTo: 'recovering',
+      src: 'storeSnapshot',
+      state: 'capture.storing',
+      done: { target: 'captured', actions: { type: 'recordSnapshot', params: ({ event }) => event.output.snapshot } },
+      bound: 'storeMs',
+      waitingFor: 'the snapshot being stored',
+      failTo: 'recovering',
     }),
     captured: { type: 'final' },
     recovering: cleanup({
-      src: 'recoverVm', state: 'capture.recovering', bound: 'recoverMs', to: 'failed',
+      src: 'recoverVm',
+      state: 'capture.recovering',
+      bound: 'recoverMs',
+      to: 'failed',
       late: (ms) => `recovering from the failed capture took longer than ${ms} ms`,
     }),
     failed: { type: 'final' },
   },
   output: ({ context }): CaptureOutput =>
-    context.failure === undefined && context.snapshot !== undefined
-      ? { outcome: 'captured', snapshot: context.snapshot }
-      : failedOutput('capture', 'capture', context),
+    context.failure === undefined && context.snapshot !== undefined ? { outcome: 'captured', snapshot: context.snapshot } : failedOutput('capture', 'capture', context),
 });

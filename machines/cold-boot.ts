@@ -50,9 +50,7 @@ export interface RotateResult {
   exitCode: number;
 }
 
-export type ColdBootOutput =
-  | { outcome: 'ready'; pid: number; health: HealthResult[]; rotated: boolean }
-  | FailedOutput;
+export type ColdBootOutput = { outcome: 'ready'; pid: number; health: HealthResult[]; rotated: boolean } | FailedOutput;
 
 /** What a machine that launches a QEMU and brings it to healthy keeps about it: cold boot and resume. */
 export interface GuestRun {
@@ -119,24 +117,53 @@ const { bounded, cleanup } = boundedSteps(coldBoot);
  */
 export const coldBootMachine = coldBoot.createMachine({
   id: 'coldBoot',
-  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, capturing: input.capturing, pid: undefined, health: [], rotated: false, failure: undefined, stopError: undefined }),
+  context: ({ input }) => ({
+    bounds: input.bounds,
+    rotation: input.rotation,
+    capturing: input.capturing,
+    pid: undefined,
+    health: [],
+    rotated: false,
+    failure: undefined,
+    stopError: undefined,
+  }),
   initial: 'preparing',
   states: {
     preparing: bounded({
-      src: 'prepareBoot', state: 'coldBoot.preparing', done: 'launching',
-      bound: 'prepareMs', waitingFor: 'the host ports, runtime disk and disk overlay being ready', hint: HINTS.prepareMs, failTo: 'stopping',
+      src: 'prepareBoot',
+      state: 'coldBoot.preparing',
+      done: 'launching',
+      bound: 'prepareMs',
+      waitingFor: 'the host ports, runtime disk and disk overlay being ready',
+      hint: HINTS.prepareMs,
+      failTo: 'stopping',
     }),
     launching: bounded({
-      src: 'launchQemu', state: 'coldBoot.launching', done: { target: 'booting', actions: { type: 'recordPid', params: ({ event }) => event.output.pid } },
-      bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket', hint: HINTS.launchMs, failTo: 'stopping',
+      src: 'launchQemu',
+      state: 'coldBoot.launching',
+      done: { target: 'booting', actions: { type: 'recordPid', params: ({ event }) => event.output.pid } },
+      bound: 'launchMs',
+      waitingFor: 'QEMU opening its QMP socket',
+      hint: HINTS.launchMs,
+      failTo: 'stopping',
     }),
     booting: bounded({
-      src: 'waitForGuest', state: 'coldBoot.booting', done: [{ guard: 'capturing', target: 'probing' }, { guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
-      bound: 'bootMs', waitingFor: 'the guest agent answering', hint: HINTS.bootMs, failTo: 'stopping',
+      src: 'waitForGuest',
+      state: 'coldBoot.booting',
+      done: [{ guard: 'capturing', target: 'probing' }, { guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
+      bound: 'bootMs',
+      waitingFor: 'the guest agent answering',
+      hint: HINTS.bootMs,
+      failTo: 'stopping',
     }),
     rotating: bounded({
-      src: 'rotateSecrets', state: 'coldBoot.rotating', done: { target: 'probing', actions: 'recordRotated' },
-      bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0", hint: HINTS.rotateMs, failTo: 'stopping',
+      src: 'rotateSecrets',
+      state: 'coldBoot.rotating',
+      done: { target: 'probing', actions: 'recordRotated' },
+      bound: 'rotateMs',
+      waitingFor: "the guest's rotate command exiting 0",
+      hint: HINTS.rotateMs,
+      failTo: 'stopping',
     }),
     // Passed through only when the user turned rotation off: the trace carries the warning.
     unrotated: {
@@ -144,8 +171,13 @@ export const coldBootMachine = coldBoot.createMachine({
       always: 'probing',
     },
     probing: bounded({
-      src: 'probeHealth', state: 'coldBoot.probing', done: { target: 'ready', actions: { type: 'recordHealth', params: doneOutput } },
-      bound: 'healthMs', waitingFor: 'every health check answering', hint: HINTS.healthMs, failTo: 'stopping',
+      src: 'probeHealth',
+      state: 'coldBoot.probing',
+      done: { target: 'ready', actions: { type: 'recordHealth', params: doneOutput } },
+      bound: 'healthMs',
+      waitingFor: 'every health check answering',
+      hint: HINTS.healthMs,
+      failTo: 'stopping',
     }),
     ready: { type: 'final' },
     stopping: cleanup({ src: 'stopQemu', state: 'coldBoot.stopping', bound: 'stopMs', to: 'failed', late: (ms) => `QEMU did not stop within ${ms} ms` }),

@@ -35,9 +35,7 @@ export interface Resumed {
 /** What rotating reported: the cold boot's result, the same guest command. */
 export type Rotated = RotateResult;
 
-export type ResumeOutput =
-  | { outcome: 'healthy'; pid: number; health: HealthResult[]; rotated: boolean }
-  | FailedOutput;
+export type ResumeOutput = { outcome: 'healthy'; pid: number; health: HealthResult[]; rotated: boolean } | FailedOutput;
 
 interface ResumeContext extends GuestRun {
   bounds: ResumeBounds;
@@ -46,7 +44,7 @@ interface ResumeContext extends GuestRun {
 
 export type ResumeEvent = { type: 'CANCEL' };
 
-export const UNROTATED_WARNING = "rotation is off: the guest runs with the placeholder secrets captured in the snapshot";
+export const UNROTATED_WARNING = 'rotation is off: the guest runs with the placeholder secrets captured in the snapshot';
 
 const resume = setup({
   types: {
@@ -109,29 +107,51 @@ export const resumeMachine = resume.createMachine({
   }),
   initial: 'preparing',
   states: {
-    preparing: bounded({ src: 'prepareState', state: 'resume.preparing', done: 'launching', bound: 'prepareMs', waitingFor: 'the state file and disk overlay being ready', failTo: 'stopping' }),
+    preparing: bounded({
+      src: 'prepareState',
+      state: 'resume.preparing',
+      done: 'launching',
+      bound: 'prepareMs',
+      waitingFor: 'the state file and disk overlay being ready',
+      failTo: 'stopping',
+    }),
     launching: bounded({
-      src: 'launchIncoming', state: 'resume.launching', done: { target: 'incoming', actions: { type: 'recordPid', params: ({ event }) => event.output.pid } },
-      bound: 'launchMs', waitingFor: 'QEMU opening its QMP socket', failTo: 'stopping',
+      src: 'launchIncoming',
+      state: 'resume.launching',
+      done: { target: 'incoming', actions: { type: 'recordPid', params: ({ event }) => event.output.pid } },
+      bound: 'launchMs',
+      waitingFor: 'QEMU opening its QMP socket',
+      failTo: 'stopping',
     }),
     incoming: bounded({
-      src: 'migrateIncoming', state: 'resume.incoming',
+      src: 'migrateIncoming',
+      state: 'resume.incoming',
       done: [
         { guard: { type: 'isPaused', params: doneOutput }, target: 'paused' },
         { target: 'stopping', actions: { type: 'recordNotPaused', params: doneOutput } },
       ],
-      bound: 'incomingMs', waitingFor: 'the incoming migration reaching runstate "paused"', failTo: 'stopping',
+      bound: 'incomingMs',
+      waitingFor: 'the incoming migration reaching runstate "paused"',
+      failTo: 'stopping',
     }),
     paused: {
       always: 'cont',
     },
     cont: bounded({
-      src: 'cont', state: 'resume.cont', done: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
-      bound: 'contMs', waitingFor: 'QEMU reporting runstate "running" after cont', failTo: 'stopping',
+      src: 'cont',
+      state: 'resume.cont',
+      done: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
+      bound: 'contMs',
+      waitingFor: 'QEMU reporting runstate "running" after cont',
+      failTo: 'stopping',
     }),
     rotating: bounded({
-      src: 'rotateSecrets', state: 'resume.rotating', done: { target: 'probing', actions: 'recordRotated' },
-      bound: 'rotateMs', waitingFor: "the guest's rotate command exiting 0", failTo: 'stopping',
+      src: 'rotateSecrets',
+      state: 'resume.rotating',
+      done: { target: 'probing', actions: 'recordRotated' },
+      bound: 'rotateMs',
+      waitingFor: "the guest's rotate command exiting 0",
+      failTo: 'stopping',
     }),
     // Passed through only when rotation is off: the trace and the inspector carry the warning.
     unrotated: {
@@ -139,8 +159,12 @@ export const resumeMachine = resume.createMachine({
       always: 'probing',
     },
     probing: bounded({
-      src: 'probeHealth', state: 'resume.probing', done: { target: 'healthy', actions: { type: 'recordHealth', params: doneOutput } },
-      bound: 'healthMs', waitingFor: 'every health check answering', failTo: 'stopping',
+      src: 'probeHealth',
+      state: 'resume.probing',
+      done: { target: 'healthy', actions: { type: 'recordHealth', params: doneOutput } },
+      bound: 'healthMs',
+      waitingFor: 'every health check answering',
+      failTo: 'stopping',
     }),
     healthy: { type: 'final' },
     stopping: cleanup({ src: 'stopQemu', state: 'resume.stopping', bound: 'stopMs', to: 'failed', late: (ms) => `QEMU did not stop within ${ms} ms` }),

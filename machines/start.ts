@@ -113,15 +113,11 @@ const start = setup({
       fallbackReason: choice.status === 'setAside' ? choice.reason : undefined,
     })),
     // Each of these runs where a guard has told the outcome apart; they narrow it again for the compiler.
-    recordHealthy: assign((_, output: ResumeOutput | ColdBootOutput) =>
-      output.outcome === 'failed' ? {} : { pid: output.pid, health: output.health, rotated: output.rotated },
-    ),
+    recordHealthy: assign((_, output: ResumeOutput | ColdBootOutput) => (output.outcome === 'failed' ? {} : { pid: output.pid, health: output.health, rotated: output.rotated })),
     // The fallback edge to a cold boot: one that replaces a set-aside snapshot captures again.
     fallBack: assign((_, output: ChildOutput) => fallBack(output, false)),
     fallBackToCapture: assign(({ context }, output: ChildOutput) => fallBack(output, context.capture)),
-    recordColdFailure: assign((_, output: ColdBootOutput) =>
-      output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {},
-    ),
+    recordColdFailure: assign((_, output: ColdBootOutput) => (output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {})),
     recordNoFallback: assign((_, output: ChildOutput) =>
       output.outcome === 'failed' ? { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError } : {},
     ),
@@ -171,22 +167,48 @@ export const startMachine = start.createMachine({
   }),
   initial: 'preflight',
   states: {
-    preflight: bounded({ src: 'preflight', state: 'start.preflight', done: 'image', bound: 'preflightMs', waitingFor: 'checking QEMU and the instance', hint: 'run "warmvm doctor"', failTo: 'failed' }),
-    image: bounded({
-      src: 'prepareImage', state: 'start.image', done: 'accelerator',
-      bound: 'imageMs', waitingFor: 'preparing the guest image', hint: 'run "warmvm guest build" to see its progress', failTo: 'failed',
+    preflight: bounded({
+      src: 'preflight',
+      state: 'start.preflight',
+      done: 'image',
+      bound: 'preflightMs',
+      waitingFor: 'checking QEMU and the instance',
+      hint: 'run "warmvm doctor"',
+      failTo: 'failed',
     }),
-    accelerator: bounded({ src: 'chooseAccelerator', state: 'start.accelerator', done: 'choosing', bound: 'accelMs', waitingFor: 'proving an accelerator', hint: 'set "accel": "tcg" in the config', failTo: 'failed' }),
+    image: bounded({
+      src: 'prepareImage',
+      state: 'start.image',
+      done: 'accelerator',
+      bound: 'imageMs',
+      waitingFor: 'preparing the guest image',
+      hint: 'run "warmvm guest build" to see its progress',
+      failTo: 'failed',
+    }),
+    accelerator: bounded({
+      src: 'chooseAccelerator',
+      state: 'start.accelerator',
+      done: 'choosing',
+      bound: 'accelMs',
+      waitingFor: 'proving an accelerator',
+      hint: 'set "accel": "tcg" in the config',
+      failTo: 'failed',
+    }),
     choosing: {
       // --cold: the store is neither read nor changed.
       always: { guard: 'forceCold', target: 'coldBoot' },
       ...bounded({
-        src: 'chooseSnapshot', state: 'start.choosing', input: ({ context }) => ({ forceCold: context.forceCold }),
+        src: 'chooseSnapshot',
+        state: 'start.choosing',
+        input: ({ context }) => ({ forceCold: context.forceCold }),
         done: [
           { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume' },
           { target: 'coldBoot', actions: { type: 'recordChoice', params: doneOutput } },
         ],
-        bound: 'chooseMs', waitingFor: 'reading the snapshot store', hint: 'check the warmvm home', failTo: 'failed',
+        bound: 'chooseMs',
+        waitingFor: 'reading the snapshot store',
+        hint: 'check the warmvm home',
+        failTo: 'failed',
       }),
     },
     resume: {

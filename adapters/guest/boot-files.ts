@@ -39,7 +39,16 @@ export const DEMO_APPEND = 'console=ttyS0 quiet panic=-1';
 export async function prepareBootFiles(source: BootSource, options: BootFilesOptions): Promise<BootFiles> {
   if (source.kind === 'demo') {
     const guest = await ensureDemoGuest({ imagesDir: options.imagesDir, signal: options.signal, logger: options.logger, onProgress: options.onProgress });
-    return { kernel: guest.kernel, initrd: guest.initrd, append: DEMO_APPEND, disk: undefined, overlayBase: undefined, seed: undefined, description: `demo-${guest.key}`, built: guest.built };
+    return {
+      kernel: guest.kernel,
+      initrd: guest.initrd,
+      append: DEMO_APPEND,
+      disk: undefined,
+      overlayBase: undefined,
+      seed: undefined,
+      description: `demo-${guest.key}`,
+      built: guest.built,
+    };
   }
   if (source.kind === 'profile') {
     // Loaded only for this guest: every start of the demo guest would pay for the builder's modules.
@@ -59,7 +68,16 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
   if (source.kind === 'kernel') {
     await mustExist(source.kernel, 'image.kernel');
     if (source.initrd) await mustExist(source.initrd, 'image.initrd');
-    return { kernel: source.kernel, initrd: source.initrd, append: source.append ?? 'console=ttyS0', disk: undefined, overlayBase: undefined, seed: undefined, description: source.kernel, built: false };
+    return {
+      kernel: source.kernel,
+      initrd: source.initrd,
+      append: source.append ?? 'console=ttyS0',
+      disk: undefined,
+      overlayBase: undefined,
+      seed: undefined,
+      description: source.kernel,
+      built: false,
+    };
   }
   await mustExist(source.path, 'image.disk');
   if (source.kernel) await mustExist(source.kernel, 'image.kernel');
@@ -90,7 +108,13 @@ async function seedIso(userDataPath: string, metaDataPath: string | undefined, i
   if (metaData) digest.update(metaData);
   const key = digest.digest('hex').slice(0, 16);
   const path = join(imagesDir, `seed-${key}.iso`);
-  if (await stat(path).then((found) => found.isFile(), () => false)) return path;
+  if (
+    await stat(path).then(
+      (found) => found.isFile(),
+      () => false,
+    )
+  )
+    return path;
   await mkdir(imagesDir, { recursive: true });
   // cloud-init runs its per-instance modules once per instance-id: one id per set of files.
   const files = [

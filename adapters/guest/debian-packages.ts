@@ -108,7 +108,11 @@ export function parsePolicy(output: string): Map<string, string> {
  * The .deb of each package at its exact version, from `cacheDir` when an earlier build fetched
  * it, else downloaded (into a temporary folder first, so the cache never holds a partial file).
  */
-export async function downloadPackages(packages: readonly DebianPackage[], cacheDir: string, options: AptOptions & { onDownload?: (missing: DebianPackage[]) => void } = {}): Promise<Map<string, string>> {
+export async function downloadPackages(
+  packages: readonly DebianPackage[],
+  cacheDir: string,
+  options: AptOptions & { onDownload?: (missing: DebianPackage[]) => void } = {},
+): Promise<Map<string, string>> {
   await mkdir(cacheDir, { recursive: true });
   const paths = new Map<string, string>();
   const missing: DebianPackage[] = [];

@@ -59,13 +59,7 @@ export async function chooseAccelerator(input: ProbeInput): Promise<AccelVerdict
   return refuseOrFallBack(input.choice, hypervisor, failure, probeMs, false);
 }
 
-function refuseOrFallBack(
-  choice: AccelChoice,
-  hypervisor: Accel,
-  failure: string | undefined,
-  probeMs: number | undefined,
-  cached: boolean,
-): AccelVerdict {
+function refuseOrFallBack(choice: AccelChoice, hypervisor: Accel, failure: string | undefined, probeMs: number | undefined, cached: boolean): AccelVerdict {
   if (failure === undefined) {
     return { accel: hypervisor, reason: `${hypervisor} proven: a guest kernel ran under it`, rejected: undefined, probeMs, cached };
   }
@@ -98,8 +92,27 @@ async function probeHypervisor(accel: Accel, input: ProbeInput): Promise<string 
   const execa = await loadExeca();
   const child = execa(
     input.qemuBinary,
-    ['-machine', input.machineType, '-accel', accel, '-cpu', 'host', '-m', '128M', '-nodefaults', '-no-user-config',
-      '-display', 'none', '-no-reboot', '-kernel', kernel, '-append', 'console=ttyS0 panic=-1', '-serial', 'stdio'],
+    [
+      '-machine',
+      input.machineType,
+      '-accel',
+      accel,
+      '-cpu',
+      'host',
+      '-m',
+      '128M',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-kernel',
+      kernel,
+      '-append',
+      'console=ttyS0 panic=-1',
+      '-serial',
+      'stdio',
+    ],
     { reject: false, stdin: 'ignore', buffer: false, forceKillAfterDelay: 1_000, cancelSignal: input.signal },
   );
   let output = '';

@@ -34,15 +34,22 @@ export function defaultCpuModel(accel: Accel): string {
  */
 export function buildQemuArgv(plan: LaunchPlan): string[] {
   const argv = [
-    '-name', `warmvm-${plan.instanceName}`,
-    '-machine', plan.machineType,
-    '-accel', plan.accel,
-    '-cpu', plan.cpuModel,
-    '-m', `${plan.memoryMb}M`,
-    '-smp', String(plan.cpus),
+    '-name',
+    `warmvm-${plan.instanceName}`,
+    '-machine',
+    plan.machineType,
+    '-accel',
+    plan.accel,
+    '-cpu',
+    plan.cpuModel,
+    '-m',
+    `${plan.memoryMb}M`,
+    '-smp',
+    String(plan.cpus),
     '-nodefaults',
     '-no-user-config',
-    '-display', 'none',
+    '-display',
+    'none',
   ];
   if (plan.kernel) argv.push('-kernel', plan.kernel);
   if (plan.initrd) argv.push('-initrd', plan.initrd);
@@ -60,9 +67,12 @@ export function buildQemuArgv(plan: LaunchPlan): string[] {
   }
   if (plan.qgaSocket) {
     argv.push(
-      '-device', 'virtio-serial-pci,id=vser0',
-      '-chardev', `socket,id=qga0,path=${optionValue(plan.qgaSocket)},server=on,wait=off`,
-      '-device', 'virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+      '-device',
+      'virtio-serial-pci,id=vser0',
+      '-chardev',
+      `socket,id=qga0,path=${optionValue(plan.qgaSocket)},server=on,wait=off`,
+      '-device',
+      'virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0',
     );
   }
   const hostfwd = plan.forwards.map((forward) => `,hostfwd=tcp:127.0.0.1:${forward.host}-:${forward.guest}`).join('');

@@ -73,9 +73,12 @@ export async function inspectQemu(binary = qemuBinaryName(), signal?: AbortSigna
       return result.stdout;
     } catch (cause) {
       const missing = (cause as { code?: string }).code === 'ENOENT';
-      throw new WarmvmError(missing ? 'E_QEMU_MISSING' : 'E_QEMU_BROKEN',
-        missing ? `QEMU (${binary}) was not found` : `QEMU (${binary} ${args.join(' ')}) failed`,
-        { hint: missing ? `install QEMU ${MIN_QEMU.major}.${MIN_QEMU.minor} or newer: ${QEMU_INSTALL_HINT}; or set WARMVM_QEMU to its path` : 'run it by hand to see why; reinstall QEMU if it is broken', cause });
+      throw new WarmvmError(missing ? 'E_QEMU_MISSING' : 'E_QEMU_BROKEN', missing ? `QEMU (${binary}) was not found` : `QEMU (${binary} ${args.join(' ')}) failed`, {
+        hint: missing
+          ? `install QEMU ${MIN_QEMU.major}.${MIN_QEMU.minor} or newer: ${QEMU_INSTALL_HINT}; or set WARMVM_QEMU to its path`
+          : 'run it by hand to see why; reinstall QEMU if it is broken',
+        cause,
+      });
     }
   };
   const versionText = await run(['--version']);

@@ -104,12 +104,7 @@ export async function quit(qmp: QmpClient, options: MigrationOptions): Promise<v
   }
 }
 
-async function pollMigration(
-  qmp: QmpClient,
-  what: 'capture' | 'incoming',
-  options: MigrationOptions,
-  done: (state: QueryMigrate) => boolean | Promise<boolean>,
-): Promise<void> {
+async function pollMigration(qmp: QmpClient, what: 'capture' | 'incoming', options: MigrationOptions, done: (state: QueryMigrate) => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   let pause = options.pollMs ?? 5;
   let last: QueryMigrate = {};

@@ -28,7 +28,9 @@ export async function createOverlay(options: OverlayOptions): Promise<void> {
       child.stdin?.end();
     });
   } catch (cause) {
-    const said = String((cause as { stderr?: unknown }).stderr ?? '').trim().split('\n')[0];
+    const said = String((cause as { stderr?: unknown }).stderr ?? '')
+      .trim()
+      .split('\n')[0];
     throw new WarmvmError('E_OVERLAY', `cannot create a disk overlay over ${base}${said ? `: ${said}` : ''}`, {
       hint: `check that qemu-img is installed (apt-get install qemu-utils) and that ${base} is a readable ${format} image`,
       cause,

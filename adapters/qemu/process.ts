@@ -67,7 +67,12 @@ export async function spawnQemu(options: LaunchOptions): Promise<QemuProcess> {
 /** The last lines of QEMU's log, for an error a person reads. */
 export async function tailLog(file: string, lines = 8): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '');
-  return text.trimEnd().split('\n').filter((line) => !line.startsWith('--- ')).slice(-lines).join('\n');
+  return text
+    .trimEnd()
+    .split('\n')
+    .filter((line) => !line.startsWith('--- '))
+    .slice(-lines)
+    .join('\n');
 }
 
 export async function readPidFile(pidFile: string): Promise<number | undefined> {

@@ -204,7 +204,10 @@ function readFraming(src: string): { header: Header; trailer: Trailer; dataStart
     const tail = readExactly(fd, 12, size - 12, src);
     const magic = head.subarray(0, 8).toString('latin1');
     if (magic !== MAGIC.toString('latin1')) {
-      throw corrupt(src, OLDER_MAGIC.test(magic) ? `it is in another warmvm format (${magic}, this warmvm reads ${MAGIC.toString('latin1')})` : 'it does not start as a warmvm sparse state');
+      throw corrupt(
+        src,
+        OLDER_MAGIC.test(magic) ? `it is in another warmvm format (${magic}, this warmvm reads ${MAGIC.toString('latin1')})` : 'it does not start as a warmvm sparse state',
+      );
     }
     if (!tail.subarray(4, 12).equals(MAGIC)) throw corrupt(src, 'its end marker is missing: truncated');
     const headerLength = head.readUInt32LE(8);

@@ -27,10 +27,7 @@ export function snapshotPaths(snapshotsRoot: string, name: string): SnapshotPath
   return { root: snapshotsRoot, dir, manifest: join(dir, 'manifest.json'), stateRaw: join(dir, STATE_RAW), stateZst: join(dir, STATE_ZST), disk: join(dir, FROZEN_DISK) };
 }
 
-export type SnapshotLookup =
-  | { kind: 'missing' }
-  | { kind: 'unreadable'; reason: string }
-  | { kind: 'found'; manifest: SnapshotManifest };
+export type SnapshotLookup = { kind: 'missing' } | { kind: 'unreadable'; reason: string } | { kind: 'found'; manifest: SnapshotManifest };
 
 /** What a start finds in the store, once a commit that a kill cut short is finished (recoverInterruptedCommit). */
 export async function readSnapshot(paths: SnapshotPaths): Promise<SnapshotLookup> {

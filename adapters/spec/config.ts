@@ -67,6 +67,7 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
     for (const [key, value] of Object.entries(settings)) {
       if (!/^[A-Z_][A-Z0-9_]*$/.test(key)) fail(`settings.${key}`, 'is not a NAME of [A-Z_][A-Z0-9_]*');
       const text = expectString(value, `settings.${key}`, fail);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
       if (/[\u0000-\u001f\u007f]/.test(text)) fail(`settings.${key}`, 'must be one line of printable text');
       spec.settings[key] = text;
     }
@@ -74,8 +75,7 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
   if (obj.bounds !== undefined) {
     const bounds = expectObject(obj.bounds, 'bounds', fail);
     rejectUnknown(bounds, ['launchSeconds', 'bootSeconds', 'healthSeconds', 'stopSeconds', 'incomingSeconds', 'rotateSeconds', 'captureSeconds'], 'bounds.', fail);
-    const seconds = (key: string): number | undefined =>
-      bounds[key] === undefined ? undefined : expectInt(bounds[key], `bounds.${key}`, 1, 3600, fail) * 1000;
+    const seconds = (key: string): number | undefined => (bounds[key] === undefined ? undefined : expectInt(bounds[key], `bounds.${key}`, 1, 3600, fail) * 1000);
     spec.bounds = {
       launchMs: seconds('launchSeconds') ?? spec.bounds.launchMs,
       bootMs: seconds('bootSeconds') ?? spec.bounds.bootMs,
@@ -98,8 +98,7 @@ type Fail = (field: string, problem: string, hint?: string) => never;
 
 function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
   const image = expectObject(value, 'image', fail);
-  const path = (key: string): string | undefined =>
-    image[key] === undefined ? undefined : absolute(expectString(image[key], `image.${key}`, fail), baseDir);
+  const path = (key: string): string | undefined => (image[key] === undefined ? undefined : absolute(expectString(image[key], `image.${key}`, fail), baseDir));
   if (image.demo === true) {
     rejectUnknown(image, ['demo'], 'image.', fail);
     return { kind: 'demo' };
@@ -143,7 +142,8 @@ function parseRotation(value: unknown, fail: Fail): VmSpec['rotation'] {
   rejectUnknown(rotation, ['command', 'secrets'], 'rotation.', fail);
   const command = expectString(rotation.command, 'rotation.command', fail);
   if (!command.startsWith('/')) fail('rotation.command', `must be an absolute path inside the guest, got ${show(command)}`);
-  if (!Array.isArray(rotation.secrets) || rotation.secrets.length === 0) return fail('rotation.secrets', `must be a non-empty list of names like ["API_KEY"], got ${show(rotation.secrets)}`);
+  if (!Array.isArray(rotation.secrets) || rotation.secrets.length === 0)
+    return fail('rotation.secrets', `must be a non-empty list of names like ["API_KEY"], got ${show(rotation.secrets)}`);
   const names = rotation.secrets.map((name, index) => {
     const text = expectString(name, `rotation.secrets[${index}]`, fail);
     if (!/^[A-Z_][A-Z0-9_]*$/.test(text)) fail(`rotation.secrets[${index}]`, `must match [A-Z_][A-Z0-9_]*, got ${show(text)}`);

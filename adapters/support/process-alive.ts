@@ -21,5 +21,8 @@ export async function isProcessAlive(pid: number): Promise<boolean> {
 export async function processCommandLine(pid: number): Promise<string[] | undefined> {
   const raw = await readFile(`/proc/${pid}/cmdline`).catch(() => undefined);
   if (raw === undefined || raw.length === 0) return undefined;
-  return raw.toString('utf8').split('\0').filter((part) => part.length > 0);
+  return raw
+    .toString('utf8')
+    .split('\0')
+    .filter((part) => part.length > 0);
 }

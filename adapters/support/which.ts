@@ -8,7 +8,12 @@ export async function commandExists(command: string, env: NodeJS.ProcessEnv = pr
 
 /** The executable `command` names on PATH (or itself, when a path), or undefined. */
 export async function resolveCommand(command: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
-  const candidates = command.includes('/') ? [command] : (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  const candidates = command.includes('/')
+    ? [command]
+    : (env.PATH ?? '')
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, command));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);

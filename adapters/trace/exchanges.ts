@@ -9,7 +9,14 @@ export function parseExchangeLines(text: string): Exchange[] {
       const record = JSON.parse(line) as { exchange?: Partial<ExchangeLine['exchange']> };
       const exchange = record.exchange;
       if (exchange && typeof exchange.at === 'number' && typeof exchange.channel === 'string' && typeof exchange.what === 'string') {
-        exchanges.push({ at: exchange.at, channel: exchange.channel, what: exchange.what, ok: exchange.ok === true, summary: String(exchange.summary ?? ''), ...(typeof exchange.ms === 'number' ? { ms: exchange.ms } : {}) });
+        exchanges.push({
+          at: exchange.at,
+          channel: exchange.channel,
+          what: exchange.what,
+          ok: exchange.ok === true,
+          summary: String(exchange.summary ?? ''),
+          ...(typeof exchange.ms === 'number' ? { ms: exchange.ms } : {}),
+        });
       }
     } catch {
       // An unterminated last line of a run still writing; the state reader reports real damage.

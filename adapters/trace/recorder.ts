@@ -110,4 +110,3 @@ export function summarizeEvent(event: { type: string } & Record<string, unknown>
   }
   return out;
 }
-

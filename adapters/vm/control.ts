@@ -21,10 +21,15 @@ export async function instanceStatus(paths: InstancePaths): Promise<InstanceStat
   const pid = await readPidFile(paths.pidFile);
   const saved = await readInstanceState(paths.stateFile);
   const running = pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket));
-  const health = running && saved ? await Promise.all(saved.health.map(async (check) => {
-    const answer = await getStatus(check.url, 1_000);
-    return { url: check.url, status: answer.status };
-  })) : [];
+  const health =
+    running && saved
+      ? await Promise.all(
+          saved.health.map(async (check) => {
+            const answer = await getStatus(check.url, 1_000);
+            return { url: check.url, status: answer.status };
+          }),
+        )
+      : [];
   return {
     name: paths.name,
     state: running ? 'running' : 'stopped',

@@ -27,7 +27,10 @@ export interface ProbeOptions {
 }
 
 export class HealthTimeoutError extends WarmvmError {
-  constructor(readonly answers: HealthAnswer[], overallMs: number) {
+  constructor(
+    readonly answers: HealthAnswer[],
+    overallMs: number,
+  ) {
     super('E_HEALTH_TIMEOUT', `health checks did not pass within ${Math.round(overallMs / 1000)} s; last answers: ${describeAnswers(answers)}`, {
       hint: 'look at the guest console log (serial.log in the instance folder) for why the workload is not answering',
     });

@@ -22,11 +22,7 @@ export interface RotationResult {
  * a command line), the command must exit 0; then the guest clock is set from the host (a resumed
  * guest's clock is the capture's) and the secrets are written for the user, mode 0600.
  */
-export async function rotateSecrets(
-  qga: QgaClient,
-  spec: RotationSpec,
-  options: { secretsFile: string; timeoutMs: number; signal?: AbortSignal },
-): Promise<RotationResult> {
+export async function rotateSecrets(qga: QgaClient, spec: RotationSpec, options: { secretsFile: string; timeoutMs: number; signal?: AbortSignal }): Promise<RotationResult> {
   const secrets = generateSecrets(spec.names);
   const result = await qga.exec(spec.command, [], { inputData: secretsToEnvLines(secrets), timeoutMs: options.timeoutMs, signal: options.signal });
   if (result.exitCode !== 0) {

@@ -31,7 +31,11 @@ export interface VmRunnerOptions {
 }
 
 export class QemuExitedError extends WarmvmError {
-  constructor(readonly exit: QemuExit, during: string, logTail: string) {
+  constructor(
+    readonly exit: QemuExit,
+    during: string,
+    logTail: string,
+  ) {
     const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code ?? 'unknown'}`;
     super('E_QEMU_EXITED', `QEMU exited (${how}) while ${during}${logTail ? `; it said:\n${logTail}` : ''}`, {
       hint: 'see qemu.log and serial.log in the instance folder',
@@ -91,7 +95,10 @@ export class VmRunner {
       poll();
     });
     this.qemu = { pid, exited, hasExited: () => gone };
-    this.qmp = await this.raceExit('accepting a QMP connection', QmpClient.connect(this.options.paths.qmpSocket, { timeoutMs: this.options.bounds.launchMs, signal, logger: this.log }));
+    this.qmp = await this.raceExit(
+      'accepting a QMP connection',
+      QmpClient.connect(this.options.paths.qmpSocket, { timeoutMs: this.options.bounds.launchMs, signal, logger: this.log }),
+    );
     this.observe(this.qmp, 'qmp');
   }
 
@@ -105,7 +112,10 @@ export class VmRunner {
     this.spawning = spawnQemu({ binary, argv, logFile: paths.qemuLog, pidFile: paths.pidFile });
     const qemu = await this.spawning;
     this.qemu = qemu;
-    this.qmp = await this.raceExit('opening its QMP socket', QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: this.options.bounds.launchMs, signal: this.untilExit(signal), logger: this.log }));
+    this.qmp = await this.raceExit(
+      'opening its QMP socket',
+      QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: this.options.bounds.launchMs, signal: this.untilExit(signal), logger: this.log }),
+    );
     this.observe(this.qmp, 'qmp');
     return { pid: qemu.pid };
   }
@@ -119,7 +129,8 @@ export class VmRunner {
     }
     const agent = Boolean(this.options.agent && this.options.qgaSocket);
     if (agent) await this.agent(this.options.bounds.bootMs, signal);
-    if (this.options.readyMarker) await this.raceExit(`printing "${this.options.readyMarker}" on its serial console`, this.serialMarker(this.options.readyMarker, this.untilExit(signal)));
+    if (this.options.readyMarker)
+      await this.raceExit(`printing "${this.options.readyMarker}" on its serial console`, this.serialMarker(this.options.readyMarker, this.untilExit(signal)));
     return { runstate: status.status, agent };
   }
 
@@ -135,7 +146,8 @@ export class VmRunner {
   /** The guest agent, connected and in sync (connecting first when needed). */
   async agent(deadlineMs: number, signal?: AbortSignal): Promise<QgaClient> {
     if (this.qga && !this.qga.closed) return this.qga;
-    if (!this.options.qgaSocket) throw new WarmvmError('E_NO_AGENT', 'this guest has no guest agent configured', { hint: 'set "agent": true in the config and run qemu-ga in the guest' });
+    if (!this.options.qgaSocket)
+      throw new WarmvmError('E_NO_AGENT', 'this guest has no guest agent configured', { hint: 'set "agent": true in the config and run qemu-ga in the guest' });
     this.qga = await this.raceExit('waiting for the guest agent', QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal: this.untilExit(signal) }));
     this.observe(this.qga, 'qga');
     return this.qga;
@@ -293,6 +305,8 @@ function summarizeReply(text: string): string {
     // Cut short by the exchange ring: still never show a program's output.
     return text.replace(/"(out|err)-data":"[^"]*"?/g, '"$1-data":"[…]"').slice(0, 160);
   }
-  const summary = JSON.stringify(value, (key, inner: unknown) => (key === 'out-data' || key === 'err-data' ? `[${typeof inner === 'string' ? inner.length : 0} base64 chars]` : inner));
+  const summary = JSON.stringify(value, (key, inner: unknown) =>
+    key === 'out-data' || key === 'err-data' ? `[${typeof inner === 'string' ? inner.length : 0} base64 chars]` : inner,
+  );
   return summary.length <= 160 ? summary : `${summary.slice(0, 159)}…`;
 }

@@ -35,7 +35,9 @@ export async function captureCommand(options: { name: string; config: string | u
   try {
     const state = await readInstanceState(paths.stateFile);
     if (!state || !(await isInstanceQemu(state.pid, paths.qmpSocket))) {
-      throw new WarmvmError('E_NOT_RUNNING', `instance "${options.name}" is not running: there is nothing to capture`, { hint: `start it first: warmvm start --name ${options.name} --no-capture` });
+      throw new WarmvmError('E_NOT_RUNNING', `instance "${options.name}" is not running: there is nothing to capture`, {
+        hint: `start it first: warmvm start --name ${options.name} --no-capture`,
+      });
     }
     const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line) });
     const controller = new AbortController();
@@ -53,7 +55,10 @@ export async function captureCommand(options: { name: string; config: string | u
     });
     output.progress(`warmvm: capturing instance "${options.name}" (QEMU pid ${state.pid})`);
     const actor = createActor(captureMachine.provide({ actors: captureActors(captureSteps(run)) }), { input: { bounds: startBounds(spec) }, inspect: trace.inspect });
-    const stopListening = onInterrupt(() => actor.send({ type: 'CANCEL' }), () => cleanup.runAll());
+    const stopListening = onInterrupt(
+      () => actor.send({ type: 'CANCEL' }),
+      () => cleanup.runAll(),
+    );
     actor.start();
     const final = await waitFor(actor, (snapshot) => snapshot.status !== 'active', { timeout: Infinity });
     stopListening();
@@ -69,11 +74,16 @@ export async function captureCommand(options: { name: string; config: string | u
       return 0;
     }
     const failure: Failure = result?.outcome === 'failed' ? result.failure : { state: 'capture', code: 'E_UNEXPECTED', message: 'capture ended without a result', hint: undefined };
-    output.error(new WarmvmError(failure.code, `capture failed in ${failure.state}: ${failure.message}`, { hint: failure.hint ?? `the previous snapshot, if any, is kept; see ${paths.traceFile}` }), {
-      name: options.name,
-      failedState: failure.state,
-      seconds: durations,
-    });
+    output.error(
+      new WarmvmError(failure.code, `capture failed in ${failure.state}: ${failure.message}`, {
+        hint: failure.hint ?? `the previous snapshot, if any, is kept; see ${paths.traceFile}`,
+      }),
+      {
+        name: options.name,
+        failedState: failure.state,
+        seconds: durations,
+      },
+    );
     return failure.code === 'E_INTERRUPTED' ? 130 : 1;
   } finally {
     await cleanup.runAll();

@@ -42,10 +42,14 @@ export async function doctorCommand(options: { home: string; output: Output; log
     return `${home.home} is writable`;
   });
   for (const requirement of demoGuestRequirements()) {
-    await attempt(`guest build: ${requirement.command}`, async () => {
-      if (!(await commandExists(requirement.command))) throw new WarmvmError('E_MISSING', `${requirement.command} was not found (${requirement.why})`, { hint: requirement.fix });
-      return 'found';
-    }, requirement.optional);
+    await attempt(
+      `guest build: ${requirement.command}`,
+      async () => {
+        if (!(await commandExists(requirement.command))) throw new WarmvmError('E_MISSING', `${requirement.command} was not found (${requirement.why})`, { hint: requirement.fix });
+        return 'found';
+      },
+      requirement.optional,
+    );
   }
   await attempt('accelerator', async () => {
     if (!qemu) throw new WarmvmError('E_QEMU_MISSING', 'not probed: QEMU is not usable', { hint: 'fix the qemu check first' });
@@ -59,7 +63,8 @@ export async function doctorCommand(options: { home: string; output: Output; log
       accelerators: found.accelerators,
       kernel: async () => {
         const built = await findBuiltDemoGuest(images);
-        if (!built) throw new WarmvmError('E_NO_KERNEL', 'no kernel to probe the hypervisor with yet', { hint: 'run "warmvm guest build" (or "warmvm start"), then "warmvm doctor" again' });
+        if (!built)
+          throw new WarmvmError('E_NO_KERNEL', 'no kernel to probe the hypervisor with yet', { hint: 'run "warmvm guest build" (or "warmvm start"), then "warmvm doctor" again' });
         return built.kernel;
       },
       cacheFile: `${homePaths(options.home).home}/accel-probe.json`,

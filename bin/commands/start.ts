@@ -110,14 +110,22 @@ export async function startCommand(options: StartOptions): Promise<number> {
     const forward = inspector?.inspect;
     const actor = createActor(machine, {
       input: { bounds, forceCold: options.cold, capture: options.capture, rotation },
-      inspect: forward ? (event) => (trace.inspect(event), forward(event)) : trace.inspect,
+      inspect: forward
+        ? (event) => {
+            trace.inspect(event);
+            forward(event);
+          }
+        : trace.inspect,
     });
-    const stopListening = onInterrupt(() => {
-      output.progress('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
-      actor.send({ type: 'CANCEL' });
-    }, async () => {
-      await cleanup.runAll();
-    });
+    const stopListening = onInterrupt(
+      () => {
+        output.progress('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
+        actor.send({ type: 'CANCEL' });
+      },
+      async () => {
+        await cleanup.runAll();
+      },
+    );
     actor.start();
     const final = await waitFor(actor, (snapshot) => snapshot.status !== 'active', { timeout: Infinity });
     stopListening();
@@ -156,7 +164,14 @@ export async function startCommand(options: StartOptions): Promise<number> {
           `  stop it with: warmvm stop --name ${options.name}`,
         ].join('\n'),
       );
-      await inspector?.finish({ outcome: 'healthy', summary: `healthy by ${result.path} in ${phaseSeconds.total?.toFixed(2)} s, QEMU pid ${result.pid}`, ...(result.fallbackReason ? { fallbackReason: result.fallbackReason } : {}) }, output);
+      await inspector?.finish(
+        {
+          outcome: 'healthy',
+          summary: `healthy by ${result.path} in ${phaseSeconds.total?.toFixed(2)} s, QEMU pid ${result.pid}`,
+          ...(result.fallbackReason ? { fallbackReason: result.fallbackReason } : {}),
+        },
+        output,
+      );
       return 0;
     }
     await cleanup.runAll();
@@ -172,7 +187,14 @@ export async function startCommand(options: StartOptions): Promise<number> {
     });
     // Ctrl-C ended the run: the person is leaving, do not ask for a second one.
     if (failure.code !== 'E_INTERRUPTED') {
-      await inspector?.finish({ outcome: 'failed', summary: `failed in ${failure.state}: ${failure.code} ${failure.message}`, ...(result?.fallbackReason ? { fallbackReason: result.fallbackReason } : {}) }, output);
+      await inspector?.finish(
+        {
+          outcome: 'failed',
+          summary: `failed in ${failure.state}: ${failure.code} ${failure.message}`,
+          ...(result?.fallbackReason ? { fallbackReason: result.fallbackReason } : {}),
+        },
+        output,
+      );
     }
     return failure.code === 'E_INTERRUPTED' ? 130 : 1;
   } finally {

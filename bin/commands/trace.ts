@@ -46,7 +46,7 @@ export async function traceCheckCommand(options: TraceSource & { expected: strin
 function resolveTrace(options: TraceSource): { file: string; label: { name?: string } } {
   if (options.file !== undefined && options.nameGiven) {
     throw new WarmvmError('E_USAGE', `give either a trace file (${options.file}) or --name ${options.name}, not both`, {
-      hint: 'without a file, the instance\'s own trace.jsonl is read',
+      hint: "without a file, the instance's own trace.jsonl is read",
     });
   }
   if (options.file !== undefined) return { file: options.file, label: {} };

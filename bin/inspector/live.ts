@@ -22,7 +22,9 @@ export function parseInspectTarget(value: string | boolean | undefined): Inspect
   if (value.startsWith('stately:')) return { kind: 'stately', url: value.slice('stately:'.length) };
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new WarmvmError('E_USAGE', `--inspect=${value} is neither a port nor "stately[:URL]"`, { hint: 'use --inspect, --inspect=PORT or --inspect=stately:ws://localhost:8080' });
+    throw new WarmvmError('E_USAGE', `--inspect=${value} is neither a port nor "stately[:URL]"`, {
+      hint: 'use --inspect, --inspect=PORT or --inspect=stately:ws://localhost:8080',
+    });
   }
   return { kind: 'page', port };
 }

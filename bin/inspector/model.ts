@@ -29,7 +29,8 @@ function describe(machine: AnyStateMachine, bounds: object): ModelMachine {
   const states = Object.values((machine.root as unknown as NodeLike).states).map((node) => {
     const delay = node.after[0]?.delay;
     const resolve = typeof delay === 'string' ? delays[delay] : delay;
-    const bound = typeof resolve === 'function' ? (resolve as (args: { context: { bounds: object } }) => number)({ context: { bounds } }) : typeof resolve === 'number' ? resolve : undefined;
+    const bound =
+      typeof resolve === 'function' ? (resolve as (args: { context: { bounds: object } }) => number)({ context: { bounds } }) : typeof resolve === 'number' ? resolve : undefined;
     const invoked = node.invoke.map((invoke) => String(invoke.src)).find((src) => machineIds.has(src));
     return {
       id: node.id,

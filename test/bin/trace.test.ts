@@ -99,7 +99,7 @@ describe('warmvm trace check', () => {
 });
 
 describe('warmvm trace show', () => {
-  it('prints an instance\'s trace as a timeline', async () => {
+  it("prints an instance's trace as a timeline", async () => {
     const home = await homeWith('ci3', fallbackRun);
     const result = await cli(['trace', 'show', '--name', 'ci3'], { WARMVM_HOME: home });
     expect(result.exitCode).toBe(0);

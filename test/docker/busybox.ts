@@ -17,7 +17,13 @@ export async function hostBusybox(): Promise<{ path: string } | { path: undefine
   const cache = join(projectRoot(), '.warmvm-test', 'busybox');
   for (const version of await readdir(cache).catch(() => [] as string[])) {
     const path = join(cache, version, 'bin', 'busybox');
-    if (await access(path, constants.X_OK).then(() => true, () => false)) return { path };
+    if (
+      await access(path, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return { path };
   }
   try {
     const [pkg] = await resolveCandidateVersions(['busybox-static']);

@@ -63,18 +63,22 @@ describe('cleanup after randomised faults on real QEMU', () => {
 
   for (const seed of seeds()) {
     const plan = planSequence(seed);
-    it(`seed ${seed}: ${plan.map(describeStep).join(' → ')}`, async () => {
-      const name = `cleanup-${seed}`;
-      started.push(name);
-      await forget(name);
-      let model: SnapshotModel = 'none';
-      for (const [index, step] of plan.entries()) {
-        const context = `[WARMVM_CLEANUP_SEED=${seed}, step ${index + 1}/${plan.length} ${describeStep(step)}, snapshot ${model}] `;
-        console.log(`cleanup: ${context}`);
-        model = await runStep(name, step, model, context);
-      }
-      await forget(name);
-    }, plan.length * 150_000);
+    it(
+      `seed ${seed}: ${plan.map(describeStep).join(' → ')}`,
+      async () => {
+        const name = `cleanup-${seed}`;
+        started.push(name);
+        await forget(name);
+        let model: SnapshotModel = 'none';
+        for (const [index, step] of plan.entries()) {
+          const context = `[WARMVM_CLEANUP_SEED=${seed}, step ${index + 1}/${plan.length} ${describeStep(step)}, snapshot ${model}] `;
+          console.log(`cleanup: ${context}`);
+          model = await runStep(name, step, model, context);
+        }
+        await forget(name);
+      },
+      plan.length * 150_000,
+    );
   }
 });
 
@@ -143,7 +147,10 @@ async function expectNothingLeft(name: string, finalPid: number | undefined, kil
   await expectOnlyFinalQemuLeft(name, await readTraceFile(paths.traceFile), finalPid, context);
   if (killed !== undefined) expect(await isProcessAlive(killed), `${context}the killed QEMU`).toBe(false);
   expect(existsSync(paths.lockFile), `${context}${paths.lockFile} is left`).toBe(false);
-  expect((await storeLeftovers()).filter((path) => !storeBefore.includes(path)), `${context}left in the snapshot store`).toEqual([]);
+  expect(
+    (await storeLeftovers()).filter((path) => !storeBefore.includes(path)),
+    `${context}left in the snapshot store`,
+  ).toEqual([]);
   expect(await leftoversUnder(paths.dir), `${context}left in the instance folder`).toEqual([]);
 }
 
@@ -164,7 +171,12 @@ async function expectAsPlanned(name: string, result: CliResult, expectation: Exp
 }
 
 /** `warmvm start`, and for a kill step, the kill at its state; never two QEMUs of the instance at once. */
-async function startRun(name: string, args: string[], kill: Extract<Step, { kind: 'kill' }> | undefined, context: string): Promise<{ result: CliResult; killed?: number; landedIn?: string }> {
+async function startRun(
+  name: string,
+  args: string[],
+  kill: Extract<Step, { kind: 'kill' }> | undefined,
+  context: string,
+): Promise<{ result: CliResult; killed?: number; landedIn?: string }> {
   const watch = watchInstanceQemus(name);
   const run = kill ? await startKillingQemuAt(name, args, kill.state, kill.delayMs) : { result: await cli(['start', '--name', name, '--json', ...args]) };
   const most = await watch.stop();
@@ -190,7 +202,15 @@ async function coldStartWithoutAgent(name: string, context: string): Promise<voi
     await qga.close();
   }
   const deadline = Date.now() + 15_000;
-  while (await QgaClient.connect(socket, { timeoutMs: 1_000 }).then(async (client) => (await client.close(), true), () => false)) {
+  while (
+    await QgaClient.connect(socket, { timeoutMs: 1_000 }).then(
+      async (client) => {
+        await client.close();
+        return true;
+      },
+      () => false,
+    )
+  ) {
     if (Date.now() > deadline) throw new Error(`${context}the guest agent still answers`);
     await sleep(200);
   }

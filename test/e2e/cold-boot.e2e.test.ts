@@ -39,121 +39,142 @@ describe('cold boot of the demo guest on real QEMU', () => {
     for (const name of names) await cli(['stop', '--name', name]);
   });
 
-  it('starts healthy, answers HTTP and the guest agent, reports running, and stops clean', async () => {
-    const name = 'e2e-cold';
-    const started = await cli(['start', '--cold', '--name', name, '--json']);
-    expect(started.exitCode, started.stderr + started.stdout).toBe(0);
-    expect(started.json).toMatchObject({ name, outcome: 'healthy', path: 'cold' });
-    await expectTraceMatches(name, 'cold.json');
-    // The CLI's check, a real process, tells a cold start from the resume CI expects: exit 1, with the diff.
-    const check = await cli(['trace', 'check', expectedTracePath('resume.json'), '--name', name]);
-    expect(check.exitCode, check.stderr).toBe(1);
-    expect(check.stdout).toContain('trace check FAILED');
-    expect(check.stdout).toMatch(/> +4 {2}start\.resume +#4 .*start\.coldBoot +<- diverges here/);
-    const seconds = started.json.seconds as Record<string, number>;
-    for (const phase of ['total', 'preflight', 'image', 'accelerator', 'coldBoot.launching', 'coldBoot.booting', 'coldBoot.rotating', 'coldBoot.probing']) expect(seconds[phase], phase).toBeTypeOf('number');
-    const health = started.json.health as { url: string; status: number }[];
-    expect(health).toHaveLength(1);
-    expect(health[0]?.status).toBe(200);
+  it(
+    'starts healthy, answers HTTP and the guest agent, reports running, and stops clean',
+    async () => {
+      const name = 'e2e-cold';
+      const started = await cli(['start', '--cold', '--name', name, '--json']);
+      expect(started.exitCode, started.stderr + started.stdout).toBe(0);
+      expect(started.json).toMatchObject({ name, outcome: 'healthy', path: 'cold' });
+      await expectTraceMatches(name, 'cold.json');
+      // The CLI's check, a real process, tells a cold start from the resume CI expects: exit 1, with the diff.
+      const check = await cli(['trace', 'check', expectedTracePath('resume.json'), '--name', name]);
+      expect(check.exitCode, check.stderr).toBe(1);
+      expect(check.stdout).toContain('trace check FAILED');
+      expect(check.stdout).toMatch(/> +4 {2}start\.resume +#4 .*start\.coldBoot +<- diverges here/);
+      const seconds = started.json.seconds as Record<string, number>;
+      for (const phase of ['total', 'preflight', 'image', 'accelerator', 'coldBoot.launching', 'coldBoot.booting', 'coldBoot.rotating', 'coldBoot.probing'])
+        expect(seconds[phase], phase).toBeTypeOf('number');
+      const health = started.json.health as { url: string; status: number }[];
+      expect(health).toHaveLength(1);
+      expect(health[0]?.status).toBe(200);
 
-    // QEMU runs on, detached, after the CLI has exited.
-    const answer = await getStatus(health[0]?.url as string, 5_000);
-    expect(answer.status).toBe(200);
+      // QEMU runs on, detached, after the CLI has exited.
+      const answer = await getStatus(health[0]?.url as string, 5_000);
+      expect(answer.status).toBe(200);
 
-    const status = await cli(['status', '--name', name, '--json']);
-    expect(status.json).toMatchObject({ name, state: 'running', pid: started.json.pid, path: 'cold' });
-    expect(status.json.health).toEqual([{ url: health[0]?.url, status: 200 }]);
+      const status = await cli(['status', '--name', name, '--json']);
+      expect(status.json).toMatchObject({ name, state: 'running', pid: started.json.pid, path: 'cold' });
+      expect(status.json.health).toEqual([{ url: health[0]?.url, status: 200 }]);
 
-    // The real guest agent runs a real command.
-    const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
-    try {
-      const result = await qga.exec('/bin/sh', ['-c', 'read line; echo "got:$line"; uname -s'], { inputData: 'hello\n', timeoutMs: 10_000 });
-      expect(result.exitCode).toBe(0);
-      expect(result.stdout.toString()).toBe('got:hello\nLinux\n');
-    } finally {
-      await qga.close();
-    }
+      // The real guest agent runs a real command.
+      const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
+      try {
+        const result = await qga.exec('/bin/sh', ['-c', 'read line; echo "got:$line"; uname -s'], { inputData: 'hello\n', timeoutMs: 10_000 });
+        expect(result.exitCode).toBe(0);
+        expect(result.stdout.toString()).toBe('got:hello\nLinux\n');
+      } finally {
+        await qga.close();
+      }
 
-    const stopped = await stopAndCheckTrace(name);
-    expect(stopped).toMatchObject({ pid: started.json.pid });
-    await expectNoInstanceLeft(name, started.json.pid as number);
-    expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'stopped', pid: null });
-  }, BOOT_TIMEOUT);
+      const stopped = await stopAndCheckTrace(name);
+      expect(stopped).toMatchObject({ pid: started.json.pid });
+      await expectNoInstanceLeft(name, started.json.pid as number);
+      expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'stopped', pid: null });
+    },
+    BOOT_TIMEOUT,
+  );
 
-  it('refuses a second start of a running instance, and a concurrent one', async () => {
-    const name = 'e2e-lock';
-    const first = startCli(['start', '--name', name, '--json']);
-    const paths = instancePaths(E2E_HOME, name);
-    await waitFor(() => existsSync(paths.pidFile), 60_000);
-    const concurrent = await cli(['start', '--name', name, '--json']);
-    expect(concurrent.exitCode).toBe(1);
-    expect((concurrent.json.error as { code: string }).code).toBe('E_LOCKED');
-    const firstResult = parse(await first);
-    expect(firstResult.json.outcome, firstResult.stderr).toBe('healthy');
-    // The refused start wrote no trace of its own (the lock comes first).
-    await expectTraceMatches(name, 'first-start.json');
-    const again = await cli(['start', '--name', name, '--json']);
-    expect(again.exitCode).toBe(1);
-    expect(again.json.error).toMatchObject({ code: 'E_ALREADY_RUNNING', hint: expect.stringContaining('warmvm stop') });
-    // The refused starts touched nothing: the first instance is still healthy.
-    expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'running', pid: firstResult.json.pid });
-    await stopAndCheckTrace(name);
-    await expectNoInstanceLeft(name, firstResult.json.pid as number);
-  }, BOOT_TIMEOUT);
+  it(
+    'refuses a second start of a running instance, and a concurrent one',
+    async () => {
+      const name = 'e2e-lock';
+      const first = startCli(['start', '--name', name, '--json']);
+      const paths = instancePaths(E2E_HOME, name);
+      await waitFor(() => existsSync(paths.pidFile), 60_000);
+      const concurrent = await cli(['start', '--name', name, '--json']);
+      expect(concurrent.exitCode).toBe(1);
+      expect((concurrent.json.error as { code: string }).code).toBe('E_LOCKED');
+      const firstResult = parse(await first);
+      expect(firstResult.json.outcome, firstResult.stderr).toBe('healthy');
+      // The refused start wrote no trace of its own (the lock comes first).
+      await expectTraceMatches(name, 'first-start.json');
+      const again = await cli(['start', '--name', name, '--json']);
+      expect(again.exitCode).toBe(1);
+      expect(again.json.error).toMatchObject({ code: 'E_ALREADY_RUNNING', hint: expect.stringContaining('warmvm stop') });
+      // The refused starts touched nothing: the first instance is still healthy.
+      expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'running', pid: firstResult.json.pid });
+      await stopAndCheckTrace(name);
+      await expectNoInstanceLeft(name, firstResult.json.pid as number);
+    },
+    BOOT_TIMEOUT,
+  );
 
-  it('Ctrl-C during the boot stops the QEMU it launched', async () => {
-    const name = 'e2e-ctrlc';
-    const paths = instancePaths(E2E_HOME, name);
-    const run = startCli(['start', '--name', name, '--json']);
-    await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
-    const pid = Number(readFileSync(paths.pidFile, 'utf8'));
-    expect(pid).toBeGreaterThan(0);
-    run.kill('SIGINT');
-    const result = parse(await run);
-    expect(result.exitCode).toBe(130);
-    expect(result.json.error).toMatchObject({ code: 'E_INTERRUPTED' });
-    await expectTraceMatches(name, 'interrupted-cold-boot.json');
-    await expectNoInstanceLeft(name, pid);
-  }, BOOT_TIMEOUT);
+  it(
+    'Ctrl-C during the boot stops the QEMU it launched',
+    async () => {
+      const name = 'e2e-ctrlc';
+      const paths = instancePaths(E2E_HOME, name);
+      const run = startCli(['start', '--name', name, '--json']);
+      await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
+      const pid = Number(readFileSync(paths.pidFile, 'utf8'));
+      expect(pid).toBeGreaterThan(0);
+      run.kill('SIGINT');
+      const result = parse(await run);
+      expect(result.exitCode).toBe(130);
+      expect(result.json.error).toMatchObject({ code: 'E_INTERRUPTED' });
+      await expectTraceMatches(name, 'interrupted-cold-boot.json');
+      await expectNoInstanceLeft(name, pid);
+    },
+    BOOT_TIMEOUT,
+  );
 
-  it('a guest that never turns healthy fails at the bound, with the last answer, and leaves no QEMU', async () => {
-    const name = 'e2e-unhealthy';
-    const dir = join(E2E_HOME, 'configs');
-    await mkdir(dir, { recursive: true });
-    const config = join(dir, 'unhealthy.json');
-    await writeFile(config, JSON.stringify({ health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3 } }));
-    const paths = instancePaths(E2E_HOME, name);
-    const run = startCli(['start', '--name', name, '--config', config, '--json']);
-    await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
-    const pid = Number(readFileSync(paths.pidFile, 'utf8'));
-    const result = parse(await run);
-    expect(result.exitCode).toBe(1);
-    expect(result.json).toMatchObject({ failedState: 'coldBoot.probing' });
-    // Whichever comes first, the probe's own bound or the state's: both name the last answer or the bound.
-    expect((result.json.error as { message: string }).message).toMatch(/→ 404|did not happen within 3 s/);
-    await expectTraceMatches(name, 'unhealthy.json');
-    await expectNoInstanceLeft(name, pid);
-  }, BOOT_TIMEOUT);
+  it(
+    'a guest that never turns healthy fails at the bound, with the last answer, and leaves no QEMU',
+    async () => {
+      const name = 'e2e-unhealthy';
+      const dir = join(E2E_HOME, 'configs');
+      await mkdir(dir, { recursive: true });
+      const config = join(dir, 'unhealthy.json');
+      await writeFile(config, JSON.stringify({ health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3 } }));
+      const paths = instancePaths(E2E_HOME, name);
+      const run = startCli(['start', '--name', name, '--config', config, '--json']);
+      await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
+      const pid = Number(readFileSync(paths.pidFile, 'utf8'));
+      const result = parse(await run);
+      expect(result.exitCode).toBe(1);
+      expect(result.json).toMatchObject({ failedState: 'coldBoot.probing' });
+      // Whichever comes first, the probe's own bound or the state's: both name the last answer or the bound.
+      expect((result.json.error as { message: string }).message).toMatch(/→ 404|did not happen within 3 s/);
+      await expectTraceMatches(name, 'unhealthy.json');
+      await expectNoInstanceLeft(name, pid);
+    },
+    BOOT_TIMEOUT,
+  );
 
-  it('waits for the ready marker on the serial console; a marker that never comes fails booting at its bound, leaving no QEMU', async () => {
-    const name = 'e2e-marker';
-    const dir = join(E2E_HOME, 'configs');
-    await mkdir(dir, { recursive: true });
-    const seen = join(dir, 'marker.json');
-    await writeFile(seen, JSON.stringify({ readyMarker: 'warmvm: workload healthy' }));
-    const ready = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', seen, '--json']);
-    expect(ready.json.outcome, ready.stderr).toBe('healthy');
-    expect(readFileSync(instancePaths(E2E_HOME, name).serialLog, 'utf8')).toContain('warmvm: workload healthy');
-    await stopAndCheckTrace(name);
+  it(
+    'waits for the ready marker on the serial console; a marker that never comes fails booting at its bound, leaving no QEMU',
+    async () => {
+      const name = 'e2e-marker';
+      const dir = join(E2E_HOME, 'configs');
+      await mkdir(dir, { recursive: true });
+      const seen = join(dir, 'marker.json');
+      await writeFile(seen, JSON.stringify({ readyMarker: 'warmvm: workload healthy' }));
+      const ready = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', seen, '--json']);
+      expect(ready.json.outcome, ready.stderr).toBe('healthy');
+      expect(readFileSync(instancePaths(E2E_HOME, name).serialLog, 'utf8')).toContain('warmvm: workload healthy');
+      await stopAndCheckTrace(name);
 
-    const never = join(dir, 'marker-never.json');
-    await writeFile(never, JSON.stringify({ readyMarker: 'warmvm: a line no guest prints', bounds: { bootSeconds: 15 } }));
-    const result = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', never, '--json']);
-    expect(result.exitCode).toBe(1);
-    expect(result.json).toMatchObject({ failedState: 'coldBoot.booting' });
-    expect((result.json.error as { message: string }).message).toMatch(/15 s/);
-    await expectNoInstanceLeft(name, result.json.pid as number | undefined);
-  }, BOOT_TIMEOUT);
+      const never = join(dir, 'marker-never.json');
+      await writeFile(never, JSON.stringify({ readyMarker: 'warmvm: a line no guest prints', bounds: { bootSeconds: 15 } }));
+      const result = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', never, '--json']);
+      expect(result.exitCode).toBe(1);
+      expect(result.json).toMatchObject({ failedState: 'coldBoot.booting' });
+      expect((result.json.error as { message: string }).message).toMatch(/15 s/);
+      await expectNoInstanceLeft(name, result.json.pid as number | undefined);
+    },
+    BOOT_TIMEOUT,
+  );
 
   it('a host port already taken fails before launch, naming the port', async () => {
     const port = await findFreePort();

@@ -94,88 +94,104 @@ async function screenshot(page: Page, name: string): Promise<string> {
 }
 
 describe('the inspector in a real browser', () => {
-  it('shows a resume live, its active state moving to healthy, and keeps the page until Ctrl-C', async () => {
-    const name = 'insp-live';
-    const first = await cli(['start', '--name', name, '--json']);
-    expect(first.json.outcome, first.stderr).toBe('healthy');
-    await cli(['stop', '--name', name]);
+  it(
+    'shows a resume live, its active state moving to healthy, and keeps the page until Ctrl-C',
+    async () => {
+      const name = 'insp-live';
+      const first = await cli(['start', '--name', name, '--json']);
+      expect(first.json.outcome, first.stderr).toBe('healthy');
+      await cli(['stop', '--name', name]);
 
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await watchActiveStates(page);
-    const run = serving(['start', '--name', name, '--inspect', '--json']);
-    await page.goto(await run.url);
-    await page.locator('#status.healthy').waitFor({ timeout: 60_000 });
-    const seen = (await page.evaluate('window.seenActive')) as string[];
-    expect(seen.at(-1)).toBe('start.running');
-    // It moved through the resume to healthy: the resume's states were lit on the way.
-    expect(seen).toEqual(expect.arrayContaining(['resume.incoming', 'resume.healthy']));
-    expect(seen.indexOf('resume.incoming')).toBeLessThan(seen.indexOf('resume.healthy'));
-    expect(await page.locator('#events tr').count()).toBeGreaterThan(5);
-    expect(await page.locator('[data-channel="exec"]').textContent()).toContain('rotate-secrets');
-    expect(await page.locator('[data-channel="qmp"]').textContent()).not.toBe('—');
-    expect(await page.locator('[data-channel="health"]').textContent()).toContain('HTTP 200');
-    expect(await page.locator('#note').textContent()).toContain('Ctrl-C');
-    // No secret reaches the page: the values just written for the user are not in it.
-    const secrets = (await import('node:fs')).readFileSync(join(E2E_HOME, 'instances', name, 'secrets.env'), 'utf8');
-    const html = await page.content();
-    for (const line of secrets.trim().split('\n')) expect(html).not.toContain(line.split('=')[1]);
-    await screenshot(page, 'inspector-live-resume');
-    // The command waited for Ctrl-C, and ends cleanly on it, QEMU left running.
-    expect(run.stderr()).toContain('Press Ctrl-C to end');
-    const ended = await run.interrupt();
-    expect(ended.exitCode).toBe(0);
-    expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'resume', inspectUrl: await run.url });
-    await page.close();
-  }, TIMEOUT);
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await watchActiveStates(page);
+      const run = serving(['start', '--name', name, '--inspect', '--json']);
+      await page.goto(await run.url);
+      await page.locator('#status.healthy').waitFor({ timeout: 60_000 });
+      const seen = (await page.evaluate('window.seenActive')) as string[];
+      expect(seen.at(-1)).toBe('start.running');
+      // It moved through the resume to healthy: the resume's states were lit on the way.
+      expect(seen).toEqual(expect.arrayContaining(['resume.incoming', 'resume.healthy']));
+      expect(seen.indexOf('resume.incoming')).toBeLessThan(seen.indexOf('resume.healthy'));
+      expect(await page.locator('#events tr').count()).toBeGreaterThan(5);
+      expect(await page.locator('[data-channel="exec"]').textContent()).toContain('rotate-secrets');
+      expect(await page.locator('[data-channel="qmp"]').textContent()).not.toBe('—');
+      expect(await page.locator('[data-channel="health"]').textContent()).toContain('HTTP 200');
+      expect(await page.locator('#note').textContent()).toContain('Ctrl-C');
+      // No secret reaches the page: the values just written for the user are not in it.
+      const secrets = (await import('node:fs')).readFileSync(join(E2E_HOME, 'instances', name, 'secrets.env'), 'utf8');
+      const html = await page.content();
+      for (const line of secrets.trim().split('\n')) expect(html).not.toContain(line.split('=')[1]);
+      await screenshot(page, 'inspector-live-resume');
+      // The command waited for Ctrl-C, and ends cleanly on it, QEMU left running.
+      expect(run.stderr()).toContain('Press Ctrl-C to end');
+      const ended = await run.interrupt();
+      expect(ended.exitCode).toBe(0);
+      expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'resume', inspectUrl: await run.url });
+      await page.close();
+    },
+    TIMEOUT,
+  );
 
-  it('shows the fallback reason when a resume falls back to a cold boot', async () => {
-    const name = 'insp-fallback';
-    const first = await cli(['start', '--name', name, '--json']);
-    expect(first.json.outcome, first.stderr).toBe('healthy');
-    await cli(['stop', '--name', name]);
-    const snapshot = snapshotPaths(homePaths(E2E_HOME).snapshots, name);
-    await truncate(snapshot.stateRaw, 4096);
-    await truncate(snapshot.stateZst, 100);
+  it(
+    'shows the fallback reason when a resume falls back to a cold boot',
+    async () => {
+      const name = 'insp-fallback';
+      const first = await cli(['start', '--name', name, '--json']);
+      expect(first.json.outcome, first.stderr).toBe('healthy');
+      await cli(['stop', '--name', name]);
+      const snapshot = snapshotPaths(homePaths(E2E_HOME).snapshots, name);
+      await truncate(snapshot.stateRaw, 4096);
+      await truncate(snapshot.stateZst, 100);
 
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const run = serving(['start', '--name', name, '--inspect', '--json']);
-    await page.goto(await run.url);
-    await page.locator('#status.healthy').waitFor({ timeout: 120_000 });
-    expect(await page.locator('#fallback').isVisible()).toBe(true);
-    expect(await page.locator('#fallbackText').textContent()).toMatch(/resume\.preparing: .*corrupt/);
-    await screenshot(page, 'inspector-fallback');
-    const ended = await run.interrupt();
-    expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.preparing') });
-    await page.close();
-  }, TIMEOUT);
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const run = serving(['start', '--name', name, '--inspect', '--json']);
+      await page.goto(await run.url);
+      await page.locator('#status.healthy').waitFor({ timeout: 120_000 });
+      expect(await page.locator('#fallback').isVisible()).toBe(true);
+      expect(await page.locator('#fallbackText').textContent()).toMatch(/resume\.preparing: .*corrupt/);
+      await screenshot(page, 'inspector-fallback');
+      const ended = await run.interrupt();
+      expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.preparing') });
+      await page.close();
+    },
+    TIMEOUT,
+  );
 
-  it('--inspect=stately with no Stately server says so, and the start runs and exits as without it', async () => {
-    const name = 'insp-live';
-    await cli(['stop', '--name', name]);
-    const result = await cli(['start', '--name', name, '--inspect=stately:ws://127.0.0.1:9', '--json']);
-    expect(result.exitCode, result.stderr).toBe(0);
-    expect(result.json).toMatchObject({ outcome: 'healthy', path: 'resume' });
-    expect(result.stderr).toContain('no Stately inspector answers at ws://127.0.0.1:9');
-    await cli(['stop', '--name', name]);
-  }, TIMEOUT);
+  it(
+    '--inspect=stately with no Stately server says so, and the start runs and exits as without it',
+    async () => {
+      const name = 'insp-live';
+      await cli(['stop', '--name', name]);
+      const result = await cli(['start', '--name', name, '--inspect=stately:ws://127.0.0.1:9', '--json']);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.json).toMatchObject({ outcome: 'healthy', path: 'resume' });
+      expect(result.stderr).toContain('no Stately inspector answers at ws://127.0.0.1:9');
+      await cli(['stop', '--name', name]);
+    },
+    TIMEOUT,
+  );
 
-  it('replays a recorded trace with warmvm inspect, stepping back through it', async () => {
-    // The previous test's start is the instance's latest trace: a fallback.
-    const name = 'insp-fallback';
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const run = serving(['inspect', '--name', name]);
-    await page.goto(await run.url);
-    await page.locator('#status.healthy').waitFor({ timeout: 30_000 });
-    expect(await page.locator('#replay').isVisible()).toBe(true);
-    expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.running');
-    // Back to the first steps: the run was then still choosing, not healthy.
-    await page.locator('#cursor').fill('3');
-    expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.choosing');
-    expect(await page.locator('#status').textContent()).toBe('replaying');
-    await screenshot(page, 'inspector-replay');
-    const ended = await run.interrupt();
-    expect(ended.exitCode).toBe(0);
-    await page.close();
-    expect((await readdir(SHOTS)).filter((file) => file.endsWith('.png')).length).toBeGreaterThanOrEqual(3);
-  }, TIMEOUT);
+  it(
+    'replays a recorded trace with warmvm inspect, stepping back through it',
+    async () => {
+      // The previous test's start is the instance's latest trace: a fallback.
+      const name = 'insp-fallback';
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const run = serving(['inspect', '--name', name]);
+      await page.goto(await run.url);
+      await page.locator('#status.healthy').waitFor({ timeout: 30_000 });
+      expect(await page.locator('#replay').isVisible()).toBe(true);
+      expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.running');
+      // Back to the first steps: the run was then still choosing, not healthy.
+      await page.locator('#cursor').fill('3');
+      expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.choosing');
+      expect(await page.locator('#status').textContent()).toBe('replaying');
+      await screenshot(page, 'inspector-replay');
+      const ended = await run.interrupt();
+      expect(ended.exitCode).toBe(0);
+      await page.close();
+      expect((await readdir(SHOTS)).filter((file) => file.endsWith('.png')).length).toBeGreaterThanOrEqual(3);
+    },
+    TIMEOUT,
+  );
 });

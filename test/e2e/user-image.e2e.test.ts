@@ -92,7 +92,7 @@ describe("a user's cloud image (bootloader on the disk) with the user's cloud-in
     await expectCorruptStateFallsBack(name, config);
   }, 1_800_000);
 
-  it('QEMU killed while the resume loads its state: the cold fallback boots the image itself, not the snapshot\'s disk', async () => {
+  it("QEMU killed while the resume loads its state: the cold fallback boots the image itself, not the snapshot's disk", async () => {
     const before = await snapshotDigest(name);
     const killed = await startKillingQemuAt(name, ['--config', config], 'resume.incoming');
     expect(killed.result.json.outcome, killed.result.stderr).toBe('healthy');

@@ -7,14 +7,7 @@
 /** What the instance's snapshot is: none, a good one, or one whose guest agent is stopped. */
 export type SnapshotModel = 'none' | 'good' | 'noAgent';
 
-export type KillState =
-  | 'coldBoot.booting'
-  | 'coldBoot.rotating'
-  | 'coldBoot.probing'
-  | 'capture.migrating'
-  | 'resume.incoming'
-  | 'resume.rotating'
-  | 'resume.probing';
+export type KillState = 'coldBoot.booting' | 'coldBoot.rotating' | 'coldBoot.probing' | 'capture.migrating' | 'resume.incoming' | 'resume.rotating' | 'resume.probing';
 
 export type Step =
   /** A plain start: brings the model to a snapshot when a fault needs one. */
@@ -65,7 +58,10 @@ function pick<T>(random: () => number, items: readonly T[]): T {
 function killChoices(model: SnapshotModel): { state: KillState; cold: boolean }[] {
   const resume: KillState[] = model === 'noAgent' ? ['resume.incoming', 'resume.rotating'] : ['resume.incoming', 'resume.rotating', 'resume.probing'];
   if (model === 'none') {
-    return [...(['coldBoot.booting', 'coldBoot.probing', 'capture.migrating'] as const).map((state) => ({ state, cold: false })), ...resume.map((state) => ({ state, cold: false }))];
+    return [
+      ...(['coldBoot.booting', 'coldBoot.probing', 'capture.migrating'] as const).map((state) => ({ state, cold: false })),
+      ...resume.map((state) => ({ state, cold: false })),
+    ];
   }
   return [...(['coldBoot.booting', 'coldBoot.rotating', 'coldBoot.probing'] as const).map((state) => ({ state, cold: true })), ...resume.map((state) => ({ state, cold: false }))];
 }

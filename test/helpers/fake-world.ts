@@ -5,19 +5,33 @@ import { resumeMachine } from '../../machines/resume.js';
 import { startMachine, type SnapshotChoice, type StartBounds } from '../../machines/start.js';
 
 /** What one call of a fake actor does. `late` settles well after the call, in simulated time. */
-export type Behaviour =
-  | { kind: 'ok' }
-  | { kind: 'fail'; code: string }
-  | { kind: 'hang' }
-  | { kind: 'late'; ms: number }
-  | { kind: 'qemuExits' };
+export type Behaviour = { kind: 'ok' } | { kind: 'fail'; code: string } | { kind: 'hang' } | { kind: 'late'; ms: number } | { kind: 'qemuExits' };
 
 /** Every actor the root machine and its children call, by the name the world knows it by. */
 export const ACTOR_NAMES = [
-  'preflight', 'image', 'accel', 'choose', 'setAside',
-  'cold.prepare', 'cold.launch', 'cold.guest', 'cold.rotate', 'cold.health', 'cold.stop',
-  'capture.pause', 'capture.migrate', 'capture.quit', 'capture.store', 'capture.recover',
-  'resume.prepare', 'resume.launch', 'resume.incoming', 'resume.cont', 'resume.rotate', 'resume.health', 'resume.stop',
+  'preflight',
+  'image',
+  'accel',
+  'choose',
+  'setAside',
+  'cold.prepare',
+  'cold.launch',
+  'cold.guest',
+  'cold.rotate',
+  'cold.health',
+  'cold.stop',
+  'capture.pause',
+  'capture.migrate',
+  'capture.quit',
+  'capture.store',
+  'capture.recover',
+  'resume.prepare',
+  'resume.launch',
+  'resume.incoming',
+  'resume.cont',
+  'resume.rotate',
+  'resume.health',
+  'resume.stop',
 ] as const;
 export type ActorName = (typeof ACTOR_NAMES)[number];
 
@@ -39,10 +53,24 @@ export const BOUND_MS = 1_000;
 
 export function uniformBounds(ms = BOUND_MS): StartBounds {
   return {
-    preflightMs: ms, imageMs: ms, accelMs: ms, chooseMs: ms, setAsideMs: ms,
-    launchMs: ms, bootMs: ms, rotateMs: ms, healthMs: ms, stopMs: ms,
-    prepareMs: ms, incomingMs: ms, contMs: ms,
-    pauseMs: ms, migrateMs: ms, quitMs: ms, storeMs: ms, recoverMs: ms,
+    preflightMs: ms,
+    imageMs: ms,
+    accelMs: ms,
+    chooseMs: ms,
+    setAsideMs: ms,
+    launchMs: ms,
+    bootMs: ms,
+    rotateMs: ms,
+    healthMs: ms,
+    stopMs: ms,
+    prepareMs: ms,
+    incomingMs: ms,
+    contMs: ms,
+    pauseMs: ms,
+    migrateMs: ms,
+    quitMs: ms,
+    storeMs: ms,
+    recoverMs: ms,
   };
 }
 
@@ -182,7 +210,8 @@ export class World {
     // Spawning comes before anything can fail: a failed launch may still have left a QEMU running.
     if (launches) this.spawn(name);
     const behaviour = this.script.behaviours[name]?.[nth] ?? { kind: 'ok' };
-    const failure = (code: string) => Object.assign(new Error(`fake ${name} failed: ${code}`), { code, hint: 'fake', inputData: this.secretValues.join(','), secrets: [...this.secretValues] });
+    const failure = (code: string) =>
+      Object.assign(new Error(`fake ${name} failed: ${code}`), { code, hint: 'fake', inputData: this.secretValues.join(','), secrets: [...this.secretValues] });
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => reject(Object.assign(new Error(`${name} aborted`), { code: 'E_ABORTED' }));
       signal.addEventListener('abort', onAbort, { once: true });

@@ -16,7 +16,10 @@ export function brokenInvariants(run: WorldRun): string[] {
   // 1. cont only after migrate-incoming completed with runstate `paused`.
   trace.forEach((entry, index) => {
     if (entry.state !== 'resume.cont') return;
-    const paused = trace.slice(0, index).reverse().find((earlier) => earlier.machine === 'resume');
+    const paused = trace
+      .slice(0, index)
+      .reverse()
+      .find((earlier) => earlier.machine === 'resume');
     const runstate = (paused?.event.output as { runstate?: string } | undefined)?.runstate;
     if (entry.from !== 'resume.paused' || paused?.state !== 'resume.paused' || runstate !== 'paused') {
       broken.push(`1: resume.cont entered from ${entry.from ?? 'nowhere'} (incoming said ${String(runstate)})`);
@@ -62,7 +65,8 @@ export function brokenInvariants(run: WorldRun): string[] {
 
 /** Times the root machine took the fallback edge: out of a failed resume or capture into a cold boot. */
 export function fallbackCount(trace: TraceEntry[]): number {
-  return trace.filter((entry) => (entry.state === 'start.coldBoot' || entry.state === 'start.settingAside') && (entry.from === 'start.resume' || entry.from === 'start.capture')).length;
+  return trace.filter((entry) => (entry.state === 'start.coldBoot' || entry.state === 'start.settingAside') && (entry.from === 'start.resume' || entry.from === 'start.capture'))
+    .length;
 }
 
 /** The root machine's states in order, for a failing property's message. */

@@ -49,10 +49,10 @@ export function readIso(image: Buffer): IsoImage {
       pvd = descriptor;
     } else if (type === 2) {
       // Joliet: one of three escape sequences, left-justified in the 32-byte field at 88.
-      const escape = descriptor.toString('latin1', 88, 91);
-      if (['%/@', '%/C', '%/E'].includes(escape) && descriptor.subarray(91, 120).every((byte) => byte === 0)) {
+      const sequence = descriptor.toString('latin1', 88, 91);
+      if (['%/@', '%/C', '%/E'].includes(sequence) && descriptor.subarray(91, 120).every((byte) => byte === 0)) {
         svd = descriptor;
-        jolietEscape = escape;
+        jolietEscape = sequence;
       }
     }
   }

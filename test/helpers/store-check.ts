@@ -45,7 +45,7 @@ export async function snapshotDigest(name: string): Promise<string | undefined> 
 /** A snapshot in place is whole by its own manifest: why not, or undefined. */
 export async function snapshotProblem(name: string): Promise<string | undefined> {
   const paths = snapshotOf(name);
-  let manifest;
+  let manifest: ReturnType<typeof parseManifest>;
   try {
     manifest = parseManifest(await readFile(paths.manifest, 'utf8'));
   } catch (error) {

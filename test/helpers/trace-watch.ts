@@ -36,5 +36,7 @@ export async function waitForState(name: string, state: string, since: number, e
 
 /** The state a machine is in now, by the run's last entry for it. */
 export function currentState(name: string, since: number, machine: string): string | undefined {
-  return currentRun(name, since).filter((entry) => entry.machine === machine).at(-1)?.state;
+  return currentRun(name, since)
+    .filter((entry) => entry.machine === machine)
+    .at(-1)?.state;
 }

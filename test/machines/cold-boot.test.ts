@@ -1,7 +1,16 @@
 import { createActor, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { errorWithCode as withCode, fakeActor as fake, type Outcome } from '../helpers/fake-actors.js';
-import { coldBootMachine, type ColdBootOutput, type GuestUp, type HealthResult, type LaunchResult, type PreparedBoot, type RotateResult, type StopResult } from '../../machines/cold-boot.js';
+import {
+  coldBootMachine,
+  type ColdBootOutput,
+  type GuestUp,
+  type HealthResult,
+  type LaunchResult,
+  type PreparedBoot,
+  type RotateResult,
+  type StopResult,
+} from '../../machines/cold-boot.js';
 
 const bounds = { prepareMs: 4_000, launchMs: 1_000, bootMs: 5_000, rotateMs: 2_000, healthMs: 3_000, stopMs: 2_000 };
 

@@ -38,7 +38,13 @@ describe('the machines keep DESIGN.md invariants on every generated run', () => 
           preferSettle: () => choices[step++ % choices.length] === true,
         });
         const broken = brokenInvariants(run);
-        if (broken.length > 0) throw new Error(`${broken.join('\n')}\n${describeRun(run)}\n${scheduler.report().map((task) => task.label).join(', ')}`);
+        if (broken.length > 0)
+          throw new Error(
+            `${broken.join('\n')}\n${describeRun(run)}\n${scheduler
+              .report()
+              .map((task) => task.label)
+              .join(', ')}`,
+          );
       }),
       propertyParams(150),
     );
@@ -46,7 +52,10 @@ describe('the machines keep DESIGN.md invariants on every generated run', () => 
 
   it('a broken invariant is caught: the checks themselves can fail', async () => {
     // A world where QEMU never stops: every failed attempt leaves it running.
-    const run = await runWorld({ behaviours: { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' }] }, snapshot: 'usable', incomingRunstate: 'paused', cancelAtCall: undefined }, { forceCold: false, capture: true, rotation: true });
+    const run = await runWorld(
+      { behaviours: { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' }] }, snapshot: 'usable', incomingRunstate: 'paused', cancelAtCall: undefined },
+      { forceCold: false, capture: true, rotation: true },
+    );
     expect(brokenInvariants(run)).toEqual([]);
     run.world.live.add(424242);
     expect(brokenInvariants(run).join('\n')).toMatch(/^2: healthy with pid/m);

@@ -9,10 +9,24 @@ import { brokenInvariants } from '../helpers/invariants.js';
 import { runWorld } from '../helpers/world-run.js';
 
 const bounds: StartBounds = {
-  preflightMs: 1_000, imageMs: 1_000, accelMs: 1_000, chooseMs: 1_000, setAsideMs: 1_000,
-  launchMs: 1_000, bootMs: 1_000, rotateMs: 1_000, healthMs: 1_000, stopMs: 1_000,
-  prepareMs: 1_000, incomingMs: 1_000, contMs: 1_000,
-  pauseMs: 1_000, migrateMs: 1_000, quitMs: 1_000, storeMs: 1_000, recoverMs: 1_000,
+  preflightMs: 1_000,
+  imageMs: 1_000,
+  accelMs: 1_000,
+  chooseMs: 1_000,
+  setAsideMs: 1_000,
+  launchMs: 1_000,
+  bootMs: 1_000,
+  rotateMs: 1_000,
+  healthMs: 1_000,
+  stopMs: 1_000,
+  prepareMs: 1_000,
+  incomingMs: 1_000,
+  contMs: 1_000,
+  pauseMs: 1_000,
+  migrateMs: 1_000,
+  quitMs: 1_000,
+  storeMs: 1_000,
+  recoverMs: 1_000,
 };
 
 /** A world of fake actors that counts live QEMUs, so "at most one at a time" can be checked. */
@@ -22,7 +36,7 @@ function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; capt
   let maxLive = 0;
   let resumes = 0;
   // Typed loosely on purpose: each fake stands in for an actor of its own output type.
-  const step = <T,>(name: string, fn: () => T): never =>
+  const step = <T>(name: string, fn: () => T): never =>
     fromPromise<T, unknown>(async () => {
       calls.push(name);
       return fn();

@@ -24,11 +24,9 @@ export interface IsoOptions {
 /** `label` when it is 1–16 printable ASCII characters without spaces; an E_ISO_LABEL error otherwise. */
 export function checkLabel(label: string): string {
   if (typeof label !== 'string' || !/^[\x21-\x7e]{1,16}$/.test(label)) {
-    throw new WarmvmError(
-      'E_ISO_LABEL',
-      `ISO image: the volume label ${JSON.stringify(label)} is not 1–${MAX_LABEL_LENGTH} printable ASCII characters without spaces`,
-      { hint: 'use a label such as "cidata" (the one cloud-init looks for on a NoCloud seed)' },
-    );
+    throw new WarmvmError('E_ISO_LABEL', `ISO image: the volume label ${JSON.stringify(label)} is not 1–${MAX_LABEL_LENGTH} printable ASCII characters without spaces`, {
+      hint: 'use a label such as "cidata" (the one cloud-init looks for on a NoCloud seed)',
+    });
   }
   return label;
 }

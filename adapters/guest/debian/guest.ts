@@ -94,7 +94,10 @@ export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Prom
     await rm(old, { recursive: true, force: true });
     progress(`Debian guest ${key} built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const image = await readImage(imageDir, key);
-    if (!image) throw new WarmvmError('E_GUEST_PUBLISH', `the Debian guest in ${imageDir} is incomplete right after building it`, { hint: 'run "warmvm guest build --profile debian --force"' });
+    if (!image)
+      throw new WarmvmError('E_GUEST_PUBLISH', `the Debian guest in ${imageDir} is incomplete right after building it`, {
+        hint: 'run "warmvm guest build --profile debian --force"',
+      });
     await removeOldImages(imagesDir, PREFIX + key, progress, logger);
     return { ...image, built: true };
   } finally {

@@ -55,7 +55,11 @@ export async function debootstrap(rootfs: string, options: RootfsOptions): Promi
     await child;
   } catch (cause) {
     throwIfAborted(options.signal, 'debootstrap');
-    const output = String((cause as { all?: string }).all ?? '').trim().split('\n').slice(-8).join('\n');
+    const output = String((cause as { all?: string }).all ?? '')
+      .trim()
+      .split('\n')
+      .slice(-8)
+      .join('\n');
     throw new WarmvmError('E_DEBOOTSTRAP', `debootstrap of Debian ${DEBIAN_SUITE} from ${DEBIAN_MIRROR} failed:\n${output}`, {
       hint: 'check the network and the mirror (WARMVM_DEBIAN_MIRROR), and that debootstrap is installed (apt-get install debootstrap)',
       cause,
@@ -117,7 +121,7 @@ export async function unmountUnder(dir: string): Promise<void> {
   const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => ''))
     .split('\n')
     .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
-    .filter((point): point is string => point !== undefined && point.startsWith(`${dir}/`))
+    .filter((point): point is string => point?.startsWith(`${dir}/`) === true)
     .sort((a, b) => b.length - a.length);
   if (mounts.length === 0) return;
   const execa = await loadExeca();

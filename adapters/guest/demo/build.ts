@@ -60,7 +60,10 @@ export async function buildImage(context: BuildContext): Promise<void> {
 
   const release = await kernelRelease(kernelTree, kernelPackage.name);
   const bzImage = await readFile(join(kernelTree, 'boot', `vmlinuz-${release}`)).catch((cause: unknown) => {
-    throw new WarmvmError('E_GUEST_KERNEL', `${kernelPackage.name} has no boot/vmlinuz-${release}`, { hint: 'the Debian kernel package changed its layout: update the demo guest builder', cause });
+    throw new WarmvmError('E_GUEST_KERNEL', `${kernelPackage.name} has no boot/vmlinuz-${release}`, {
+      hint: 'the Debian kernel package changed its layout: update the demo guest builder',
+      cause,
+    });
   });
 
   progress('assembling the initramfs');

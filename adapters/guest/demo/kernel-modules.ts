@@ -38,7 +38,7 @@ export async function resolveModuleLoadOrder(modulesDir: string, wanted: readonl
     const path = files.get(name);
     if (!path) {
       throw new WarmvmError('E_GUEST_MODULES', `kernel module ${name}${neededBy ? ` (needed by ${neededBy})` : ''} is neither in ${modulesDir} nor built in`, {
-        hint: 'the Debian kernel package changed: update the demo guest builder\'s module list',
+        hint: "the Debian kernel package changed: update the demo guest builder's module list",
       });
     }
     state.set(name, 'visiting');

@@ -34,7 +34,9 @@ export function downloadCacheDir(imagesDir: string): string {
 export async function resolvePackages(imagesDir: string, options: { signal: AbortSignal | undefined; logger: Logger }): Promise<DebianPackage[]> {
   const memoFile = join(imagesDir, RESOLUTION_MEMO);
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify({ apt: await aptStateFingerprint(), builder: DEMO_GUEST_BUILDER_VERSION, wanted: [KERNEL_METAPACKAGE, ...USERLAND_PACKAGES, ...AGENT_LIBRARY_PACKAGES] }))
+    .update(
+      JSON.stringify({ apt: await aptStateFingerprint(), builder: DEMO_GUEST_BUILDER_VERSION, wanted: [KERNEL_METAPACKAGE, ...USERLAND_PACKAGES, ...AGENT_LIBRARY_PACKAGES] }),
+    )
     .digest('hex');
   const memo = await readFile(memoFile, 'utf8')
     .then((text) => JSON.parse(text) as { fingerprint?: unknown; packages?: unknown })
@@ -58,6 +60,8 @@ function isPackageList(value: unknown): value is DebianPackage[] {
   return (
     Array.isArray(value) &&
     value.length > 0 &&
-    value.every((item: unknown) => typeof item === 'object' && item !== null && typeof (item as DebianPackage).name === 'string' && typeof (item as DebianPackage).version === 'string')
+    value.every(
+      (item: unknown) => typeof item === 'object' && item !== null && typeof (item as DebianPackage).name === 'string' && typeof (item as DebianPackage).version === 'string',
+    )
   );
 }

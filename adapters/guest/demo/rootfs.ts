@@ -88,7 +88,7 @@ async function findLibrary(tree: string, soname: string, neededBy: string): Prom
     if (found) return found;
   }
   throw new WarmvmError('E_GUEST_LIBRARY', `${soname} (needed by ${neededBy}) is in none of the downloaded Debian packages`, {
-    hint: 'the guest agent package gained a dependency: add the package that ships this library to the demo guest builder\'s library list',
+    hint: "the guest agent package gained a dependency: add the package that ships this library to the demo guest builder's library list",
   });
 }
 

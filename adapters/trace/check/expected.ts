@@ -73,17 +73,19 @@ export function validateExpectedTrace(value: unknown, source: string): ExpectedT
     }
     if (!Array.isArray(value.states)) problems.push(`"states" must be a list of patterns (got ${show(value.states)})`);
     else if (value.states.length === 0) problems.push('"states" must not be empty: give at least "..." to accept any trace');
-    else value.states.forEach((item, index) => {
-      const parsed = validateItem(item, `states[${index}]`, problems);
-      if (parsed) result.states.push(parsed);
-    });
+    else
+      value.states.forEach((item, index) => {
+        const parsed = validateItem(item, `states[${index}]`, problems);
+        if (parsed) result.states.push(parsed);
+      });
     if (value.absent !== undefined) {
       if (!Array.isArray(value.absent)) problems.push(`"absent" must be a list of patterns (got ${show(value.absent)})`);
-      else value.absent.forEach((pattern, index) => {
-        const problem = typeof pattern === 'string' && pattern !== ANY ? patternProblem(pattern) : `must be a state path or "prefix.*" (got ${show(pattern)})`;
-        if (problem) problems.push(`"absent[${index}]" ${problem}`);
-        else result.absent.push(pattern as string);
-      });
+      else
+        value.absent.forEach((pattern, index) => {
+          const problem = typeof pattern === 'string' && pattern !== ANY ? patternProblem(pattern) : `must be a state path or "prefix.*" (got ${show(pattern)})`;
+          if (problem) problems.push(`"absent[${index}]" ${problem}`);
+          else result.absent.push(pattern as string);
+        });
     }
     if (value.maxTotalMs !== undefined) {
       if (isDuration(value.maxTotalMs)) result.maxTotalMs = value.maxTotalMs;

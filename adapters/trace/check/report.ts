@@ -25,8 +25,7 @@ export function formatTraceCheck(result: TraceCheckResult): string {
   const rows = tableRows(result);
   const width = Math.min(MAX_EXPECTED_WIDTH, Math.max('expected'.length, ...rows.map((row) => row.expected.length)));
   const actualWidth = Math.max('actual'.length, ...rows.map((row) => row.actual.length));
-  const line = (row: Row): string =>
-    `  ${row.mark} ${row.expected.padEnd(width)}  ${row.note ? `${row.actual.padEnd(actualWidth)}  ${row.note}` : row.actual}`.trimEnd();
+  const line = (row: Row): string => `  ${row.mark} ${row.expected.padEnd(width)}  ${row.note ? `${row.actual.padEnd(actualWidth)}  ${row.note}` : row.actual}`.trimEnd();
   const out = [
     `trace check FAILED: ${result.actualSource} does not match ${against}`,
     '',
@@ -60,7 +59,9 @@ function tableRows(result: TraceCheckResult): Row[] {
   };
   for (const { item, entries: taken } of alignment) {
     if (taken.length === 0) row(item, undefined);
-    taken.forEach((entry, position) => row(position === 0 ? item : undefined, entry));
+    taken.forEach((entry, position) => {
+      row(position === 0 ? item : undefined, entry);
+    });
   }
   if (divergence) {
     const remainingItems = expected.states.length - divergence.item;

@@ -17,8 +17,10 @@ describe('writeNewc', () => {
       '00000001' + // nlink
       '00000000' + // mtime
       '00000002' + // filesize
-      '00000000' + '00000000' + // devmajor, devminor
-      '00000000' + '00000000' + // rdevmajor, rdevminor
+      '00000000' +
+      '00000000' + // devmajor, devminor
+      '00000000' +
+      '00000000' + // rdevmajor, rdevminor
       '00000002' + // namesize: "a" and its NUL
       '00000000'; // check
     expect(archive.toString('ascii', 0, 110)).toBe(expectedHeader);

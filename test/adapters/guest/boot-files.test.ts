@@ -52,12 +52,16 @@ describe('prepareBootFiles for a user image with cloud-init files', () => {
   it('makes an instance id from the user-data when no meta-data is given: new user-data, new seed and id', async () => {
     const { source, options } = await userImage('#cloud-config\n');
     const seedA = (await prepareBootFiles(source, options)).seed as string;
-    const metaA = readIso(await readFile(seedA)).joliet.find((entry) => entry.name === 'meta-data')?.data.toString();
+    const metaA = readIso(await readFile(seedA))
+      .joliet.find((entry) => entry.name === 'meta-data')
+      ?.data.toString();
     expect(metaA).toMatch(/^instance-id: warmvm-[0-9a-f]{16}\n/);
     await writeFile(source.userData, '#cloud-config\nhostname: other\n');
     const seedB = (await prepareBootFiles(source, options)).seed as string;
     expect(seedB).not.toBe(seedA);
-    const metaB = readIso(await readFile(seedB)).joliet.find((entry) => entry.name === 'meta-data')?.data.toString();
+    const metaB = readIso(await readFile(seedB))
+      .joliet.find((entry) => entry.name === 'meta-data')
+      ?.data.toString();
     expect(metaB).not.toBe(metaA);
   });
 

@@ -10,7 +10,7 @@ const tempDir = useTempDirs();
 
 describe('the runtime settings disk', () => {
   it('holds settings.env: sorted NAME=value lines with the instance name, that sh reads back exactly', async () => {
-    const settings = { LOG_LEVEL: 'debug', GREETING: "it's a \"test\" $HOME `x` \\ end" };
+    const settings = { LOG_LEVEL: 'debug', GREETING: 'it\'s a "test" $HOME `x` \\ end' };
     const text = settingsEnv('box-1', settings);
     expect(text.split('\n')[0]).toMatch(/^GREETING=/);
     expect(text).toContain("WARMVM_INSTANCE='box-1'\n");

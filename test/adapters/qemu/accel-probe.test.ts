@@ -42,7 +42,10 @@ describe('chooseAccelerator', () => {
   it('tcg when QEMU or the host has no KVM, saying why', async () => {
     const dir = await temp();
     expect(await chooseAccelerator(await input(dir, { accelerators: ['tcg'] }))).toMatchObject({ accel: 'tcg', rejected: { reason: expect.stringContaining('no kvm support') } });
-    expect(await chooseAccelerator(await input(dir, { kvmDevice: join(dir, 'missing') }))).toMatchObject({ accel: 'tcg', rejected: { reason: expect.stringContaining('missing') } });
+    expect(await chooseAccelerator(await input(dir, { kvmDevice: join(dir, 'missing') }))).toMatchObject({
+      accel: 'tcg',
+      rejected: { reason: expect.stringContaining('missing') },
+    });
   });
 
   it('kvm only once a guest kernel was seen running under it', async () => {

@@ -13,7 +13,10 @@ const plan: LaunchPlan = {
   initrd: '/img/initrd.gz',
   append: 'console=ttyS0',
   disk: undefined,
-  forwards: [{ guest: 8080, host: 18080 }, { guest: 22, host: 10022 }],
+  forwards: [
+    { guest: 8080, host: 18080 },
+    { guest: 22, host: 10022 },
+  ],
   qmpSocket: '/i/qmp.sock',
   qgaSocket: '/i/qga.sock',
   serialLog: '/i/serial.log',
@@ -36,10 +39,7 @@ describe('buildQemuArgv', () => {
 
   it('wires QMP, the guest agent, port forwards to loopback only, and vmgenid', () => {
     const argv = buildQemuArgv(plan);
-    expect(valueAfter(argv, '-chardev')).toEqual([
-      'socket,id=qmp0,path=/i/qmp.sock,server=on,wait=off',
-      'socket,id=qga0,path=/i/qga.sock,server=on,wait=off',
-    ]);
+    expect(valueAfter(argv, '-chardev')).toEqual(['socket,id=qmp0,path=/i/qmp.sock,server=on,wait=off', 'socket,id=qga0,path=/i/qga.sock,server=on,wait=off']);
     expect(valueAfter(argv, '-netdev')).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:18080-:8080,hostfwd=tcp:127.0.0.1:10022-:22']);
     expect(valueAfter(argv, '-device')).toEqual([
       'virtio-serial-pci,id=vser0',

@@ -11,7 +11,8 @@ describe('parsing QEMU output', () => {
   });
 
   it('resolves the q35 alias to the versioned type', () => {
-    const help = 'pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-10.0)\nq35                  Standard PC (Q35 + ICH9, 2009) (alias of pc-q35-10.0)\npc-q35-9.2           Standard PC';
+    const help =
+      'pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-10.0)\nq35                  Standard PC (Q35 + ICH9, 2009) (alias of pc-q35-10.0)\npc-q35-9.2           Standard PC';
     expect(parseMachineAlias(help, 'q35')).toBe('pc-q35-10.0');
     expect(parseMachineAlias(help, 'pc')).toBe('pc-i440fx-10.0');
     expect(parseMachineAlias(help, 'microvm')).toBeUndefined();

@@ -24,7 +24,7 @@ describe('createOverlay', () => {
     expect(info).toMatchObject({ format: 'qcow2', 'backing-filename-format': 'raw' });
   });
 
-  it("fails with E_OVERLAY, naming the image and quoting qemu-img, when the image is not what the config says", async () => {
+  it('fails with E_OVERLAY, naming the image and quoting qemu-img, when the image is not what the config says', async () => {
     const dir = await tempDir();
     const notQcow2 = join(dir, 'disk.qcow2');
     await writeFile(notQcow2, 'not an image');
@@ -35,7 +35,9 @@ describe('createOverlay', () => {
 
   it('names qemu-img missing in the hint', async () => {
     const dir = await tempDir();
-    const error = await createOverlay({ qemuImg: join(dir, 'no-qemu-img'), base: join(dir, 'x.qcow2'), format: 'qcow2', overlay: join(dir, 'o.qcow2') }).catch((caught: unknown) => caught);
+    const error = await createOverlay({ qemuImg: join(dir, 'no-qemu-img'), base: join(dir, 'x.qcow2'), format: 'qcow2', overlay: join(dir, 'o.qcow2') }).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toMatchObject({ code: 'E_OVERLAY', hint: expect.stringContaining('apt-get install qemu-utils') });
   });
 });

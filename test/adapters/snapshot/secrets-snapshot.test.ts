@@ -49,7 +49,7 @@ describe('snapshot manifest', () => {
     expect(manifestMismatch(manifest, { ...host, specHash: 'def' })).toContain('spec');
   });
 
-  it('names the parts of the config that changed since the capture, never a setting\'s value', () => {
+  it("names the parts of the config that changed since the capture, never a setting's value", () => {
     const parts = { memoryMb: 256, cpus: 1, ports: [{ guest: 8080 }], image: 'demo-1', seed: undefined, settings: { GREETING: 'hello' } };
     const changed = { ...parts, memoryMb: 512, image: 'demo-2', settings: { GREETING: 'secretish value' } };
     const captured = { ...manifest, specHash: hashSpec(parts), spec: specFacts(parts) };
@@ -61,7 +61,9 @@ describe('snapshot manifest', () => {
     expect(manifestMismatch(captured, { ...host, specHash: hashSpec(parts), spec: specFacts(parts) })).toBeUndefined();
     // A part that appears, and a long value, shortened.
     const longer = { ...parts, seed: `/images/${'x'.repeat(200)}.iso` };
-    expect(manifestMismatch(captured, { ...host, specHash: hashSpec(longer), spec: specFacts(longer) })).toMatch(/^the config changed since the capture: seed none → \/images\/x+…$/);
+    expect(manifestMismatch(captured, { ...host, specHash: hashSpec(longer), spec: specFacts(longer) })).toMatch(
+      /^the config changed since the capture: seed none → \/images\/x+…$/,
+    );
     // A manifest from before the parts were kept: the hashes only.
     expect(manifestMismatch({ ...captured, spec: undefined }, now)).toBe(`the snapshot's spec is ${hashSpec(parts)}, this host's is ${hashSpec(changed)}`);
   });

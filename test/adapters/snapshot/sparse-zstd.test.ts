@@ -68,7 +68,11 @@ describe('sparse zstd', () => {
     const handle = await open(src, 'w');
     await handle.truncate(64 << 20);
     // 10.5 MiB of data: frames of 4 MiB end inside the second and third extents.
-    for (const [offset, data] of [[0, randomBytes(2.5 * 2 ** 20)], [20 << 20, Buffer.alloc(3 << 20, 'frame ')], [40 << 20, randomBytes(5 << 20)]] as const) {
+    for (const [offset, data] of [
+      [0, randomBytes(2.5 * 2 ** 20)],
+      [20 << 20, Buffer.alloc(3 << 20, 'frame ')],
+      [40 << 20, randomBytes(5 << 20)],
+    ] as const) {
       await handle.write(data, 0, data.length, offset);
     }
     await handle.close();
@@ -89,7 +93,10 @@ describe('sparse zstd', () => {
     const older = await readFile(join(d, 'state.zst'));
     older.write('WVMSPZ01', 0, 'latin1');
     await writeFile(join(d, 'older.zst'), older);
-    await expect(decompressSparse(join(d, 'older.zst'), join(d, 'c.raw'))).rejects.toMatchObject({ code: 'E_SNAPSHOT_CORRUPT', message: expect.stringContaining('another warmvm format (WVMSPZ01') });
+    await expect(decompressSparse(join(d, 'older.zst'), join(d, 'c.raw'))).rejects.toMatchObject({
+      code: 'E_SNAPSHOT_CORRUPT',
+      message: expect.stringContaining('another warmvm format (WVMSPZ01'),
+    });
   });
 
   it('handles a file that is all hole, and one with no hole', async () => {
@@ -146,6 +153,11 @@ describe('sparse zstd', () => {
       { offset: 0, length: 4 * 4096 },
       { offset: 12800 * 4096, length: 256 * 4096 },
     ]);
-    expect(mergeExtents([{ offset: 10, length: 5 }, { offset: 0, length: 10 }])).toEqual([{ offset: 0, length: 15 }]);
+    expect(
+      mergeExtents([
+        { offset: 10, length: 5 },
+        { offset: 0, length: 10 },
+      ]),
+    ).toEqual([{ offset: 0, length: 15 }]);
   });
 });

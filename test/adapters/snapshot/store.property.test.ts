@@ -153,7 +153,10 @@ async function checkStore(model: StoreModel, store: Store): Promise<void> {
   );
 
   const entries = await readdir(paths.root);
-  expect(entries.filter((entry) => entry.includes('.replaced-')), 'no replaced snapshot is left once a start has read the store').toEqual([]);
+  expect(
+    entries.filter((entry) => entry.includes('.replaced-')),
+    'no replaced snapshot is left once a start has read the store',
+  ).toEqual([]);
   for (const live of model.liveCaptures) expect(entries, 'a live warmvm keeps its capture folder').toContain(live);
   expect(await filesIn(snapshotPaths(paths.root, NEIGHBOUR).dir), 'the neighbouring snapshot is untouched').toEqual(store.neighbour);
 }
@@ -183,11 +186,7 @@ class CaptureCommits implements fc.AsyncCommand<StoreModel, Store> {
 }
 
 /** Where a capture's warmvm is killed: what it did up to there stays on disk, nothing after. */
-type KillPoint =
-  | { at: 'created' }
-  | { at: 'writing'; complete: number }
-  | { at: 'betweenRenames' }
-  | { at: 'beforeRemovingOld' };
+type KillPoint = { at: 'created' } | { at: 'writing'; complete: number } | { at: 'betweenRenames' } | { at: 'beforeRemovingOld' };
 
 class CaptureKilled implements fc.AsyncCommand<StoreModel, Store> {
   constructor(

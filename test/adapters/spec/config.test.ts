@@ -39,8 +39,20 @@ describe('parseConfig', () => {
     expect(spec.memoryMb).toBe(1024);
     expect(spec.cpus).toBe(2);
     expect(spec.accel).toBe('tcg');
-    expect(spec.boot).toEqual({ kind: 'disk', path: '/cfg/disk.qcow2', format: 'qcow2', kernel: '/boot/vmlinuz', initrd: undefined, append: 'root=/dev/vda', userData: undefined, metaData: undefined });
-    expect(spec.ports).toEqual([{ guest: 80, host: 18080 }, { guest: 5432, host: undefined }]);
+    expect(spec.boot).toEqual({
+      kind: 'disk',
+      path: '/cfg/disk.qcow2',
+      format: 'qcow2',
+      kernel: '/boot/vmlinuz',
+      initrd: undefined,
+      append: 'root=/dev/vda',
+      userData: undefined,
+      metaData: undefined,
+    });
+    expect(spec.ports).toEqual([
+      { guest: 80, host: 18080 },
+      { guest: 5432, host: undefined },
+    ]);
     expect(spec.health).toEqual([{ port: 80, path: '/ready', status: 204 }]);
     expect(spec.bounds.bootMs).toBe(300_000);
     expect(spec.bounds.healthMs).toBe(defaultSpec().bounds.healthMs);
@@ -101,7 +113,10 @@ describe('parseConfig', () => {
   });
 
   it('reads a rotation command and its secret names; a user image has none unless given', () => {
-    expect(parseConfig({ rotation: { command: '/usr/bin/rotate', secrets: ['API_KEY', 'DB_PASS'] } }, where).rotation).toEqual({ command: '/usr/bin/rotate', names: ['API_KEY', 'DB_PASS'] });
+    expect(parseConfig({ rotation: { command: '/usr/bin/rotate', secrets: ['API_KEY', 'DB_PASS'] } }, where).rotation).toEqual({
+      command: '/usr/bin/rotate',
+      names: ['API_KEY', 'DB_PASS'],
+    });
     expect(parseConfig({ rotation: false }, where).rotation).toBeUndefined();
     expect(parseConfig({ image: { disk: 'd.qcow2' } }, where).rotation).toBeUndefined();
     expect(parseConfig({}, where).rotation?.command).toBe('/usr/local/bin/rotate-secrets');

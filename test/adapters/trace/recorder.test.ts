@@ -4,23 +4,37 @@ import { createActor, fromPromise, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import { redact } from '../../../adapters/support/redact.js';
 import { TraceRecorder } from '../../../adapters/trace/recorder.js';
-import { coldBootMachine, type GuestUp, type HealthResult } from '../../../machines/cold-boot.js';
+import { coldBootMachine, type GuestUp, type HealthResult, type PreparedBoot } from '../../../machines/cold-boot.js';
 import { startMachine, type ImageResult, type StartBounds } from '../../../machines/start.js';
 import { useTempDirs } from '../../helpers/temp.js';
 
 const temp = useTempDirs();
 const bounds: StartBounds = {
-  preflightMs: 1_000, imageMs: 1_000, accelMs: 1_000, chooseMs: 1_000, setAsideMs: 1_000,
-  launchMs: 1_000, bootMs: 1_000, rotateMs: 1_000, healthMs: 1_000, stopMs: 1_000,
-  prepareMs: 1_000, incomingMs: 1_000, contMs: 1_000,
-  pauseMs: 1_000, migrateMs: 1_000, quitMs: 1_000, storeMs: 1_000, recoverMs: 1_000,
+  preflightMs: 1_000,
+  imageMs: 1_000,
+  accelMs: 1_000,
+  chooseMs: 1_000,
+  setAsideMs: 1_000,
+  launchMs: 1_000,
+  bootMs: 1_000,
+  rotateMs: 1_000,
+  healthMs: 1_000,
+  stopMs: 1_000,
+  prepareMs: 1_000,
+  incomingMs: 1_000,
+  contMs: 1_000,
+  pauseMs: 1_000,
+  migrateMs: 1_000,
+  quitMs: 1_000,
+  storeMs: 1_000,
+  recoverMs: 1_000,
 };
 
 describe('TraceRecorder', () => {
   it('records every state of the root and child machines, in order, to trace.jsonl', async () => {
     const file = join(await temp(), 'trace.jsonl');
     const recorder = new TraceRecorder(file);
-    const ok = <T,>(value: T) => fromPromise<T, void>(async () => value);
+    const ok = <T>(value: T) => fromPromise<T, void>(async () => value);
     const machine = startMachine.provide({
       actors: {
         preflight: ok({ qemuVersion: '10.0.2', machineType: 'pc-q35-10.0' }),
@@ -28,7 +42,7 @@ describe('TraceRecorder', () => {
         chooseAccelerator: ok({ accel: 'tcg', reason: 'test' }),
         coldBoot: coldBootMachine.provide({
           actors: {
-            prepareBoot: ok({ forwards: 1, overlay: true, runtimeDisk: true }),
+            prepareBoot: ok<PreparedBoot>({ forwards: 1, overlay: true, runtimeDisk: true }),
             launchQemu: ok({ pid: 7 }),
             waitForGuest: fromPromise<GuestUp, void>(async () => {
               throw Object.assign(new Error('agent never answered'), { code: 'E_QGA_TIMEOUT', secret: 'abc' });
@@ -43,7 +57,10 @@ describe('TraceRecorder', () => {
     const actor = createActor(machine, { input: { bounds, forceCold: true, capture: false, rotation: false }, inspect: recorder.inspect });
     actor.start();
     await waitFor(actor, (snapshot) => snapshot.status === 'done');
-    const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { state: string; event: { type: string; error?: unknown } });
+    const lines = (await readFile(file, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { state: string; event: { type: string; error?: unknown } });
     expect(lines.map((line) => line.state)).toEqual([
       'start.preflight',
       'start.image',

@@ -26,7 +26,10 @@ async function readError(path: string, options = {}): Promise<WarmvmError> {
 describe('readTraceFile', () => {
   it('reads the entries with a state, in order, and skips other lines', async () => {
     const file = join(await temp(), 'trace.jsonl');
-    await writeFile(file, [line('start.preflight', 6), '', JSON.stringify({ kind: 'note', at: 7 }), '[1,2]', line('start.image', 25, { from: 'start.preflight', ms: 19 })].join('\n') + '\n');
+    await writeFile(
+      file,
+      [line('start.preflight', 6), '', JSON.stringify({ kind: 'note', at: 7 }), '[1,2]', line('start.image', 25, { from: 'start.preflight', ms: 19 })].join('\n') + '\n',
+    );
     const entries = await readTraceFile(file);
     expect(entries.map((entry) => [entry.state, entry.at, entry.from, entry.ms])).toEqual([
       ['start.preflight', 6, undefined, undefined],
@@ -83,14 +86,29 @@ describe('readTraceFile', () => {
   });
 });
 
-const entry = (state: string, at: number, extra: Partial<TraceRecord> = {}): TraceRecord => ({ at, machine: state.split('.')[0] as string, state, event: { type: 'xstate.init' }, ...extra });
+const entry = (state: string, at: number, extra: Partial<TraceRecord> = {}): TraceRecord => ({
+  at,
+  machine: state.split('.')[0] as string,
+  state,
+  event: { type: 'xstate.init' },
+  ...extra,
+});
 
 describe('machineDepths', () => {
   it('puts a child machine under the entry it follows, and closes it when its parent moves on', () => {
     const entries = [
-      entry('start.preflight', 0), entry('start.resume', 5), entry('resume.preparing', 5), entry('resume.failed', 7),
-      entry('start.coldBoot', 8), entry('coldBoot.launching', 8), entry('coldBoot.ready', 9),
-      entry('start.capture', 10), entry('capture.stopping', 10), entry('start.resume', 11), entry('resume.preparing', 11), entry('start.running', 12),
+      entry('start.preflight', 0),
+      entry('start.resume', 5),
+      entry('resume.preparing', 5),
+      entry('resume.failed', 7),
+      entry('start.coldBoot', 8),
+      entry('coldBoot.launching', 8),
+      entry('coldBoot.ready', 9),
+      entry('start.capture', 10),
+      entry('capture.stopping', 10),
+      entry('start.resume', 11),
+      entry('resume.preparing', 11),
+      entry('start.running', 12),
     ];
     expect(machineDepths(entries)).toEqual([0, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1, 0]);
   });
@@ -106,7 +124,15 @@ describe('describeEvent', () => {
     expect(describeEvent({ type: 'xstate.init' })).toBe('init');
     expect(describeEvent({ type: 'xstate.done.actor.0.coldBoot.launching', output: { pid: 5805 } })).toBe('done coldBoot.launching: pid 5805');
     expect(describeEvent({ type: 'xstate.done.actor.0.resume.incoming', output: { runstate: 'paused' } })).toBe('done resume.incoming: runstate paused');
-    expect(describeEvent({ type: 'xstate.done.actor.0.resume.probing', output: [{ url: 'http://127.0.0.1:1/health', status: 200 }, { url: 'u', status: 503 }] })).toBe('done resume.probing: HTTP 200, 503');
+    expect(
+      describeEvent({
+        type: 'xstate.done.actor.0.resume.probing',
+        output: [
+          { url: 'http://127.0.0.1:1/health', status: 200 },
+          { url: 'u', status: 503 },
+        ],
+      }),
+    ).toBe('done resume.probing: HTTP 200, 503');
     expect(describeEvent({ type: 'xstate.error.actor.0.resume.preparing', error: { code: 'E_SNAPSHOT_CORRUPT', message: 'the compressed state x is corrupt' } })).toBe(
       'error resume.preparing: E_SNAPSHOT_CORRUPT the compressed state x is corrupt',
     );
@@ -116,11 +142,13 @@ describe('describeEvent', () => {
     expect(describeEvent({ type: 'SOMETHING_ELSE' })).toBe('SOMETHING_ELSE');
   });
 
-  it('sums up a child machine\'s result, and cuts long values', () => {
-    expect(describeEvent({ type: 'xstate.done.actor.resume', output: { outcome: 'healthy', pid: 42, health: [{ status: 200 }], rotated: true } })).toBe('done resume: healthy, pid 42, HTTP 200');
-    expect(describeEvent({ type: 'xstate.done.actor.coldBoot', output: { outcome: 'failed', failure: { state: 'coldBoot.probing', code: 'E_BOUND', message: 'no health' } } })).toBe(
-      'done coldBoot: failed in coldBoot.probing: E_BOUND no health',
+  it("sums up a child machine's result, and cuts long values", () => {
+    expect(describeEvent({ type: 'xstate.done.actor.resume', output: { outcome: 'healthy', pid: 42, health: [{ status: 200 }], rotated: true } })).toBe(
+      'done resume: healthy, pid 42, HTTP 200',
     );
+    expect(
+      describeEvent({ type: 'xstate.done.actor.coldBoot', output: { outcome: 'failed', failure: { state: 'coldBoot.probing', code: 'E_BOUND', message: 'no health' } } }),
+    ).toBe('done coldBoot: failed in coldBoot.probing: E_BOUND no health');
     const long = describeEvent({ type: 'xstate.done.actor.0.start.accelerator', output: { accel: 'tcg', reason: 'x'.repeat(100), more: 1, most: 2 } });
     expect(long).toBe(`done start.accelerator: accel tcg, reason ${'x'.repeat(47)}…, more 1`);
   });
@@ -131,8 +159,12 @@ describe('formatTimeline', () => {
     entry('start.preflight', 6),
     entry('start.resume', 53, { from: 'start.preflight', ms: 47, event: { type: 'xstate.done.actor.0.start.preflight', output: { qemuVersion: '10.0.2' } } }),
     entry('resume.preparing', 53),
-    entry('resume.stopping', 55, { from: 'resume.preparing', ms: 2, event: { type: 'xstate.error.actor.0.resume.preparing', error: { code: 'E_SNAPSHOT_CORRUPT', message: 'corrupt' } } }),
-    entry('resume.probing', 1234, { from: 'resume.stopping', ms: 1179, warning: 'rotation is off: the snapshot\'s placeholder secrets stay' }),
+    entry('resume.stopping', 55, {
+      from: 'resume.preparing',
+      ms: 2,
+      event: { type: 'xstate.error.actor.0.resume.preparing', error: { code: 'E_SNAPSHOT_CORRUPT', message: 'corrupt' } },
+    }),
+    entry('resume.probing', 1234, { from: 'resume.stopping', ms: 1179, warning: "rotation is off: the snapshot's placeholder secrets stay" }),
     entry('start.failed', 1300, { from: 'start.resume', ms: 1247, event: { type: 'CANCEL' } }),
   ];
 
@@ -148,9 +180,13 @@ describe('formatTimeline', () => {
     expect(lines[6]).toMatch(/^ {2}\+1\.300s {2}start\.failed +resume 1247 ms +Ctrl-C$/);
   });
 
-  it('ends with the total time and the root machine\'s last state', () => {
+  it("ends with the total time and the root machine's last state", () => {
     expect(formatTimeline(entries).split('\n').at(-1)).toBe('1.300s in all, 6 states, ended in start.failed');
-    expect(formatTimeline([...entries.slice(0, 4)]).split('\n').at(-1)).toBe('0.055s in all, 4 states, ended in start.resume');
+    expect(
+      formatTimeline([...entries.slice(0, 4)])
+        .split('\n')
+        .at(-1),
+    ).toBe('0.055s in all, 4 states, ended in start.resume');
     expect(formatTimeline([])).toBe('(the trace has no entries)');
   });
 });

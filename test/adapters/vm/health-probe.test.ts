@@ -30,7 +30,10 @@ describe('health probe', () => {
     const b = await serve(() => 204);
     const rounds: number[] = [];
     const answers = await waitHealthy(
-      [{ url: `${a}/health`, expectStatus: 200 }, { url: `${b}/ready`, expectStatus: 204 }],
+      [
+        { url: `${a}/health`, expectStatus: 200 },
+        { url: `${b}/ready`, expectStatus: 204 },
+      ],
       { attemptTimeoutMs: 500, overallMs: 5_000, initialBackoffMs: 5, onAttempt: () => rounds.push(1) },
     );
     expect(answers.map((answer) => answer.status)).toEqual([200, 204]);

@@ -67,7 +67,11 @@ describe('buildIso', () => {
     expect([...descriptor(17).subarray(0, 7)]).toEqual([2, ...Buffer.from('CD001'), 1]);
     expect(descriptor(17).toString('latin1', 88, 91)).toBe('%/E');
     expect([...descriptor(18).subarray(0, 7)]).toEqual([255, ...Buffer.from('CD001'), 1]);
-    expect(descriptor(18).subarray(7).every((byte) => byte === 0)).toBe(true);
+    expect(
+      descriptor(18)
+        .subarray(7)
+        .every((byte) => byte === 0),
+    ).toBe(true);
     for (const sector of [16, 17]) {
       const at = descriptor(sector);
       expect([...at.subarray(128, 132)], 'logical block size 2048, both-endian').toEqual([0x00, 0x08, 0x08, 0x00]);
@@ -143,13 +147,7 @@ describe('buildIso', () => {
     };
     // Joliet order (UCS-2 units): User-Data < user-d-1 < user-data < user-data2 < user_data.
     // "user-d-1" maps to USER_D_1 by itself, so the collisions skip that name.
-    expect(['User-Data', 'user-d-1', 'user-data', 'user-data2', 'user_data'].map(primaryOf)).toEqual([
-      'USER_DAT.;1',
-      'USER_D_1.;1',
-      'USER_D_2.;1',
-      'USER_D_3.;1',
-      'USER_D_4.;1',
-    ]);
+    expect(['User-Data', 'user-d-1', 'user-data', 'user-data2', 'user_data'].map(primaryOf)).toEqual(['USER_DAT.;1', 'USER_D_1.;1', 'USER_D_2.;1', 'USER_D_3.;1', 'USER_D_4.;1']);
     expect(buildIso({ volumeLabel: 'cidata', files: [...files].reverse() }).equals(image)).toBe(true);
     expect(buildIso({ volumeLabel: 'cidata', files: [files[2]!, files[0]!, files[4]!, files[1]!, files[3]!] }).equals(image)).toBe(true);
   });
@@ -197,17 +195,50 @@ describe('buildIso', () => {
   it('refuses a root directory of more than 16 sectors with an error that names the limit', () => {
     const files = (count: number): IsoFile[] => Array.from({ length: count }, (_, i) => ({ name: String(i).padStart(64, 'f'), data: new Uint8Array(0) }));
     expect(readIso(buildIso({ volumeLabel: 'cidata', files: files(192) })).joliet).toHaveLength(192);
-    expectIsoError(() => buildIso({ volumeLabel: 'cidata', files: files(193) }), 'E_ISO_ROOT_FULL', /17 sectors for the joliet names of its 193 files, more than the 16 sectors \(32 KiB\)/);
+    expectIsoError(
+      () => buildIso({ volumeLabel: 'cidata', files: files(193) }),
+      'E_ISO_ROOT_FULL',
+      /17 sectors for the joliet names of its 193 files, more than the 16 sectors \(32 KiB\)/,
+    );
   });
 
   it('refuses file names Joliet or Linux would not keep as given', () => {
-    const bad = ['', '.', '..', 'a/b', 'a\\b', 'a:b', 'a;1', 'a*', 'a?', 'a"b', 'a<b', 'a>b', 'a|b', 'a\nb', 'nul\0', 'del\x7f', 'c1\x85', 'n'.repeat(65), 'ends-with-dot.', 'emoji-😀', 'lone-\ud800'];
+    const bad = [
+      '',
+      '.',
+      '..',
+      'a/b',
+      'a\\b',
+      'a:b',
+      'a;1',
+      'a*',
+      'a?',
+      'a"b',
+      'a<b',
+      'a>b',
+      'a|b',
+      'a\nb',
+      'nul\0',
+      'del\x7f',
+      'c1\x85',
+      'n'.repeat(65),
+      'ends-with-dot.',
+      'emoji-😀',
+      'lone-\ud800',
+    ];
     for (const name of bad) {
       expectIsoError(() => buildIso({ volumeLabel: 'cidata', files: [{ name, data: Buffer.alloc(0) }] }), 'E_ISO_NAME', /^ISO image: the file name .* (is|contains|has|ends)/);
     }
     expect(() => buildIso({ volumeLabel: 'cidata', files: [{ name: 'n'.repeat(64), data: Buffer.alloc(0) }] })).not.toThrow();
     expectIsoError(
-      () => buildIso({ volumeLabel: 'cidata', files: [{ name: 'user-data', data: Buffer.from('1') }, { name: 'user-data', data: Buffer.from('2') }] }),
+      () =>
+        buildIso({
+          volumeLabel: 'cidata',
+          files: [
+            { name: 'user-data', data: Buffer.from('1') },
+            { name: 'user-data', data: Buffer.from('2') },
+          ],
+        }),
       'E_ISO_NAME',
       /"user-data" is given twice/,
     );

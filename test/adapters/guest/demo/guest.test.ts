@@ -22,7 +22,7 @@ const DEAD_PID = 4_194_304 + 1;
 
 let imagesDir: string;
 let first: DemoGuest;
-let progress: string[] = [];
+const progress: string[] = [];
 
 beforeAll(async () => {
   imagesDir = await mkdtemp(join(tmpdir(), 'warmvm-images-'));

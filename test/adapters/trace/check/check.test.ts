@@ -36,19 +36,45 @@ const START = ['start.preflight', 'start.image', 'start.accelerator', 'start.cho
 
 // resume.rotating lasts 740 ms; the resume states, from preparing to healthy, 920 ms.
 const resumed = trace(
-  ['start.preflight', 0], ['start.image', 10], ['start.accelerator', 20], ['start.choosing', 25], ['start.resume', 30],
-  ['resume.preparing', 30], ['resume.launching', 40], ['resume.incoming', 100], ['resume.paused', 150], ['resume.cont', 150],
-  ['resume.rotating', 160], ['resume.probing', 900], ['resume.healthy', 950],
+  ['start.preflight', 0],
+  ['start.image', 10],
+  ['start.accelerator', 20],
+  ['start.choosing', 25],
+  ['start.resume', 30],
+  ['resume.preparing', 30],
+  ['resume.launching', 40],
+  ['resume.incoming', 100],
+  ['resume.paused', 150],
+  ['resume.cont', 150],
+  ['resume.rotating', 160],
+  ['resume.probing', 900],
+  ['resume.healthy', 950],
   ['start.running', 951],
 );
 
 const fellBack = trace(
-  ['start.preflight', 0], ['start.image', 10], ['start.accelerator', 20], ['start.choosing', 25], ['start.resume', 30],
+  ['start.preflight', 0],
+  ['start.image', 10],
+  ['start.accelerator', 20],
+  ['start.choosing', 25],
+  ['start.resume', 30],
   ['resume.preparing', 30],
   ['resume.stopping', 32, { event: { type: 'xstate.error.actor.0.resume.preparing', error: { code: 'E_SNAPSHOT_CORRUPT', message: 'the state is corrupt' } } }],
   ['resume.failed', 33],
-  ['start.settingAside', 34, { event: { type: 'xstate.done.actor.resume', output: { outcome: 'failed', failure: { state: 'resume.preparing', code: 'E_SNAPSHOT_CORRUPT', message: 'the state is corrupt' } } } }],
-  ['start.coldBoot', 36], ['coldBoot.launching', 36], ['coldBoot.booting', 100], ['coldBoot.ready', 3000],
+  [
+    'start.settingAside',
+    34,
+    {
+      event: {
+        type: 'xstate.done.actor.resume',
+        output: { outcome: 'failed', failure: { state: 'resume.preparing', code: 'E_SNAPSHOT_CORRUPT', message: 'the state is corrupt' } },
+      },
+    },
+  ],
+  ['start.coldBoot', 36],
+  ['coldBoot.launching', 36],
+  ['coldBoot.booting', 100],
+  ['coldBoot.ready', 3000],
   ['start.running', 3001],
 );
 
@@ -187,10 +213,15 @@ describe('checkTrace: bounds and absent states', () => {
     expect(only(check({ states: [...START, 'start.resume', { state: 'resume.*', maxMs: 5 }, 'resume.*', 'start.running'] }, resumed), 'maxMs').ms).toBe(10);
   });
 
-  it('the time in a state comes from the same machine\'s next entry, and a new run of it means never left', () => {
+  it("the time in a state comes from the same machine's next entry, and a new run of it means never left", () => {
     const entries = trace(
-      ['start.resume', 0], ['resume.preparing', 0], ['resume.failed', 7], ['start.coldBoot', 9],
-      ['start.resume', 20], ['resume.preparing', 20, { from: undefined, ms: undefined }], ['resume.healthy', 25],
+      ['start.resume', 0],
+      ['resume.preparing', 0],
+      ['resume.failed', 7],
+      ['start.coldBoot', 9],
+      ['start.resume', 20],
+      ['resume.preparing', 20, { from: undefined, ms: undefined }],
+      ['resume.healthy', 25],
     );
     expect(timeInStates(entries)).toEqual([9, 7, 0, 11, 0, 5, 0]);
     // An entry that says it left some other state does not time this one.
@@ -202,14 +233,16 @@ describe('checkTrace: bounds and absent states', () => {
     const result = check({ states: ['...'], absent: ['coldBoot.*', 'start.settingAside', 'capture.*'] }, fellBack);
     const absent = result.problems.filter((problem) => problem.kind === 'absent');
     expect(absent.map((problem) => problem.kind === 'absent' && problem.pattern)).toEqual(['coldBoot.*', 'start.settingAside']);
-    expect(absent[0]?.message).toContain('"coldBoot.*" must be absent, but the trace has #10 coldBoot.launching (+0.036s), #11 coldBoot.booting (+0.100s), #12 coldBoot.ready (+3.000s)');
+    expect(absent[0]?.message).toContain(
+      '"coldBoot.*" must be absent, but the trace has #10 coldBoot.launching (+0.036s), #11 coldBoot.booting (+0.100s), #12 coldBoot.ready (+3.000s)',
+    );
   });
 
-  it('maxTotalMs bounds the last entry\'s time', () => {
+  it("maxTotalMs bounds the last entry's time", () => {
     expect(check({ states: ['...'], maxTotalMs: 951 }, resumed).ok).toBe(true);
     const problem = only(check({ states: ['...'], maxTotalMs: 950 }, resumed), 'maxTotalMs');
     expect(problem).toMatchObject({ maxTotalMs: 950, totalMs: 951 });
-    expect(problem.message).toContain('maxTotalMs is 950, but the run\'s last entry is at +0.951s');
+    expect(problem.message).toContain("maxTotalMs is 950, but the run's last entry is at +0.951s");
   });
 
   it('reports every kind of problem at once', () => {
