@@ -1,6 +1,6 @@
 import { fromPromise } from 'xstate';
-import type { HealthResult } from '../machines/cold-boot.js';
-import type { Incoming, PreparedState, Resumed, Rotated } from '../machines/resume.js';
+import type { HealthResult, RotateResult } from '../machines/cold-boot.js';
+import type { Incoming, PreparedState, Resumed } from '../machines/resume.js';
 import type { ResumeSteps } from '../steps/resume.js';
 
 /** The resume machine's actors: one step each, the AbortSignal passed down. */
@@ -10,7 +10,7 @@ export function resumeActors(steps: ResumeSteps) {
     launchIncoming: fromPromise<{ pid: number }, void>(({ signal }) => steps.launchIncoming(signal)),
     migrateIncoming: fromPromise<Incoming, void>(({ signal }) => steps.migrateIncoming(signal)),
     cont: fromPromise<Resumed, void>(({ signal }) => steps.cont(signal)),
-    rotateSecrets: fromPromise<Rotated, void>(({ signal }) => steps.rotateSecrets(signal)),
+    rotateSecrets: fromPromise<RotateResult, void>(({ signal }) => steps.rotateSecrets(signal)),
     probeHealth: fromPromise<HealthResult[], void>(({ signal }) => steps.probeHealth(signal)),
     stopQemu: fromPromise<{ how: string }, void>(() => steps.stopQemu()),
   };

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { getStatus } from '../adapters/vm/health-probe.js';
-import { incomingFromFile, resumeVcpus } from '../adapters/qemu/migration.js';
+import { incomingFromFile, resumeVcpus } from '../adapters/qemu/monitor.js';
 import { homePaths, instancePaths, resolveHome } from '../adapters/instance/paths.js';
 import { projectRoot } from '../adapters/support/project-root.js';
 import { QgaClient } from '../adapters/qemu/protocol/qga-client.js';

@@ -2,7 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { createLogger, type Logger } from '../adapters/support/logger.js';
+import type { Logger } from 'pino';
+import { createLogger } from '../adapters/support/logger.js';
 import { resolveHome } from '../adapters/instance/paths.js';
 import { projectRoot } from '../adapters/support/project-root.js';
 import { createOutput, type Output } from './output.js';

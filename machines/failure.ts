@@ -1,10 +1,11 @@
-import { isErrorCode, type ErrorCode } from '../shapes/error-codes.js';
+import { reportedCode, type ReportedCode } from '../shapes/error-codes.js';
 
 /** Why a run failed, in words a person can act on. Built from whatever an actor threw. */
 export interface Failure {
   /** The state that failed, e.g. `coldBoot.booting`. */
   state: string;
-  code: ErrorCode;
+  /** warmvm's code, or the code of a system error a step let through (ENOSPC), as `--json` reports it. */
+  code: ReportedCode;
   message: string;
   hint: string | undefined;
 }
@@ -28,7 +29,7 @@ export function toFailure(state: string, error: unknown): Failure {
     const fields = error as Error & { code?: unknown; hint?: unknown };
     return {
       state,
-      code: isErrorCode(fields.code) ? fields.code : 'E_UNEXPECTED',
+      code: reportedCode(fields.code) ?? 'E_UNEXPECTED',
       message: error.message,
       hint: typeof fields.hint === 'string' ? fields.hint : undefined,
     };

@@ -32,8 +32,6 @@ export interface Incoming {
 export interface Resumed {
   runstate: string;
 }
-/** What rotating reported: the cold boot's result, the same guest command. */
-export type Rotated = RotateResult;
 
 export type ResumeOutput = { outcome: 'healthy'; pid: number; health: HealthResult[]; rotated: boolean } | FailedOutput;
 
@@ -58,7 +56,7 @@ const resume = setup({
     launchIncoming: placeholder<{ pid: number }>('resume', 'launchIncoming'),
     migrateIncoming: placeholder<Incoming>('resume', 'migrateIncoming'),
     cont: placeholder<Resumed>('resume', 'cont'),
-    rotateSecrets: placeholder<Rotated>('resume', 'rotateSecrets'),
+    rotateSecrets: placeholder<RotateResult>('resume', 'rotateSecrets'),
     probeHealth: placeholder<HealthResult[]>('resume', 'probeHealth'),
     stopQemu: placeholder<{ how: string }>('resume', 'stopQemu'),
   },

@@ -1,10 +1,10 @@
 import { assign, sendTo, setup } from 'xstate';
-import type { ErrorCode } from '../shapes/error-codes.js';
 import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { captureMachine, type CaptureBounds, type CaptureOutput } from './capture.js';
 import { coldBootMachine, type ColdBootBounds, type ColdBootOutput, type HealthResult } from './cold-boot.js';
+import { fallbackAllowed, fallbackEdge, noFallbackFailure, snapshotDamaged, type ChildOutput } from './fallback.js';
 import { placeholder } from './placeholder.js';
-import type { Failure, FailedOutput } from './failure.js';
+import type { Failure } from './failure.js';
 import { resumeMachine, type ResumeBounds, type ResumeOutput } from './resume.js';
 
 export interface StartBounds extends ColdBootBounds, ResumeBounds, CaptureBounds {
@@ -68,21 +68,6 @@ interface StartContext {
 
 export type StartEvent = { type: 'CANCEL' };
 
-/**
- * Resume failures that mean the snapshot itself is bad: it is set aside and captured anew. Only
- * while reading it (preparing) or loading it (incoming): a later failure says nothing about it.
- */
-const SNAPSHOT_DAMAGE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['E_SNAPSHOT_CORRUPT', 'E_SNAPSHOT_MISSING', 'E_MIGRATION_INCOMING', 'E_NOT_PAUSED']);
-const SNAPSHOT_READING_STATES: ReadonlySet<string> = new Set(['resume.preparing', 'resume.incoming']);
-
-/** What a child machine the fallback may follow (resume, capture) ended with. */
-type ChildOutput = ResumeOutput | CaptureOutput;
-
-/** The fallback edge may be taken: not yet taken, no Ctrl-C, and the child's QEMU stopped (else two would run). */
-function fallbackAllowed(context: StartContext, output: ChildOutput): output is FailedOutput {
-  return output.outcome === 'failed' && !context.fallbackTaken && !context.interrupted && output.stopError === undefined;
-}
-
 const NO_ROTATION_WARNING = 'rotation is off (--no-rotation): the guest runs with the placeholder secrets captured in the snapshot';
 
 const start = setup({
@@ -115,8 +100,8 @@ const start = setup({
     // Each of these runs where a guard has told the outcome apart; they narrow it again for the compiler.
     recordHealthy: assign((_, output: ResumeOutput | ColdBootOutput) => (output.outcome === 'failed' ? {} : { pid: output.pid, health: output.health, rotated: output.rotated })),
     // The fallback edge to a cold boot: one that replaces a set-aside snapshot captures again.
-    fallBack: assign((_, output: ChildOutput) => fallBack(output, false)),
-    fallBackToCapture: assign(({ context }, output: ChildOutput) => fallBack(output, context.capture)),
+    fallBack: assign((_, output: ChildOutput) => fallbackEdge(output, false)),
+    fallBackToCapture: assign(({ context }, output: ChildOutput) => fallbackEdge(output, context.capture)),
     recordColdFailure: assign((_, output: ColdBootOutput) => (output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {})),
     recordNoFallback: assign((_, output: ChildOutput) =>
       output.outcome === 'failed' ? { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError } : {},
@@ -131,8 +116,7 @@ const start = setup({
     captured: (_, output: CaptureOutput) => output.outcome === 'captured',
     fallbackAllowed: ({ context }, output: ChildOutput) => fallbackAllowed(context, output),
     // The set-aside decision (invariant 6): the fallback is allowed and the failure is the snapshot's own.
-    snapshotDamaged: ({ context }, output: ResumeOutput) =>
-      fallbackAllowed(context, output) && SNAPSHOT_DAMAGE.has(output.failure.code) && SNAPSHOT_READING_STATES.has(output.failure.state),
+    snapshotDamaged: ({ context }, output: ResumeOutput) => fallbackAllowed(context, output) && snapshotDamaged(output.failure),
   },
   delays: boundDelays('preflightMs', 'imageMs', 'accelMs', 'chooseMs', 'setAsideMs'),
 });
@@ -291,19 +275,3 @@ export const startMachine = start.createMachine({
           warnings: context.warnings,
         },
 });
-
-/** A failure the fallback does not follow: says why, when it is because a QEMU may still run. */
-function noFallbackFailure(failure: Failure, stopError: string | undefined): Failure {
-  if (stopError === undefined) return failure;
-  return {
-    ...failure,
-    message: `${failure.message}; its QEMU could not be stopped, so no cold boot was tried (two QEMUs of one instance must never run at once)`,
-    hint: 'run "warmvm stop" (it kills a QEMU that ignores SIGTERM), then start again',
-  };
-}
-
-/** Taking the fallback edge: note why, forget the failed steps, decide whether to capture again. */
-function fallBack(output: ChildOutput, captureAgain: boolean): Partial<StartContext> {
-  if (output.outcome !== 'failed') return {};
-  return { fallbackTaken: true, fallbackReason: `${output.failure.state}: ${output.failure.message}`, steps: [], captureAfterCold: captureAgain };
-}

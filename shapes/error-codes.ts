@@ -94,3 +94,17 @@ const KNOWN: ReadonlySet<string> = new Set(ERROR_CODES);
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && KNOWN.has(value);
 }
+
+declare const foreign: unique symbol;
+
+/** The code of an error warmvm did not make (Node's ENOSPC, EACCES), reported as it came. */
+export type ForeignCode = string & { readonly [foreign]: true };
+
+/** What a failure reports: one of warmvm's codes, or a system error's own. */
+export type ReportedCode = ErrorCode | ForeignCode;
+
+/** The code to report for a value read off an unknown error, if it has one. */
+export function reportedCode(value: unknown): ReportedCode | undefined {
+  if (isErrorCode(value)) return value;
+  return typeof value === 'string' && value !== '' ? (value as ForeignCode) : undefined;
+}

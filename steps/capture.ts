@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { InstanceState } from '../adapters/instance/state.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
-import { captureToFile, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/migration.js';
+import { captureToFile, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
 import type { SnapshotManifest } from '../adapters/snapshot/manifest.js';
 import { commitCapture, createCaptureDir, FROZEN_DISK, STATE_RAW, STATE_ZST } from '../adapters/snapshot/store.js';
 import { compressSparse } from '../adapters/snapshot/sparse-zstd.js';

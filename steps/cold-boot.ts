@@ -3,7 +3,7 @@ import { createOverlay } from '../adapters/qemu/overlay.js';
 import type { GuestUp, HealthResult, LaunchResult, PreparedBoot, RotateResult, StopResult } from '../machines/cold-boot.js';
 import { rotateOn } from './rotate.js';
 import { need, type Run } from './run.js';
-import { coldArgv, vmRunner, writeRuntimeDisk } from './vm.js';
+import { coldArgv, probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
 
 /** From PATH, as QEMU itself is found: qemu-utils ships it beside qemu-system. */
 export const QEMU_IMG = 'qemu-img';
@@ -25,9 +25,8 @@ export function coldBootSteps(run: Run): ColdBootSteps {
     launchQemu: (signal) => vm().launch(signal),
     waitForGuest: (signal) => vm().waitForGuest(signal),
     rotateSecrets: (signal) => rotateOn(run, vm(), signal),
-    probeHealth: async (signal) => (await vm().probeHealth(signal)).map((answer) => ({ url: answer.url, status: answer.status })),
-    // A boot that failed while preparing has no QEMU to stop.
-    stopQemu: async () => (await run.cold?.stop()) ?? { how: 'nothing was launched' },
+    probeHealth: (signal) => probeHealth(vm(), signal),
+    stopQemu: () => stopIfLaunched(run.cold),
   };
 }
 

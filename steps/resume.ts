@@ -1,17 +1,17 @@
 import { stat } from 'node:fs/promises';
 import { createOverlay } from '../adapters/qemu/overlay.js';
-import { incomingFromFile, resumeVcpus } from '../adapters/qemu/migration.js';
+import { incomingFromFile, resumeVcpus } from '../adapters/qemu/monitor.js';
 import { STATE_RAW, STATE_ZST } from '../adapters/snapshot/store.js';
 import { decompressSparse } from '../adapters/snapshot/sparse-zstd.js';
 import { WarmvmError } from '../adapters/support/errors.js';
 import { fileExists } from '../adapters/support/file-exists.js';
-import { QemuExitedError } from '../adapters/vm/runner.js';
-import type { HealthResult } from '../machines/cold-boot.js';
-import type { Incoming, PreparedState, Resumed, Rotated } from '../machines/resume.js';
+import { QemuExitedError } from '../adapters/vm/qemu-exited.js';
+import type { HealthResult, RotateResult } from '../machines/cold-boot.js';
+import type { Incoming, PreparedState, Resumed } from '../machines/resume.js';
 import { QEMU_IMG } from './cold-boot.js';
 import { rotateOn } from './rotate.js';
 import { need, type Run } from './run.js';
-import { vmRunner, writeRuntimeDisk } from './vm.js';
+import { probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
 
 /** The resume machine's steps, one per actor. */
 export interface ResumeSteps {
@@ -19,7 +19,7 @@ export interface ResumeSteps {
   launchIncoming(signal: AbortSignal): Promise<{ pid: number }>;
   migrateIncoming(signal: AbortSignal): Promise<Incoming>;
   cont(signal: AbortSignal): Promise<Resumed>;
-  rotateSecrets(signal: AbortSignal): Promise<Rotated>;
+  rotateSecrets(signal: AbortSignal): Promise<RotateResult>;
   probeHealth(signal: AbortSignal): Promise<HealthResult[]>;
   stopQemu(): Promise<{ how: string }>;
 }
@@ -43,9 +43,8 @@ export function resumeSteps(run: Run): ResumeSteps {
       return { runstate: 'running' };
     },
     rotateSecrets: (signal) => rotateOn(run, vm(), signal),
-    probeHealth: async (signal) => (await vm().probeHealth(signal)).map((answer) => ({ url: answer.url, status: answer.status })),
-    // A resume that failed before launching has no QEMU to stop.
-    stopQemu: async () => (await run.resumed?.stop()) ?? { how: 'nothing was launched' },
+    probeHealth: (signal) => probeHealth(vm(), signal),
+    stopQemu: () => stopIfLaunched(run.resumed),
   };
 }
 

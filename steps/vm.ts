@@ -5,7 +5,7 @@ import { cpuModel, specHash } from './spec-facts.js';
 import { emitExchange, need, type Run } from './run.js';
 
 /** The health checks' URLs on the host ports forwarded now. */
-export function healthChecks(run: Run): { url: string; expectStatus: number }[] {
+function healthChecks(run: Run): { url: string; expectStatus: number }[] {
   return run.spec.health.map((check) => {
     const host = run.forwards.find((forward) => forward.guest === check.port)?.host;
     return { url: `http://127.0.0.1:${host}${check.path}`, expectStatus: check.status };
@@ -88,4 +88,14 @@ export function instanceState(run: Run, pid: number, path: string, runner: VmRun
     forwards: run.forwards,
     health: healthChecks(run),
   };
+}
+
+/** Every health check answering, as the machines record it (URL and status only). */
+export async function probeHealth(runner: VmRunner, signal: AbortSignal): Promise<{ url: string; status: number | undefined }[]> {
+  return (await runner.probeHealth(signal)).map((answer) => ({ url: answer.url, status: answer.status }));
+}
+
+/** Stops the QEMU of a boot or resume; one that failed before launching has none to stop. */
+export async function stopIfLaunched(runner: VmRunner | undefined): Promise<{ how: string }> {
+  return (await runner?.stop()) ?? { how: 'nothing was launched' };
 }

@@ -1,14 +1,14 @@
-import type { ErrorCode } from '../../shapes/error-codes.js';
+import type { ReportedCode } from '../../shapes/error-codes.js';
 
 /**
  * The base of every error a person may read: what failed (message), what to do (hint),
  * and the underlying error kept as `cause`.
  */
 export class WarmvmError extends Error {
-  readonly code: ErrorCode;
+  readonly code: ReportedCode;
   readonly hint: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+  constructor(code: ReportedCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
@@ -32,7 +32,7 @@ export function describeError(error: unknown): string {
 }
 
 /** The error's code when it is one of ours, else a generic one. */
-export function errorCode(error: unknown): ErrorCode {
+export function errorCode(error: unknown): ReportedCode {
   return error instanceof WarmvmError ? error.code : 'E_UNEXPECTED';
 }
 

@@ -1,8 +1,6 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { LOG_REDACT_PATHS, REDACTED } from './redact.js';
 
-export type { Logger } from 'pino';
-
 export interface LoggerOptions {
   level?: string;
   /** Where lines go; tests pass a stream to read them. Defaults to stderr. */

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { CleanupHandle, CleanupStack } from '../support/cleanup.js';
 import { WarmvmError } from '../support/errors.js';
@@ -9,7 +8,8 @@ import { QgaClient } from '../qemu/protocol/qga-client.js';
 import { QmpClient } from '../qemu/protocol/qmp-client.js';
 import { isProcessAlive } from '../support/process-alive.js';
 import { readPidFile, removeRuntimeFiles, spawnQemu, stopProcess, tailLog, type QemuExit, type QemuProcess } from '../qemu/process.js';
-import { sleep } from '../support/sleep.js';
+import { QemuExitedError } from './qemu-exited.js';
+import { waitForSerialMarker } from './serial-marker.js';
 
 export interface VmRunnerOptions {
   binary: string;
@@ -28,19 +28,6 @@ export interface VmRunnerOptions {
   onHealthAttempt?: (answers: HealthAnswer[]) => void;
   /** Each QMP and guest-agent command and its answer, for the inspector. */
   onExchange?: (exchange: Omit<Exchange, 'at'>) => void;
-}
-
-export class QemuExitedError extends WarmvmError {
-  constructor(
-    readonly exit: QemuExit,
-    during: string,
-    logTail: string,
-  ) {
-    const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code ?? 'unknown'}`;
-    super('E_QEMU_EXITED', `QEMU exited (${how}) while ${during}${logTail ? `; it said:\n${logTail}` : ''}`, {
-      hint: 'see qemu.log and serial.log in the instance folder',
-    });
-  }
 }
 
 /**
@@ -130,17 +117,11 @@ export class VmRunner {
     const agent = Boolean(this.options.agent && this.options.qgaSocket);
     if (agent) await this.agent(this.options.bounds.bootMs, signal);
     if (this.options.readyMarker)
-      await this.raceExit(`printing "${this.options.readyMarker}" on its serial console`, this.serialMarker(this.options.readyMarker, this.untilExit(signal)));
+      await this.raceExit(
+        `printing "${this.options.readyMarker}" on its serial console`,
+        waitForSerialMarker(this.options.paths.serialLog, this.options.readyMarker, this.untilExit(signal)),
+      );
     return { runstate: status.status, agent };
-  }
-
-  /** Resolves once the serial log has the marker; the machine's bound ends the wait through `signal`. */
-  private async serialMarker(marker: string, signal: AbortSignal | undefined): Promise<void> {
-    for (;;) {
-      const text = await readFile(this.options.paths.serialLog, 'utf8').catch(() => '');
-      if (text.includes(marker)) return;
-      await sleep(250, signal);
-    }
   }
 
   /** The guest agent, connected and in sync (connecting first when needed). */

@@ -6,7 +6,7 @@ import { loadConfigFile } from '../../adapters/spec/config.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
 import { readInstanceState } from '../../adapters/instance/state.js';
-import type { Logger } from '../../adapters/support/logger.js';
+import type { Logger } from 'pino';
 import { ensureInstanceDir } from '../../adapters/instance/paths.js';
 import { isInstanceQemu, removeRuntimeFiles } from '../../adapters/qemu/process.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';

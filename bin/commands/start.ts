@@ -4,7 +4,7 @@ import { CleanupStack } from '../../adapters/support/cleanup.js';
 import { loadConfigFile } from '../../adapters/spec/config.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
-import type { Logger } from '../../adapters/support/logger.js';
+import type { Logger } from 'pino';
 import { ensureInstanceDir } from '../../adapters/instance/paths.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';
@@ -23,8 +23,7 @@ import { handOffHealthy } from '../../steps/hand-off.js';
 import { resumeSteps } from '../../steps/resume.js';
 import { createRun, onExchange } from '../../steps/run.js';
 import { startSteps } from '../../steps/start.js';
-import { LiveInspector, type InspectTarget } from '../inspector/live.js';
-import { inspectorModel } from '../inspector/model.js';
+import type { InspectTarget, LiveInspector } from '../inspector/live.js';
 import { onInterrupt } from '../interrupt.js';
 import { seconds, type Output } from '../output.js';
 
@@ -100,9 +99,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     output.progress(`warmvm: starting instance "${options.name}"${options.cold ? ' (cold boot forced)' : ''}`);
     if (!options.rotation) output.progress('warmvm: WARNING: --no-rotation: the guest keeps the placeholder secrets of its snapshot');
     const bounds = startBounds(spec);
-    const inspector = options.inspect
-      ? await LiveInspector.open(options.inspect, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${options.name}`, startedAt: trace.startedAt })
-      : undefined;
+    const inspector = options.inspect ? await openInspector(options.inspect, bounds, options.name, trace.startedAt) : undefined;
     if (inspector) {
       trace.onEntry((entry) => inspector.entry(entry));
       onExchange(run, (exchange) => inspector.exchange(exchange));
@@ -204,4 +201,10 @@ export async function startCommand(options: StartOptions): Promise<number> {
 
 function isFinal(state: string): boolean {
   return /\.(ready|failed|healthy|captured|running)$/.test(state);
+}
+
+/** The live inspector, loaded only for --inspect: a plain start never pays for the page and its server. */
+async function openInspector(target: InspectTarget, bounds: StartBounds, name: string, startedAt: number): Promise<LiveInspector> {
+  const [{ LiveInspector }, { inspectorModel }] = await Promise.all([import('../inspector/live.js'), import('../inspector/model.js')]);
+  return await LiveInspector.open(target, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${name}`, startedAt });
 }

@@ -1,7 +1,7 @@
 import { createActor, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import type { HealthResult } from '../../machines/cold-boot.js';
-import { resumeMachine, type Incoming, type PreparedState, type ResumeOutput, type Resumed, type Rotated } from '../../machines/resume.js';
+import type { HealthResult, RotateResult } from '../../machines/cold-boot.js';
+import { resumeMachine, type Incoming, type PreparedState, type ResumeOutput, type Resumed } from '../../machines/resume.js';
 import { errorWithCode, fakeActor, type Outcome } from '../helpers/fake-actors.js';
 
 const bounds = { prepareMs: 1_000, launchMs: 1_000, incomingMs: 1_000, contMs: 1_000, rotateMs: 1_000, healthMs: 1_000, stopMs: 1_000 };
@@ -11,7 +11,7 @@ async function run(options: {
   prepare?: Outcome<PreparedState>;
   incoming?: Outcome<Incoming>;
   cont?: Outcome<Resumed>;
-  rotate?: Outcome<Rotated>;
+  rotate?: Outcome<RotateResult>;
   health?: Outcome<HealthResult[]>;
 }) {
   const calls: string[] = [];

@@ -1,23 +1,16 @@
-import { createHash } from 'node:crypto';
 import { chmod, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { throwIfAborted, WarmvmError } from '../../support/errors.js';
-import { downloadPackages, extractPackage, GUEST_ARCH, type DebianPackage } from '../debian-packages.js';
-import { DEMO_GUEST_BUILDER_VERSION } from './builder-version.js';
-import { assembleInitramfs, GUEST_MODULES } from './initramfs.js';
+import { downloadPackages, extractPackage, type DebianPackage } from '../debian-packages.js';
+import { DEMO_GUEST_BUILDER_VERSION } from './key.js';
+import { assembleInitramfs } from './initramfs.js';
 import { extractPvhKernel } from './kernel-image.js';
 import type { LocalInput } from './local-files.js';
 import { downloadCacheDir } from './packages.js';
 import { MANIFEST, type DemoGuestManifest } from './store.js';
 
 // One build of the demo guest into its build folder: download, unpack, kernel, initramfs, manifest.
-
-/** Everything that decides the image's bytes, hashed: 16 hex digits name its folder. */
-export function imageKey(packages: DebianPackage[], localDigest: string): string {
-  const inputs = { builder: DEMO_GUEST_BUILDER_VERSION, arch: GUEST_ARCH, packages, localDigest, modules: GUEST_MODULES };
-  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
-}
 
 /** What one build works from and reports to. */
 export interface BuildContext {

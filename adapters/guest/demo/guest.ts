@@ -4,8 +4,7 @@ import { pruneDownloadCache, type DebianPackage } from '../debian-packages.js';
 import { reportProgress } from '../progress.js';
 import { throwIfAborted } from '../../support/errors.js';
 import { moduleLogger, silentLogger } from '../../support/logger.js';
-import { buildImage, imageKey } from './build.js';
-import { DEMO_GUEST_BUILDER_VERSION } from './builder-version.js';
+import { DEMO_GUEST_BUILDER_VERSION, imageKey } from './key.js';
 import { digestLocalInputs, readLocalInputs } from './local-files.js';
 import { downloadCacheDir, resolvePackages } from './packages.js';
 import { createBuildDir, findNewestImage, imageDirFor, publishImage, readImage, removeAbandonedBuilds, type DemoGuest } from './store.js';
@@ -68,6 +67,8 @@ export async function ensureDemoGuest(options: EnsureDemoGuestOptions): Promise<
   const started = Date.now();
   const buildDir = await createBuildDir(imagesDir);
   try {
+    // Loaded only to build: a start that finds its image cached never pays for the builder's modules.
+    const { buildImage } = await import('./build.js');
     await buildImage({ buildDir, imagesDir, key, localDigest, local, packages, signal, logger, progress });
     throwIfAborted(signal, 'building the demo guest');
     const published = await publishImage(buildDir, imageDir, key, options.force === true, logger);

@@ -4,11 +4,9 @@ import { gzip } from 'node:zlib';
 import { writeNewc } from '../../formats/cpio.js';
 import type { DebianPackage } from '../debian-packages.js';
 import { resolveModuleLoadOrder, type KernelModule } from './kernel-modules.js';
+import { GUEST_MODULES } from './key.js';
 import { INIT_SCRIPT, localFile, WORKLOAD_SCRIPTS, type LocalInput } from './local-files.js';
 import { demoRootfsEntries } from './rootfs.js';
-
-/** Leaves only: their dependencies (virtio, virtio_ring, failover, …) are read from the modules themselves. */
-export const GUEST_MODULES = ['virtio_pci', 'virtio_console', 'virtio_net'];
 
 /** The unpacked packages and local files an initramfs is assembled from. */
 export interface InitramfsInputs {

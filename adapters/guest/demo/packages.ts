@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { aptStateFingerprint, resolveCandidateVersions, resolveDependencyName, type DebianPackage } from '../debian-packages.js';
-import { DEMO_GUEST_BUILDER_VERSION } from './builder-version.js';
+import { DEMO_GUEST_BUILDER_VERSION } from './key.js';
 
 // Which Debian packages the demo guest is built from, and where they are kept between builds.
 

@@ -35,13 +35,14 @@ export interface ErrorContext {
 export class ProtocolError extends WarmvmError {
   readonly channel: Channel;
   readonly socketPath: string;
-  readonly exchanges: readonly Exchange[];
+  declare readonly exchanges: readonly Exchange[];
 
   constructor(channel: Channel, code: ErrorCode, context: ErrorContext, message: string, options: { hint: string; cause?: unknown }) {
     super(code, message, options);
     this.channel = channel;
     this.socketPath = context.socketPath;
-    this.exchanges = [...context.exchanges];
+    // Not enumerable: a logged error (pino copies enumerable fields) must not carry a guest's output.
+    Object.defineProperty(this, 'exchanges', { value: [...context.exchanges], enumerable: false });
   }
 }
 

@@ -2,6 +2,11 @@ import { WarmvmError, abortError } from '../support/errors.js';
 import type { QmpClient } from './protocol/qmp-client.js';
 import { sleep } from '../support/sleep.js';
 
+/**
+ * The QMP commands a start sends beyond the protocol itself: the vCPUs paused and continued, the
+ * state migrated to and from a file, and quit. Steps call these; none sends raw QMP of its own.
+ */
+
 export interface MigrationOptions {
   timeoutMs: number;
   signal?: AbortSignal;
