@@ -7,27 +7,9 @@ import { startMachine, type SnapshotChoice, type StartBounds, type StartOutput }
 import { errorWithCode } from '../helpers/fake-actors.js';
 import { brokenInvariants } from '../helpers/invariants.js';
 import { runWorld } from '../helpers/world-run.js';
+import { uniformBounds } from '../helpers/fake-world.js';
 
-const bounds: StartBounds = {
-  preflightMs: 1_000,
-  imageMs: 1_000,
-  accelMs: 1_000,
-  chooseMs: 1_000,
-  setAsideMs: 1_000,
-  launchMs: 1_000,
-  bootMs: 1_000,
-  rotateMs: 1_000,
-  healthMs: 1_000,
-  stopMs: 1_000,
-  prepareMs: 1_000,
-  incomingMs: 1_000,
-  contMs: 1_000,
-  pauseMs: 1_000,
-  migrateMs: 1_000,
-  quitMs: 1_000,
-  storeMs: 1_000,
-  recoverMs: 1_000,
-};
+const bounds: StartBounds = uniformBounds(1_000);
 
 /** A world of fake actors that counts live QEMUs, so "at most one at a time" can be checked. */
 function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; captureFails?: boolean }) {

@@ -7,28 +7,10 @@ import { TraceRecorder } from '../../../adapters/trace/recorder.js';
 import { coldBootMachine, type GuestUp, type HealthResult, type PreparedBoot } from '../../../machines/cold-boot.js';
 import { startMachine, type ImageResult, type StartBounds } from '../../../machines/start.js';
 import { useTempDirs } from '../../helpers/temp.js';
+import { uniformBounds } from '../../helpers/fake-world.js';
 
 const temp = useTempDirs();
-const bounds: StartBounds = {
-  preflightMs: 1_000,
-  imageMs: 1_000,
-  accelMs: 1_000,
-  chooseMs: 1_000,
-  setAsideMs: 1_000,
-  launchMs: 1_000,
-  bootMs: 1_000,
-  rotateMs: 1_000,
-  healthMs: 1_000,
-  stopMs: 1_000,
-  prepareMs: 1_000,
-  incomingMs: 1_000,
-  contMs: 1_000,
-  pauseMs: 1_000,
-  migrateMs: 1_000,
-  quitMs: 1_000,
-  storeMs: 1_000,
-  recoverMs: 1_000,
-};
+const bounds: StartBounds = uniformBounds(1_000);
 
 describe('TraceRecorder', () => {
   it('records every state of the root and child machines, in order, to trace.jsonl', async () => {
