@@ -4,8 +4,8 @@ import { placeholder } from './placeholder.js';
 import { failedOutput, type Failure, type FailedOutput } from './failure.js';
 
 export interface ColdBootBounds {
-  /** Host ports, the disk overlay and the runtime settings disk; shared with the resume's `prepareMs`. */
-  prepareMs: number;
+  /** Host ports, the disk overlay and the runtime settings disk: quick work, not the resume's decompression. */
+  coldPrepareMs: number;
   launchMs: number;
   bootMs: number;
   rotateMs: number;
@@ -72,7 +72,7 @@ export type ColdBootEvent = { type: 'CANCEL' };
 export const COLD_UNROTATED_WARNING = 'rotation is off: the guest runs with the secrets its image boots with';
 
 const HINTS = {
-  prepareMs: 'check the warmvm home and the image; see the trace',
+  coldPrepareMs: 'check the warmvm home and the image; see the trace',
   launchMs: 'see qemu.log in the instance folder',
   bootMs: 'see serial.log in the instance folder for how far the guest got; raise bounds.bootSeconds for a slow guest',
   rotateMs: "see serial.log; check the guest's rotate command",
@@ -105,7 +105,7 @@ const coldBoot = setup({
     rotationWanted: ({ context }) => context.rotation,
     capturing: ({ context }) => context.capturing,
   },
-  delays: boundDelays('prepareMs', 'launchMs', 'bootMs', 'rotateMs', 'healthMs', 'stopMs'),
+  delays: boundDelays('coldPrepareMs', 'launchMs', 'bootMs', 'rotateMs', 'healthMs', 'stopMs'),
 });
 
 const { bounded, cleanup } = boundedSteps(coldBoot);
@@ -133,9 +133,9 @@ export const coldBootMachine = coldBoot.createMachine({
       src: 'prepareBoot',
       state: 'coldBoot.preparing',
       done: 'launching',
-      bound: 'prepareMs',
+      bound: 'coldPrepareMs',
       waitingFor: 'the host ports, runtime disk and disk overlay being ready',
-      hint: HINTS.prepareMs,
+      hint: HINTS.coldPrepareMs,
       failTo: 'stopping',
     }),
     launching: bounded({

@@ -59,6 +59,8 @@ export function startBounds(spec: VmSpec): StartBounds {
     healthMs,
     stopMs,
     prepareMs: captureMs,
+    // What the cold boot prepares used to be timed inside launching: it keeps that bound.
+    coldPrepareMs: launchMs,
     incomingMs,
     contMs: incomingMs,
     pauseMs: stopMs,

@@ -64,6 +64,7 @@ export function uniformBounds(ms = BOUND_MS): StartBounds {
     healthMs: ms,
     stopMs: ms,
     prepareMs: ms,
+    coldPrepareMs: ms,
     incomingMs: ms,
     contMs: ms,
     pauseMs: ms,

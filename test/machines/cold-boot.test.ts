@@ -12,7 +12,7 @@ import {
   type StopResult,
 } from '../../machines/cold-boot.js';
 
-const bounds = { prepareMs: 4_000, launchMs: 1_000, bootMs: 5_000, rotateMs: 2_000, healthMs: 3_000, stopMs: 2_000 };
+const bounds = { coldPrepareMs: 4_000, launchMs: 1_000, bootMs: 5_000, rotateMs: 2_000, healthMs: 3_000, stopMs: 2_000 };
 
 async function run(outcomes: {
   prepare?: Outcome<PreparedBoot>;
