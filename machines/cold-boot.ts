@@ -61,6 +61,11 @@ export interface GuestRun {
   stopError: string | undefined;
 }
 
+/** A guest run before anything happened: no QEMU, no answers, nothing failed. */
+export function newGuestRun(): GuestRun {
+  return { pid: undefined, health: [], rotated: false, failure: undefined, stopError: undefined };
+}
+
 interface ColdBootContext extends GuestRun {
   bounds: ColdBootBounds;
   rotation: boolean;
@@ -117,16 +122,7 @@ const { bounded, cleanup } = boundedSteps(coldBoot);
  */
 export const coldBootMachine = coldBoot.createMachine({
   id: 'coldBoot',
-  context: ({ input }) => ({
-    bounds: input.bounds,
-    rotation: input.rotation,
-    capturing: input.capturing,
-    pid: undefined,
-    health: [],
-    rotated: false,
-    failure: undefined,
-    stopError: undefined,
-  }),
+  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, capturing: input.capturing, ...newGuestRun() }),
   initial: 'preparing',
   states: {
     preparing: bounded({

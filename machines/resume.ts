@@ -2,7 +2,7 @@ import { assign, setup } from 'xstate';
 import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { placeholder } from './placeholder.js';
 import { failedOutput, type Failure, type FailedOutput } from './failure.js';
-import type { GuestRun, HealthResult, RotateResult } from './cold-boot.js';
+import { newGuestRun, type GuestRun, type HealthResult, type RotateResult } from './cold-boot.js';
 
 export interface ResumeBounds {
   prepareMs: number;
@@ -94,15 +94,7 @@ const { bounded, cleanup } = boundedSteps(resume, { hint: 'the cold boot runs in
  */
 export const resumeMachine = resume.createMachine({
   id: 'resume',
-  context: ({ input }) => ({
-    bounds: input.bounds,
-    rotation: input.rotation,
-    pid: undefined,
-    health: [],
-    rotated: false,
-    failure: undefined,
-    stopError: undefined,
-  }),
+  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, ...newGuestRun() }),
   initial: 'preparing',
   states: {
     preparing: bounded({
