@@ -12,6 +12,6 @@ export function resumeActors(steps: ResumeSteps) {
     cont: fromPromise<Resumed, void>(({ signal }) => steps.cont(signal)),
     rotateSecrets: fromPromise<RotateResult, void>(({ signal }) => steps.rotateSecrets(signal)),
     probeHealth: fromPromise<HealthResult[], void>(({ signal }) => steps.probeHealth(signal)),
-    stopQemu: fromPromise<{ how: string }, void>(() => steps.stopQemu()),
+    stopQemu: fromPromise<{ how: string }, { countFailure: boolean }>(({ input }) => steps.stopQemu(input.countFailure)),
   };
 }

@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import type { AccelResult, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
+import type { AccelResult, CaptureWait, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
 import type { StartSteps } from '../steps/start.js';
 
 /** The root machine's actors: one step each, the AbortSignal passed down. */
@@ -8,7 +8,8 @@ export function startActors(steps: StartSteps) {
     preflight: fromPromise<PreflightResult, void>(({ signal }) => steps.preflight(signal)),
     prepareImage: fromPromise<ImageResult, void>(({ signal }) => steps.prepareImage(signal)),
     chooseAccelerator: fromPromise<AccelResult, void>(({ signal }) => steps.chooseAccelerator(signal)),
-    chooseSnapshot: fromPromise<SnapshotChoice, { forceCold: boolean }>(({ input }) => steps.chooseSnapshot(input.forceCold)),
-    setAsideSnapshot: fromPromise<{ setAside: string | undefined }, { reason: string }>(({ input }) => steps.setAsideSnapshot(input.reason)),
+    chooseSnapshot: fromPromise<SnapshotChoice, { capture: boolean }>(({ input }) => steps.chooseSnapshot(input.capture)),
+    awaitCapture: fromPromise<CaptureWait, void>(({ signal }) => steps.awaitCapture(signal)),
+    setAsideSnapshot: fromPromise<{ setAside: string | undefined; capturing: boolean }, { reason: string }>(({ input }) => steps.setAsideSnapshot(input.reason)),
   };
 }

@@ -5,7 +5,6 @@
  * one run; prints both and their ratio.
  *   node dist/bench/resume-floor.js [--runs N]
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { getStatus } from '../adapters/vm/health-probe.js';
@@ -17,7 +16,7 @@ import { QmpClient } from '../adapters/qemu/protocol/qmp-client.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
 import { removeRuntimeFiles, spawnQemu, stopProcess } from '../adapters/qemu/process.js';
 import { generateSecrets, secretsToEnvLines } from '../adapters/vm/secrets.js';
-import { parseManifest } from '../adapters/snapshot/manifest.js';
+import { readInstanceState, type InstanceState } from '../adapters/instance/state.js';
 import { snapshotPaths } from '../adapters/snapshot/store.js';
 import { DEMO_ROTATION } from '../adapters/spec/vm.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
@@ -33,26 +32,25 @@ async function warmvm(args: string[]): Promise<Record<string, unknown>> {
   return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 }
 
-/** The floor: every step of a resume, bare. Returns seconds from launch to first 200. */
-async function bareResume(): Promise<{ total: number; steps: Record<string, number> }> {
+/** The floor: every step of a resume, bare, with the argv warmvm's own resume just used. Returns seconds from launch to first 200. */
+async function bareResume(state: InstanceState): Promise<{ total: number; steps: Record<string, number> }> {
   const paths = instancePaths(home, name);
-  const snapshot = snapshotPaths(homePaths(home).snapshots, name);
-  const manifest = parseManifest(await readFile(snapshot.manifest, 'utf8'));
+  const snapshot = snapshotPaths(homePaths(home).snapshots, state.snapshot ?? '');
   const qemu = await inspectQemu();
-  const url = `http://127.0.0.1:${manifest.forwards[0]?.host}/health`;
+  const url = `http://127.0.0.1:${state.forwards[0]?.host}/health`;
   await removeRuntimeFiles([paths.qmpSocket, paths.qgaSocket]);
   const t0 = performance.now();
   const mark: Record<string, number> = {};
   const proc = await spawnQemu({
     binary: qemu.binary,
-    argv: [...manifest.argv, '-incoming', 'defer'],
+    argv: [...state.argv, '-incoming', 'defer'],
     logFile: join(paths.dir, 'floor.log'),
     pidFile: join(paths.dir, 'floor.pid'),
   });
   try {
     const qmp = await QmpClient.connectWhenReady(paths.qmpSocket, { deadlineMs: 10_000 });
     mark.launch = performance.now();
-    await incomingFromFile(qmp, snapshot.stateRaw, { timeoutMs: 30_000, pollMs: 2 });
+    await incomingFromFile(qmp, snapshot.state, { timeoutMs: 30_000, pollMs: 2 });
     mark.incoming = performance.now();
     await resumeVcpus(qmp, { timeoutMs: 10_000 });
     mark.cont = performance.now();
@@ -92,12 +90,14 @@ for (let i = 0; i < runs; i += 1) {
   const began = performance.now();
   const started = await warmvm(['start', '--name', name]);
   const wall = (performance.now() - began) / 1000;
+  const state = await readInstanceState(instancePaths(home, name).stateFile);
   await warmvm(['stop', '--name', name]);
+  if (!state?.snapshot) throw new Error(`the resumed instance recorded no snapshot: ${JSON.stringify(state)}`);
   if (started.path !== 'resume') throw new Error(`expected a resume, got ${JSON.stringify(started)}`);
   const seconds = started.seconds as Record<string, number>;
   // warmvm's own resume: from entering resume.launching to healthy, the same span as the floor.
   const ownResume = ['resume.launching', 'resume.incoming', 'resume.paused', 'resume.cont', 'resume.rotating', 'resume.probing'].reduce((sum, key) => sum + (seconds[key] ?? 0), 0);
-  const bare = await bareResume();
+  const bare = await bareResume(state);
   whole.push(wall);
   inside.push(ownResume);
   floor.push(bare.total);

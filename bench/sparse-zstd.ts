@@ -1,9 +1,9 @@
 /**
- * Storing and restoring a sparse mapped-ram state: warmvm's sparse zstd against the zstd command
- * line on the same file, in one run, alternating. The state is a real one when a snapshot exists
- * ($WARMVM_HOME/snapshots/<name>/state.raw, --name, default "default"), else a synthetic 4 GiB
- * file with 150 MB of data.
- *   node dist/bench/sparse-zstd.js [--runs N] [--name NAME]
+ * Packing and unpacking a sparse memory file (how a snapshot will travel): warmvm's sparse zstd
+ * against the zstd command line on the same file, in one run, alternating. The file is a real
+ * snapshot's when one exists ($WARMVM_HOME/snapshots/<key>/mem.raw, --key, default the first),
+ * else a synthetic 4 GiB file with 150 MB of data.
+ *   node dist/bench/sparse-zstd.js [--runs N] [--key KEY]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
@@ -11,22 +11,22 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { homePaths, resolveHome } from '../adapters/instance/paths.js';
 import { fileExists } from '../adapters/support/file-exists.js';
-import { snapshotPaths } from '../adapters/snapshot/store.js';
+import { listSnapshotKeys, snapshotPaths } from '../adapters/snapshot/store.js';
 import { compressSparse, decompressSparse } from '../adapters/snapshot/sparse-zstd.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 
 const runs = parseRuns(process.argv, 3);
 // Not `4 << 30`: JavaScript's shifts are 32-bit, and that is 0.
 const SYNTHETIC_BYTES = 4 * 2 ** 30;
-const nameArg = process.argv.indexOf('--name');
-const name = nameArg >= 0 ? (process.argv[nameArg + 1] ?? 'default') : 'default';
+const keyArg = process.argv.indexOf('--key');
 const home = resolveHome();
 const work = join(home, 'bench', 'sparse');
 await mkdir(work, { recursive: true });
 
 async function source(): Promise<string> {
-  const real = snapshotPaths(homePaths(home).snapshots, name).stateRaw;
-  if (await fileExists(real)) return real;
+  const key = keyArg >= 0 ? process.argv[keyArg + 1] : (await listSnapshotKeys(homePaths(home).snapshots))[0];
+  const real = key === undefined ? undefined : snapshotPaths(homePaths(home).snapshots, key).memory;
+  if (real !== undefined && (await fileExists(real))) return real;
   const file = join(work, 'synthetic.raw');
   const handle = await open(file, 'w');
   await handle.truncate(SYNTHETIC_BYTES);

@@ -26,9 +26,11 @@ program
   .command('start')
   .description(
     'Start an instance and wait until its health checks pass; QEMU keeps running detached.\n' +
-      "Resumes the instance's snapshot when one matches this host and config (fresh secrets, then\n" +
-      'health), else cold-boots; a first start cold-boots, captures, then resumes. Any failure on the\n' +
-      'resume path falls back to a cold boot, once. Without --config the embedded demo guest is used.',
+      "Resumes the snapshot of the instance's config when it matches this host (fresh secrets, then\n" +
+      'health), else cold-boots; a first start cold-boots, captures, then resumes. Every instance of one\n' +
+      'config resumes the same snapshot, on its own ports; a start that finds another capturing it waits\n' +
+      'for that capture. Any failure on the resume path falls back to a cold boot, once. Without --config\n' +
+      'the embedded demo guest is used.',
   )
   .addOption(nameOption())
   .option('-c, --config <file>', 'JSON config: memoryMb, cpus, accel, image, ports, health, bounds (see README)')
@@ -78,6 +80,19 @@ program
   });
 
 program
+  .command('list')
+  .summary('List the instances (state, pid, path, snapshot, ports, health) and the snapshots they run from')
+  .description(
+    'List every instance under $WARMVM_HOME/instances/: running or stopped, its QEMU pid, path (cold, resume, ...), ' +
+      'the snapshot it runs from ("—" when cold-booted), its host ports and its health (each check asked once, briefly); ' +
+      'then every snapshot in the store with the running instances that map its memory.',
+  )
+  .addOption(jsonOption())
+  .action(async (opts: { json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/list.js')).listCommand({ home: resolveHome(), output }));
+  });
+
+program
   .command('stop')
   .description("Stop an instance's QEMU (SIGTERM, then SIGKILL) and remove its sockets and pidfile")
   .addOption(nameOption())
@@ -88,7 +103,9 @@ program
 
 program
   .command('capture')
-  .description('Capture a running instance (started with --cold or --no-capture) into its snapshot; the VM ends stopped, the next start resumes it')
+  .description(
+    "Capture a running cold-booted instance (started with --cold or --no-capture) into its config's snapshot; the VM ends stopped, the next start of any instance of that config resumes it",
+  )
   .addOption(nameOption())
   .option('-c, --config <file>', 'the config the instance was started with')
   .addOption(jsonOption())
@@ -100,9 +117,14 @@ program
 
 program
   .command('reset')
-  .description("Remove an instance's state (logs, trace, secrets, disk overlay); with --snapshot also its snapshot, so the next start boots cold and captures anew")
+  .summary("Remove an instance's state; with --snapshot also the snapshot it last ran from or captured")
+  .description(
+    "Remove an instance's state (logs, trace, secrets, disk overlay); with --snapshot also the snapshot it last ran from " +
+      'or captured. A snapshot belongs to a config and is shared by every instance of it: their next start boots cold ' +
+      'and captures anew, while those running now run on from the memory they already map.',
+  )
   .addOption(nameOption())
-  .option('--snapshot', 'remove the snapshot too')
+  .option('--snapshot', 'remove the snapshot this instance last ran from or captured too (and any set aside for it)')
   .addOption(jsonOption())
   .action(async (opts: { name: string; snapshot?: boolean; json?: boolean }) => {
     await run(opts.json, async (output) => (await import('./commands/reset.js')).resetCommand({ name: opts.name, home: resolveHome(), snapshot: opts.snapshot ?? false, output }));
@@ -114,6 +136,25 @@ program
   .addOption(jsonOption())
   .action(async (opts: { json?: boolean }) => {
     await run(opts.json, async (output, logger) => (await import('./commands/doctor.js')).doctorCommand({ home: resolveHome(), output, logger }));
+  });
+
+const snapshot = program
+  .command('snapshot')
+  .summary('Check the snapshots: one per config, resumed by every instance of it')
+  .description('The snapshots in $WARMVM_HOME/snapshots/<config-key>/: one per config, resumed by every instance of it');
+snapshot
+  .command('verify')
+  .summary('Checksum every file of each snapshot (or of the KEYs given): exit 0 all are whole, 1 one is damaged or missing')
+  .description(
+    'Checksum in full every file of each snapshot in the store, or of the KEYs given ("warmvm list" shows them); a start ' +
+      'checks in full only the files whose size or times changed since they were last checked. Exit 0: every one is whole ' +
+      '(or the store is empty). Exit 1: one is damaged or missing, with the fix: a start of its config then checks it, sets ' +
+      'it aside and captures anew.',
+  )
+  .argument('[keys...]', 'snapshot keys (default: every snapshot)')
+  .addOption(jsonOption())
+  .action(async (keys: string[], opts: { json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot.js')).snapshotVerifyCommand({ keys, home: resolveHome(), output }));
   });
 
 const guest = program.command('guest').description('The guests warmvm builds itself: the embedded demo guest and the Debian profile');

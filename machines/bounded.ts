@@ -110,14 +110,14 @@ export function boundedSteps<TSetup>(machineSetup: TSetup, defaults: { hint?: st
      * The step that stops what a failed run started: done, failed or late, it goes `to` the end,
      * noting why it could not stop (the root machine then launches nothing else). Ctrl-C waits for it.
      */
-    cleanup<TSrc extends ActorName<TSetup>, TBound extends BoundName<TSetup>, TDone extends string>(spec: CleanupSpec<TSrc, TBound, TDone>) {
+    cleanup<TSrc extends ActorName<TSetup>, TBound extends BoundName<TSetup>, TDone extends string>(spec: CleanupSpec<TSrc, TBound, TDone> & { input?: InputFor<TSetup, TSrc> }) {
       const late: StopFail<TDone, BoundsArgs<TBound>> = { target: spec.to, actions: { type: 'recordStopError', params: ({ context }) => spec.late(context.bounds[spec.bound]) } };
       const failed: StopFail<TDone, { event: ErrorActorEvent }> = {
         target: spec.to,
         actions: { type: 'recordStopError', params: ({ event }) => toFailure(spec.state, event.error).message },
       };
       return {
-        invoke: { src: spec.src, onDone: spec.to, onError: failed },
+        invoke: { src: spec.src, input: spec.input, onDone: spec.to, onError: failed },
         after: { [delayOf(spec.bound)]: late },
       };
     },

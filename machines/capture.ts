@@ -19,12 +19,14 @@ export interface Paused {
   runstate: string;
 }
 export interface Migrated {
-  apparentBytes: number;
+  /** The device-state stream's size: the RAM stays in the memory file. */
+  stateBytes: number;
   ms: number;
 }
 export interface Stored {
   snapshot: string;
-  compressedBytes: number;
+  /** Bytes of the memory file that hold data (the rest are holes). */
+  memoryDataBytes: number;
 }
 export interface Recovered {
   /** What was dropped: the half-made capture, the paused QEMU. */

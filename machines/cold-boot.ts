@@ -4,7 +4,7 @@ import { placeholder } from './placeholder.js';
 import { failedOutput, type Failure, type FailedOutput } from './failure.js';
 
 export interface ColdBootBounds {
-  /** Host ports, the disk overlay and the runtime settings disk: quick work, not the resume's decompression. */
+  /** Host ports, the disk overlay and the runtime settings disk: quick work, bounded like a launch. */
   coldPrepareMs: number;
   launchMs: number;
   bootMs: number;

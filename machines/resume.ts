@@ -1,5 +1,6 @@
 import { assign, setup } from 'xstate';
 import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
+import { failedAfterCont } from '../shapes/snapshot-policy.js';
 import { placeholder } from './placeholder.js';
 import { failedOutput, type Failure, type FailedOutput } from './failure.js';
 import { newGuestRun, type GuestRun, type HealthResult, type RotateResult } from './cold-boot.js';
@@ -22,8 +23,11 @@ export interface ResumeInput {
 
 /** Actor results: small and secret-free, since they become trace events. */
 export interface PreparedState {
-  stateFile: string;
-  decompressed: boolean;
+  /** Snapshot files checksummed in full first, because they changed since they were last (usually none). */
+  checked: string[];
+  /** Host ports chosen for this instance. */
+  forwards: number;
+  overlay: boolean;
 }
 export interface Incoming {
   /** QEMU's runstate once the incoming migration settled; only `paused` lets `cont` run. */
@@ -58,7 +62,7 @@ const resume = setup({
     cont: placeholder<Resumed>('resume', 'cont'),
     rotateSecrets: placeholder<RotateResult>('resume', 'rotateSecrets'),
     probeHealth: placeholder<HealthResult[]>('resume', 'probeHealth'),
-    stopQemu: placeholder<{ how: string }>('resume', 'stopQemu'),
+    stopQemu: placeholder<{ how: string }, { countFailure: boolean }>('resume', 'stopQemu'),
   },
   actions: {
     recordFailure: assign((_, failure: Failure) => ({ failure })),
@@ -102,7 +106,7 @@ export const resumeMachine = resume.createMachine({
       state: 'resume.preparing',
       done: 'launching',
       bound: 'prepareMs',
-      waitingFor: 'the state file and disk overlay being ready',
+      waitingFor: 'the snapshot checked and the disk overlay made',
       failTo: 'stopping',
     }),
     launching: bounded({
@@ -157,7 +161,15 @@ export const resumeMachine = resume.createMachine({
       failTo: 'stopping',
     }),
     healthy: { type: 'final' },
-    stopping: cleanup({ src: 'stopQemu', state: 'resume.stopping', bound: 'stopMs', to: 'failed', late: (ms) => `QEMU did not stop within ${ms} ms` }),
+    stopping: cleanup({
+      src: 'stopQemu',
+      state: 'resume.stopping',
+      bound: 'stopMs',
+      to: 'failed',
+      late: (ms) => `QEMU did not stop within ${ms} ms`,
+      // The guest failed after it ran from the snapshot: counted against the snapshot (twice in a row sets it aside).
+      input: ({ context }) => ({ countFailure: context.failure !== undefined && failedAfterCont(context.failure) }),
+    }),
     failed: { type: 'final' },
   },
   output: ({ context }): ResumeOutput =>

@@ -2,6 +2,7 @@ import { assign, sendTo, setup } from 'xstate';
 import { boundDelays, boundedSteps, doneOutput } from './bounded.js';
 import { captureMachine, type CaptureBounds, type CaptureOutput } from './capture.js';
 import { coldBootMachine, type ColdBootBounds, type ColdBootOutput, type HealthResult } from './cold-boot.js';
+import { FAILURES_BEFORE_SET_ASIDE, failedAfterCont } from '../shapes/snapshot-policy.js';
 import { fallbackAllowed, fallbackEdge, noFallbackFailure, snapshotDamaged, type ChildOutput } from './fallback.js';
 import { placeholder } from './placeholder.js';
 import type { Failure } from './failure.js';
@@ -12,6 +13,8 @@ export interface StartBounds extends ColdBootBounds, ResumeBounds, CaptureBounds
   imageMs: number;
   accelMs: number;
   chooseMs: number;
+  /** How long a start waits for another start capturing the same config. */
+  captureWaitMs: number;
   setAsideMs: number;
 }
 
@@ -38,8 +41,17 @@ export interface AccelResult {
   accel: string;
   reason: string;
 }
-/** What `choosing` found in the store; an unusable snapshot has already been set aside. */
-export type SnapshotChoice = { status: 'usable' } | { status: 'missing' } | { status: 'setAside'; reason: string };
+/**
+ * What `choosing` found in the store; an unusable snapshot has already been set aside. Missing
+ * or set aside, the start holds the config's capture lock, unless another start (`capturing`) does.
+ */
+export type SnapshotChoice =
+  | { status: 'usable'; failuresInARow: number }
+  | { status: 'missing' }
+  | { status: 'setAside'; reason: string }
+  | { status: 'capturing'; holder: number };
+/** What a start that waited for another's capture found once that one let go. */
+export type CaptureWait = Exclude<SnapshotChoice, { status: 'capturing' }>;
 
 export type StartOutput =
   | { outcome: 'healthy'; pid: number; health: HealthResult[]; path: string; fallbackReason: string | undefined; rotated: boolean; warnings: string[] }
@@ -54,6 +66,8 @@ interface StartContext {
   captureAfterCold: boolean;
   fallbackTaken: boolean;
   fallbackReason: string | undefined;
+  /** Resumes of the chosen snapshot in a row whose guest failed after `cont`, before this one. */
+  failuresInARow: number;
   /** Ctrl-C reached a child: whatever it ends with, nothing new may start. */
   interrupted: boolean;
   /** The steps that made the VM that ends up running: `cold`, `capture`, `resume`. */
@@ -81,8 +95,9 @@ const start = setup({
     preflight: placeholder<PreflightResult>('start', 'preflight'),
     prepareImage: placeholder<ImageResult>('start', 'prepareImage'),
     chooseAccelerator: placeholder<AccelResult>('start', 'chooseAccelerator'),
-    chooseSnapshot: placeholder<SnapshotChoice, { forceCold: boolean }>('start', 'chooseSnapshot'),
-    setAsideSnapshot: placeholder<{ setAside: string | undefined }, { reason: string }>('start', 'setAsideSnapshot'),
+    chooseSnapshot: placeholder<SnapshotChoice, { capture: boolean }>('start', 'chooseSnapshot'),
+    awaitCapture: placeholder<CaptureWait>('start', 'awaitCapture'),
+    setAsideSnapshot: placeholder<{ setAside: string | undefined; capturing: boolean }, { reason: string }>('start', 'setAsideSnapshot'),
     coldBoot: coldBootMachine,
     capture: captureMachine,
     resume: resumeMachine,
@@ -92,6 +107,7 @@ const start = setup({
     recordInterrupt: assign({ interrupted: true }),
     enterStep: assign(({ context }, params: { step: string }) => ({ steps: [...context.steps, params.step] })),
     // An unusable snapshot counts as the fast path failing: its reason is the fallback's.
+    recordUsable: assign((_, choice: SnapshotChoice) => ({ failuresInARow: choice.status === 'usable' ? choice.failuresInARow : 0 })),
     recordChoice: assign(({ context }, choice: SnapshotChoice) => ({
       captureAfterCold: context.capture,
       fallbackTaken: choice.status === 'setAside',
@@ -102,6 +118,9 @@ const start = setup({
     // The fallback edge to a cold boot: one that replaces a set-aside snapshot captures again.
     fallBack: assign((_, output: ChildOutput) => fallbackEdge(output, false)),
     fallBackToCapture: assign(({ context }, output: ChildOutput) => fallbackEdge(output, context.capture)),
+    // Another start took the capture lock meanwhile: this one boots cold and leaves the capture to it.
+    recordCaptureLock: assign(({ context }, aside: { capturing: boolean }) => ({ captureAfterCold: context.captureAfterCold && aside.capturing })),
+    skipCapture: assign({ captureAfterCold: false }),
     recordColdFailure: assign((_, output: ColdBootOutput) => (output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {})),
     recordNoFallback: assign((_, output: ChildOutput) =>
       output.outcome === 'failed' ? { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError } : {},
@@ -110,15 +129,18 @@ const start = setup({
   guards: {
     forceCold: ({ context }) => context.forceCold,
     snapshotUsable: (_, choice: SnapshotChoice) => choice.status === 'usable',
+    otherCapturing: (_, choice: SnapshotChoice) => choice.status === 'capturing',
     resumeHealthy: (_, output: ResumeOutput) => output.outcome === 'healthy',
     coldReady: (_, output: ColdBootOutput) => output.outcome === 'ready',
     coldReadyToCapture: ({ context }, output: ColdBootOutput) => output.outcome === 'ready' && context.captureAfterCold,
     captured: (_, output: CaptureOutput) => output.outcome === 'captured',
     fallbackAllowed: ({ context }, output: ChildOutput) => fallbackAllowed(context, output),
     // The set-aside decision (invariant 6): the fallback is allowed and the failure is the snapshot's own.
-    snapshotDamaged: ({ context }, output: ResumeOutput) => fallbackAllowed(context, output) && snapshotDamaged(output.failure),
+    // …or its guest failed after `cont` again: the second resume in a row to do so.
+    snapshotDamaged: ({ context }, output: ResumeOutput) =>
+      fallbackAllowed(context, output) && (snapshotDamaged(output.failure) || (failedAfterCont(output.failure) && context.failuresInARow + 1 >= FAILURES_BEFORE_SET_ASIDE)),
   },
-  delays: boundDelays('preflightMs', 'imageMs', 'accelMs', 'chooseMs', 'setAsideMs'),
+  delays: boundDelays('preflightMs', 'imageMs', 'accelMs', 'chooseMs', 'captureWaitMs', 'setAsideMs'),
 });
 
 const { bounded, failOnError, failOnCancel } = boundedSteps(start);
@@ -140,6 +162,7 @@ export const startMachine = start.createMachine({
     captureAfterCold: false,
     fallbackTaken: false,
     fallbackReason: undefined,
+    failuresInARow: 0,
     interrupted: false,
     steps: [],
     pid: undefined,
@@ -184,9 +207,10 @@ export const startMachine = start.createMachine({
       ...bounded({
         src: 'chooseSnapshot',
         state: 'start.choosing',
-        input: ({ context }) => ({ forceCold: context.forceCold }),
+        input: ({ context }) => ({ capture: context.capture }),
         done: [
-          { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume' },
+          { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume', actions: { type: 'recordUsable', params: doneOutput } },
+          { guard: { type: 'otherCapturing', params: doneOutput }, target: 'awaitingCapture' },
           { target: 'coldBoot', actions: { type: 'recordChoice', params: doneOutput } },
         ],
         bound: 'chooseMs',
@@ -195,6 +219,19 @@ export const startMachine = start.createMachine({
         failTo: 'failed',
       }),
     },
+    // Two starts of one config never both capture: this one resumes what the other captures.
+    awaitingCapture: bounded({
+      src: 'awaitCapture',
+      state: 'start.awaitingCapture',
+      done: [
+        { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume', actions: { type: 'recordUsable', params: doneOutput } },
+        { target: 'coldBoot', actions: { type: 'recordChoice', params: doneOutput } },
+      ],
+      bound: 'captureWaitMs',
+      waitingFor: 'another start capturing a snapshot of this config',
+      hint: 'see that start\'s trace; "warmvm list" shows the instances',
+      failTo: 'failed',
+    }),
     resume: {
       entry: { type: 'enterStep', params: { step: 'resume' } },
       invoke: {
@@ -215,11 +252,11 @@ export const startMachine = start.createMachine({
       invoke: {
         src: 'setAsideSnapshot',
         input: ({ context }) => ({ reason: context.fallbackReason ?? 'the resume failed' }),
-        onDone: 'coldBoot',
-        // Not fatal: the cold boot's capture replaces the snapshot anyway.
-        onError: 'coldBoot',
+        onDone: { target: 'coldBoot', actions: { type: 'recordCaptureLock', params: doneOutput } },
+        // Not fatal, but with no capture lock known to be held the cold boot leaves the capture to another start.
+        onError: { target: 'coldBoot', actions: 'skipCapture' },
       },
-      after: { setAsideBound: 'coldBoot' },
+      after: { setAsideBound: { target: 'coldBoot', actions: 'skipCapture' } },
       on: { CANCEL: failOnCancel('failed', 'start.settingAside') },
     },
     coldBoot: {

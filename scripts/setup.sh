@@ -5,7 +5,8 @@
 #   - npm packages (npm ci) and the TypeScript build (dist/)
 #   - with --tests: what only the tests need (Debian's chromium, driven by playwright-core;
 #     isoinfo from genisoimage, which checks warmvm's own ISO writer: warmvm never runs it;
-#     syslinux, mtools, dosfstools and sfdisk, which make the user-image test's BIOS-bootable disk)
+#     syslinux, mtools, dosfstools and sfdisk, which make the user-image test's BIOS-bootable disk;
+#     strace, which makes a QEMU slow to answer so that a test can interrupt a capture midway)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +54,7 @@ $SUDO apt-get update -q >/dev/null
 PACKAGES=(ca-certificates procps iproute2 zstd xz-utils curl debootstrap e2fsprogs)
 # The inspector's browser test (Debian's browser, never a download of playwright's own), and
 # isoinfo, an independent reader for the ISO writer's tests.
-[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium genisoimage syslinux syslinux-common mtools dosfstools fdisk)
+[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium genisoimage syslinux syslinux-common mtools dosfstools fdisk strace)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,17 +1,21 @@
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstanceState } from '../adapters/instance/state.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
 import { captureToFile, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
-import type { SnapshotManifest } from '../adapters/snapshot/manifest.js';
-import { commitCapture, createCaptureDir, FROZEN_DISK, STATE_RAW, STATE_ZST } from '../adapters/snapshot/store.js';
-import { compressSparse } from '../adapters/snapshot/sparse-zstd.js';
-import { WarmvmError } from '../adapters/support/errors.js';
+import { fileChecksum } from '../adapters/snapshot/checksum.js';
+import { SNAPSHOT_FORMAT, type SnapshotFile, type SnapshotManifest } from '../adapters/snapshot/manifest.js';
+import { commitCapture, createCaptureDir, FROZEN_DISK, MEMORY_FILE, STATE_FILE } from '../adapters/snapshot/store.js';
+import { recordVerified } from '../adapters/snapshot/verify.js';
+import { syncFile, writeFileDurably } from '../adapters/support/durable.js';
+import { throwIfAborted, WarmvmError } from '../adapters/support/errors.js';
 import type { Migrated, Paused, Recovered, Stored } from '../machines/capture.js';
+import { releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
+import { noteSnapshotKey } from './hand-off.js';
 import { need, type Run } from './run.js';
 import { cpuModel, specHash, specSummary } from './spec-facts.js';
-import { vmRunner } from './vm.js';
+import { dropColdMemory, launchDevices, vmRunner } from './vm.js';
 
 /** The capture machine's steps, one per actor. */
 export interface CaptureSteps {
@@ -26,7 +30,8 @@ export function captureSteps(run: Run): CaptureSteps {
   const vm = () => need(run.cold, 'the cold-booted VM');
   return {
     pauseVm: async (signal) => {
-      const dir = await createCaptureDir(run.snapshot);
+      await holdCaptureLock(run);
+      const dir = await createCaptureDir(need(run.snapshot, 'the snapshot'));
       run.captureDir = dir;
       run.cleanup.add('drop an unfinished capture', () => rm(dir, { recursive: true, force: true }));
       return { runstate: await vm().whileRunning('pausing for capture', pauseVcpus(vm().qmpConnection(), { signal })) };
@@ -37,7 +42,11 @@ export function captureSteps(run: Run): CaptureSteps {
       await vm().waitExit(run.spec.bounds.stopMs);
       return { exited: true };
     },
-    storeSnapshot: (signal) => storeSnapshot(run, signal),
+    storeSnapshot: (signal) => {
+      const storing = storeSnapshot(run, signal);
+      run.storing = storing;
+      return storing;
+    },
     recoverVm: () => recoverVm(run),
   };
 }
@@ -47,6 +56,14 @@ export function captureSteps(run: Run): CaptureSteps {
  * argv, ports and accelerator it was started with. A failed capture lets it run on.
  */
 export async function adoptRunning(run: Run, state: InstanceState, signal: AbortSignal): Promise<void> {
+  if (state.snapshot !== undefined || !state.argv.some((arg) => arg.startsWith('memory-backend-file,') && arg.includes(',share=on'))) {
+    throw new WarmvmError('E_NOT_CAPTURABLE', `instance "${state.name}" cannot be captured: its RAM is not a memory file of its own`, {
+      hint:
+        state.snapshot !== undefined
+          ? `it runs from snapshot ${state.snapshot} (a private copy-on-write mapping of that snapshot's memory file); for a new snapshot, "warmvm reset --snapshot --name ${state.name}" and start it again`
+          : `it was started by an older warmvm; stop it and start it again (warmvm stop --name ${state.name}; warmvm start --name ${state.name} --no-capture)`,
+    });
+  }
   run.qemu = await inspectQemu(undefined, signal);
   if (run.qemu.version.text !== state.qemuVersion) {
     throw new WarmvmError('E_QEMU_CHANGED', `QEMU changed since instance "${state.name}" started (${state.qemuVersion} → ${run.qemu.version.text})`, {
@@ -60,67 +77,94 @@ export async function adoptRunning(run: Run, state: InstanceState, signal: Abort
   await run.cold.attach(state.pid, signal);
 }
 
+/** The capture lock of this config: taken at `choosing` by a start, here by `warmvm capture`. Another start capturing it refuses this one. */
+async function holdCaptureLock(run: Run): Promise<void> {
+  const taken = await takeCaptureLock(run);
+  if ('holder' in taken) {
+    throw new WarmvmError('E_CAPTURE_BUSY', `another warmvm (pid ${taken.holder}) is capturing a snapshot of this config right now`, {
+      hint: 'wait for it to finish; its snapshot serves this instance too',
+    });
+  }
+}
+
 async function migrateToFile(run: Run, signal: AbortSignal): Promise<Migrated> {
   const runner = need(run.cold, 'the cold-booted VM');
-  const file = join(need(run.captureDir, 'the capture folder'), STATE_RAW);
+  const file = join(need(run.captureDir, 'the capture folder'), STATE_FILE);
   const onProgress = (p: { status: string; transferredBytes: number | undefined }): void =>
     run.progress(`  capture: ${p.status}${p.transferredBytes !== undefined ? ` ${(p.transferredBytes / 1e6).toFixed(0)} MB` : ''}`);
   const result = await runner.whileRunning('migrating to file', captureToFile(runner.qmpConnection(), file, { timeoutMs: run.spec.bounds.captureMs, signal, onProgress }));
-  return { apparentBytes: (await stat(file)).size, ms: result.ms };
+  return { stateBytes: (await stat(file)).size, ms: result.ms };
 }
 
-/** Compress, freeze the disk overlay, write the manifest, then rename into place. */
+/** Flushed and checksummed at once (one waits on the disk, the other on the CPU), then made read-only. */
+async function freeze(path: string, signal: AbortSignal): Promise<SnapshotFile & { dataBytes: number }> {
+  const [, sum] = await Promise.all([syncFile(path), fileChecksum(path, { signal })]);
+  await chmod(path, 0o444);
+  return { name: path.slice(path.lastIndexOf('/') + 1), bytes: sum.bytes, dataBytes: sum.dataBytes, sha256: sum.sha256 };
+}
+
+/**
+ * The cold boot's memory file moved (never copied) beside the device state and the frozen disk,
+ * each flushed, checksummed and made read-only; the manifest; then one rename publishes them all.
+ */
 async function storeSnapshot(run: Run, signal: AbortSignal): Promise<Stored> {
   const dir = need(run.captureDir, 'the capture folder');
+  const snapshot = need(run.snapshot, 'the snapshot');
   const qemu = need(run.qemu, 'QEMU');
-  const zst = await compressSparse(join(dir, STATE_RAW), join(dir, STATE_ZST), { signal });
-  let disk: SnapshotManifest['files']['disk'];
-  if (run.boot?.disk) {
-    // The overlay the RAM belongs to, frozen: resumes run on fresh overlays over it.
-    await rename(run.paths.overlay, join(dir, FROZEN_DISK));
-    disk = { name: FROZEN_DISK, bytes: (await stat(join(dir, FROZEN_DISK))).size };
-  }
+  await rename(run.paths.memoryFile, join(dir, MEMORY_FILE));
+  if (run.boot?.disk) await rename(run.paths.overlay, join(dir, FROZEN_DISK));
+  const [memory, state, disk] = await Promise.all([
+    freeze(join(dir, MEMORY_FILE), signal),
+    freeze(join(dir, STATE_FILE), signal),
+    run.boot?.disk ? freeze(join(dir, FROZEN_DISK), signal) : undefined,
+  ]);
   const manifest: SnapshotManifest = {
-    format: 1,
+    format: SNAPSHOT_FORMAT,
     createdAt: new Date().toISOString(),
-    instance: run.paths.name,
+    capturedBy: run.paths.name,
     qemuVersion: qemu.version.text,
     machineType: qemu.machineType,
     accel: need(run.accel, 'the accelerator').accel,
     cpuModel: cpuModel(run),
     cpus: run.spec.cpus,
     memoryMb: run.spec.memoryMb,
-    argv: need(run.cold, 'the cold-booted VM').argv,
+    deviceArgv: launchDevices(run),
     specHash: specHash(run),
     spec: specSummary(run),
-    forwards: run.forwards,
-    files: {
-      state: { name: STATE_RAW, apparentBytes: zst.apparentBytes, dataBytes: zst.dataBytes, sha256: zst.sha256 },
-      stateZst: { name: STATE_ZST, bytes: zst.compressedBytes, sha256: zst.sha256 },
-      disk,
-    },
+    files: { memory, state: { name: state.name, bytes: state.bytes, sha256: state.sha256 }, disk: disk && { name: disk.name, bytes: disk.bytes, sha256: disk.sha256 } },
   };
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-  await commitCapture(dir, run.snapshot);
+  await writeFileDurably(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  await recordVerified({ dir, verified: join(dir, 'verified.json') }, manifest);
+  // Past its bound (or Ctrl-C), recovering may have let the lock go: a late store must not publish.
+  throwIfAborted(signal, 'storing the snapshot');
+  await commitCapture(dir, snapshot);
   run.captureDir = undefined;
   run.manifest = manifest;
-  return { snapshot: run.snapshot.dir, compressedBytes: zst.compressedBytes };
+  // Starts waiting for this config resume it from here on, as this one does next.
+  await releaseCaptureLock(run);
+  await noteSnapshotKey(run, snapshot.key);
+  return { snapshot: snapshot.dir, memoryDataBytes: memory.dataBytes };
 }
 
 /** After a failed capture: drop what was half made and the cold QEMU (the fallback boots anew). */
 async function recoverVm(run: Run): Promise<Recovered> {
+  // A store cut short by its bound may still be on its way: it publishes, or gives up, first.
+  await run.storing?.catch(() => undefined);
   const dropped: string[] = [];
   if (run.captureDir) {
     await rm(run.captureDir, { recursive: true, force: true });
     dropped.push(run.captureDir);
     run.captureDir = undefined;
   }
+  // Starts waiting for this capture need not wait through what follows: one of them captures instead.
+  await releaseCaptureLock(run);
   if (run.cold && run.adopted) {
     // Not ours to stop: if it was only paused, let it run on.
     if (await continueVcpus(run.cold.qmpConnection(), { timeoutMs: 5_000 })) dropped.push('nothing: the VM runs on');
     await run.cold.handOff();
   } else if (run.cold) {
     await run.cold.stop();
+    await dropColdMemory(run);
     dropped.push('the cold-booted QEMU');
   }
   return { dropped };

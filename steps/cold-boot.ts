@@ -1,9 +1,8 @@
-import { findFreePort } from '../adapters/instance/ports.js';
 import { createOverlay } from '../adapters/qemu/overlay.js';
 import type { GuestUp, HealthResult, LaunchResult, PreparedBoot, RotateResult, StopResult } from '../machines/cold-boot.js';
 import { rotateOn } from './rotate.js';
 import { need, type Run } from './run.js';
-import { coldArgv, probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
+import { chooseForwards, coldArgv, dropColdMemory, probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
 
 /** From PATH, as QEMU itself is found: qemu-utils ships it beside qemu-system. */
 export const QEMU_IMG = 'qemu-img';
@@ -26,15 +25,20 @@ export function coldBootSteps(run: Run): ColdBootSteps {
     waitForGuest: (signal) => vm().waitForGuest(signal),
     rotateSecrets: (signal) => rotateOn(run, vm(), signal),
     probeHealth: (signal) => probeHealth(vm(), signal),
-    stopQemu: () => stopIfLaunched(run.cold),
+    stopQemu: async () => {
+      const stopped = await stopIfLaunched(run.cold);
+      await dropColdMemory(run);
+      return stopped;
+    },
   };
 }
 
-/** Host ports chosen (fixed from here on, snapshot included), the settings disk, a fresh overlay over the image. */
+/** Host ports chosen, the settings disk, a fresh overlay over the image, no memory file left from before. */
 async function prepareBoot(run: Run, signal: AbortSignal): Promise<PreparedBoot> {
   run.cold = undefined;
-  run.forwards = [];
-  for (const forward of run.spec.ports) run.forwards.push({ guest: forward.guest, host: forward.host ?? (await findFreePort()) });
+  await chooseForwards(run);
+  // What an earlier QEMU of this instance left: this boot writes its RAM there from zero.
+  await dropColdMemory(run);
   const runtimeDisk = await writeRuntimeDisk(run);
   // Over the image itself, even when a failed resume left an overlay over its snapshot's disk.
   const base = need(run.boot, 'the boot files').overlayBase;

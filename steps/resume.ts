@@ -1,17 +1,18 @@
-import { stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createOverlay } from '../adapters/qemu/overlay.js';
 import { incomingFromFile, resumeVcpus } from '../adapters/qemu/monitor.js';
-import { STATE_RAW, STATE_ZST } from '../adapters/snapshot/store.js';
-import { decompressSparse } from '../adapters/snapshot/sparse-zstd.js';
+import { parseManifest } from '../adapters/snapshot/manifest.js';
+import { countResumeFailure } from '../adapters/snapshot/resume-failures.js';
+import { pinSnapshot } from '../adapters/snapshot/store.js';
+import { verifyBeforeLaunch } from '../adapters/snapshot/verify.js';
 import { WarmvmError } from '../adapters/support/errors.js';
-import { fileExists } from '../adapters/support/file-exists.js';
 import { QemuExitedError } from '../adapters/vm/qemu-exited.js';
 import type { HealthResult, RotateResult } from '../machines/cold-boot.js';
 import type { Incoming, PreparedState, Resumed } from '../machines/resume.js';
 import { QEMU_IMG } from './cold-boot.js';
 import { rotateOn } from './rotate.js';
 import { need, type Run } from './run.js';
-import { probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
+import { chooseForwards, cloneArgv, probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
 
 /** The resume machine's steps, one per actor. */
 export interface ResumeSteps {
@@ -21,20 +22,19 @@ export interface ResumeSteps {
   cont(signal: AbortSignal): Promise<Resumed>;
   rotateSecrets(signal: AbortSignal): Promise<RotateResult>;
   probeHealth(signal: AbortSignal): Promise<HealthResult[]>;
-  stopQemu(): Promise<{ how: string }>;
+  /** `countFailure`: the guest failed after `cont`, which counts against the snapshot. */
+  stopQemu(countFailure: boolean): Promise<{ how: string }>;
 }
 
 /** QEMU's words when it cannot load a state: the snapshot's fault, not a kill's. */
-const LOAD_FAILED = /load of migration failed|Failed to load|Unknown savevm section|mapped-ram/i;
+const LOAD_FAILED = /load of migration failed|Failed to load|Unknown savevm section|Unknown ramblock|Length mismatch/i;
 
 export function resumeSteps(run: Run): ResumeSteps {
   const vm = () => need(run.resumed, 'the resuming VM');
   return {
     prepareState: (signal) => prepareState(run, signal),
     launchIncoming: (signal) => {
-      const manifest = need(run.manifest, 'the snapshot manifest');
-      run.forwards = manifest.forwards;
-      run.resumed = vmRunner(run, [...manifest.argv, '-incoming', 'defer']);
+      run.resumed = vmRunner(run, [...cloneArgv(run), '-incoming', 'defer']);
       return run.resumed.launch(signal);
     },
     migrateIncoming: (signal) => migrateIncoming(run, signal),
@@ -44,36 +44,48 @@ export function resumeSteps(run: Run): ResumeSteps {
     },
     rotateSecrets: (signal) => rotateOn(run, vm(), signal),
     probeHealth: (signal) => probeHealth(vm(), signal),
-    stopQemu: () => stopIfLaunched(run.resumed),
+    stopQemu: async (countFailure) => {
+      const stopped = await stopIfLaunched(run.resumed);
+      if (countFailure) await countResumeFailure(need(run.pinned, 'the pinned snapshot'));
+      return stopped;
+    },
   };
 }
 
-/** The sparse raw state, decompressed once from the .zst when missing or not whole; a fresh overlay. */
+/**
+ * The snapshot's files checked (in full only where they changed since last checked), this
+ * instance's ports, settings disk and a fresh overlay over the frozen disk.
+ */
 async function prepareState(run: Run, signal: AbortSignal): Promise<PreparedState> {
   run.resumed = undefined;
-  const manifest = need(run.manifest, 'the snapshot manifest');
-  const { snapshot } = run;
-  const rawSize = (await stat(snapshot.stateRaw).catch(() => undefined))?.size;
-  let decompressed = false;
-  if (rawSize !== manifest.files.state.apparentBytes) {
-    if (!(await fileExists(snapshot.stateZst))) {
-      throw new WarmvmError('E_SNAPSHOT_MISSING', `the snapshot's state is missing: neither a whole ${STATE_RAW} nor ${STATE_ZST} in ${snapshot.dir}`, {
-        hint: 'the cold boot runs instead and captures a new snapshot',
-      });
-    }
-    run.progress('  resume: decompressing the snapshot state (once)');
-    await decompressSparse(snapshot.stateZst, snapshot.stateRaw, { signal });
-    decompressed = true;
-  }
-  // The snapshot's argv names this instance's settings disk; the guest read it when it booted.
+  const pin = await pinSnapshot(need(run.snapshot, 'the snapshot'));
+  run.cleanup.add('let go of the snapshot folder', () => pin.close());
+  const snapshot = pin.paths;
+  run.pinned = snapshot;
+  // Read again through the pin: the manifest of the very files this resume maps and loads.
+  const manifest = await readFile(snapshot.manifest, 'utf8').then(parseManifest, (cause: unknown) => {
+    throw new WarmvmError('E_SNAPSHOT_CORRUPT', `the snapshot's manifest.json cannot be read: ${(cause as Error).message}`, {
+      hint: 'it is set aside; the cold boot captures a new one',
+      cause,
+    });
+  });
+  run.manifest = manifest;
+  const verification = await verifyBeforeLaunch(snapshot, manifest, {
+    signal,
+    shownDir: need(run.snapshot, 'the snapshot').dir,
+    onFullCheck: (file) => run.progress(`  resume: checking ${file} in full (it changed since it was last checked)`),
+  });
+  await chooseForwards(run);
+  // The argv names this instance's settings disk; the guest read the capture's when it booted.
   await writeRuntimeDisk(run);
-  if (manifest.files.disk) await createOverlay({ qemuImg: QEMU_IMG, base: snapshot.disk, format: 'qcow2', overlay: run.paths.overlay, signal });
-  return { stateFile: snapshot.stateRaw, decompressed };
+  // The overlay names its backing file for good: the real path, not the pin.
+  if (manifest.files.disk) await createOverlay({ qemuImg: QEMU_IMG, base: need(run.snapshot, 'the snapshot').disk, format: 'qcow2', overlay: run.paths.overlay, signal });
+  return { checked: verification.checked, forwards: run.forwards.length, overlay: manifest.files.disk !== undefined };
 }
 
 async function migrateIncoming(run: Run, signal: AbortSignal): Promise<Incoming> {
   const runner = need(run.resumed, 'the resuming VM');
-  const work = incomingFromFile(runner.qmpConnection(), run.snapshot.stateRaw, { timeoutMs: run.spec.bounds.incomingMs, signal });
+  const work = incomingFromFile(runner.qmpConnection(), need(run.pinned, 'the pinned snapshot').state, { timeoutMs: run.spec.bounds.incomingMs, signal });
   try {
     return { runstate: (await runner.whileRunning('loading the snapshot', work)).runstate };
   } catch (error) {

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import type { BootFiles } from '../adapters/guest/boot-files.js';
 import type { Exchange } from '../adapters/trace/record.js';
-import { homePaths, type InstancePaths } from '../adapters/instance/paths.js';
+import type { InstanceLock } from '../adapters/instance/lock.js';
+import type { InstancePaths } from '../adapters/instance/paths.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import type { QemuInfo } from '../adapters/qemu/binary.js';
 import type { SnapshotManifest } from '../adapters/snapshot/manifest.js';
-import { snapshotPaths, type SnapshotPaths } from '../adapters/snapshot/store.js';
+import type { SnapshotPaths } from '../adapters/snapshot/store.js';
 import type { VmSpec } from '../adapters/spec/vm.js';
 import type { CleanupStack } from '../adapters/support/cleanup.js';
 import { WarmvmError } from '../adapters/support/errors.js';
@@ -29,7 +30,12 @@ export interface Run {
   readonly cleanup: CleanupStack;
   readonly logger: Logger;
   readonly progress: (line: string) => void;
-  readonly snapshot: SnapshotPaths;
+  /** The config's snapshot, known once the image is (the config key hashes it). */
+  snapshot?: SnapshotPaths;
+  /** The snapshot a resume runs from, its folder held open (pinSnapshot): one snapshot's files, whatever is renamed meanwhile. */
+  pinned?: SnapshotPaths;
+  /** Held while this run captures its config's snapshot: no other start captures it at once. */
+  captureLock?: InstanceLock;
   /** Epoch ms the run's trace began at: exchanges are timed from it, like trace entries. */
   readonly clockStart: number;
   readonly exchangeListeners: ((exchange: Exchange) => void)[];
@@ -42,6 +48,8 @@ export interface Run {
   cold?: VmRunner;
   /** The resume's QEMU. */
   resumed?: VmRunner;
+  /** The snapshot being stored, while it is: recovering waits for it, so a store cut short never publishes behind it. */
+  storing?: Promise<unknown>;
   /** The capture being written beside the store, until it is renamed into place. */
   captureDir?: string;
   /** `warmvm capture` adopted a QEMU the user started: a failed capture lets it run on. */
@@ -66,7 +74,6 @@ export function createRun(options: RunOptions): Run {
     cleanup: options.cleanup,
     logger: options.logger,
     progress: options.progress,
-    snapshot: snapshotPaths(homePaths(options.home).snapshots, options.paths.name),
     clockStart: options.startedAt ?? Date.now(),
     exchangeListeners: [],
     forwards: [],

@@ -2,14 +2,18 @@ import { defaultCpuModel } from '../adapters/qemu/argv.js';
 import { hashSpec, specFacts, type SpecFacts } from '../adapters/snapshot/manifest.js';
 import { need, type Run } from './run.js';
 
-/** What the VM's state depends on: not bounds, health checks or rotation. */
+/**
+ * What the VM's state depends on: not bounds, health checks, rotation, the instance's name or
+ * its host ports (each clone forwards its own).
+ */
 function specParts(run: Run): Record<string, unknown> {
   const boot = need(run.boot, 'the boot files');
-  const { memoryMb, cpus, cpuModel, ports, agent, settings } = run.spec;
+  const { memoryMb, cpus, cpuModel, agent, settings } = run.spec;
+  const ports = run.spec.ports.map((forward) => forward.guest);
   return { memoryMb, cpus, cpuModel, ports, agent, image: boot.description, append: boot.append, disk: boot.disk !== undefined, seed: boot.seed, settings };
 }
 
-/** The hash a snapshot and a running instance are matched by. */
+/** The hash a snapshot and a running instance are matched by: the config key, the snapshot folder's name. */
 export function specHash(run: Run): string {
   return hashSpec(specParts(run));
 }
@@ -22,17 +26,4 @@ export function specSummary(run: Run): SpecFacts {
 /** The CPU model QEMU is given: the config's, else the accelerator's default. */
 export function cpuModel(run: Run): string {
   return run.spec.cpuModel ?? defaultCpuModel(need(run.accel, 'the accelerator').accel);
-}
-
-/** What a snapshot must match to be resumed on this host with this config. */
-export function hostFacts(run: Run) {
-  const qemu = need(run.qemu, 'QEMU');
-  return {
-    qemuVersion: qemu.version.text,
-    machineType: qemu.machineType,
-    accel: need(run.accel, 'the accelerator').accel,
-    cpuModel: cpuModel(run),
-    specHash: specHash(run),
-    spec: specSummary(run),
-  };
 }

@@ -2,33 +2,44 @@ import { join } from 'node:path';
 import { prepareBootFiles } from '../adapters/guest/boot-files.js';
 import { ensureDemoGuest } from '../adapters/guest/demo/guest.js';
 import { homePaths } from '../adapters/instance/paths.js';
-import { assertPortFree, isPortFree } from '../adapters/instance/ports.js';
+import { assertPortFree } from '../adapters/instance/ports.js';
 import { chooseAccelerator } from '../adapters/qemu/accel-probe.js';
 import { inspectQemuCached } from '../adapters/qemu/binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from '../adapters/qemu/process.js';
-import { manifestMismatch } from '../adapters/snapshot/manifest.js';
-import { readSnapshot, setAside } from '../adapters/snapshot/store.js';
+import { tryLock, type InstanceLock } from '../adapters/instance/lock.js';
+import { manifestMismatch, type HostFacts } from '../adapters/snapshot/manifest.js';
+import { readResumeFailures } from '../adapters/snapshot/resume-failures.js';
+import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/store.js';
 import { WarmvmError } from '../adapters/support/errors.js';
-import type { AccelResult, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
+import { FAILURES_BEFORE_SET_ASIDE } from '../shapes/snapshot-policy.js';
+import { sleep } from '../adapters/support/sleep.js';
+import type { AccelResult, CaptureWait, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
+import { holdCaptureLock, releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
 import { need, type Run } from './run.js';
-import { hostFacts } from './spec-facts.js';
+import { cpuModel, specHash, specSummary } from './spec-facts.js';
+import { launchDevices } from './vm.js';
 
 /** The root machine's own steps, one per actor. */
 export interface StartSteps {
   preflight(signal: AbortSignal): Promise<PreflightResult>;
   prepareImage(signal: AbortSignal): Promise<ImageResult>;
   chooseAccelerator(signal: AbortSignal): Promise<AccelResult>;
-  chooseSnapshot(forceCold: boolean): Promise<SnapshotChoice>;
-  setAsideSnapshot(reason: string): Promise<{ setAside: string | undefined }>;
+  chooseSnapshot(capture: boolean): Promise<SnapshotChoice>;
+  awaitCapture(signal: AbortSignal): Promise<CaptureWait>;
+  setAsideSnapshot(reason: string): Promise<{ setAside: string | undefined; capturing: boolean }>;
 }
+
+/** How often a start waiting for another's capture looks again. */
+const CAPTURE_POLL_MS = 100;
 
 export function startSteps(run: Run): StartSteps {
   return {
     preflight: (signal) => preflight(run, signal),
     prepareImage: (signal) => prepareImage(run, signal),
     chooseAccelerator: (signal) => chooseAccel(run, signal),
-    chooseSnapshot: (forceCold) => chooseSnapshot(run, forceCold),
-    setAsideSnapshot: async (reason) => ({ setAside: await setAside(run.snapshot, reason) }),
+    chooseSnapshot: (capture) => chooseSnapshot(run, capture),
+    awaitCapture: (signal) => awaitCapture(run, signal),
+    setAsideSnapshot: (reason) => setAsideResumed(run, reason),
   };
 }
 
@@ -42,7 +53,7 @@ async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult
     });
   }
   // The secrets of a VM that is gone: a start that does not rotate must not leave them looking current.
-  await removeRuntimeFiles([paths.pidFile, paths.stateFile, paths.qmpSocket, paths.qgaSocket, paths.secretsFile]);
+  await removeRuntimeFiles([paths.pidFile, paths.stateFile, paths.qmpSocket, paths.qgaSocket, paths.secretsFile, paths.memoryFile]);
   run.qemu = await inspectQemuCached(join(run.home, 'qemu-info.json'), undefined, signal);
   for (const forward of run.spec.ports) {
     if (forward.host !== undefined) await assertPortFree(forward.host, `forwarded to guest port ${forward.guest}`);
@@ -59,6 +70,7 @@ export async function prepareImage(run: Run, signal: AbortSignal): Promise<Image
     logger: run.logger,
     onProgress: (line) => run.progress(`  image: ${line}`),
   });
+  run.snapshot = snapshotPaths(homePaths(run.home).snapshots, specHash(run));
   return { image: run.boot.description, built: run.boot.built };
 }
 
@@ -79,27 +91,99 @@ async function chooseAccel(run: Run, signal: AbortSignal): Promise<AccelResult> 
   return { accel: verdict.accel, reason: verdict.reason };
 }
 
-/** A snapshot that matches this host and spec is usable; one that cannot match is set aside. */
-async function chooseSnapshot(run: Run, forceCold: boolean): Promise<SnapshotChoice> {
-  if (forceCold) return { status: 'missing' };
-  const found = await readSnapshot(run.snapshot);
-  if (found.kind === 'missing') return { status: 'missing' };
-  if (found.kind === 'unreadable') return await setAsideFor(run, found.reason);
-  const mismatch = manifestMismatch(found.manifest, hostFacts(run));
-  if (mismatch) return await setAsideFor(run, mismatch);
-  for (const forward of found.manifest.forwards) {
-    if (!(await isPortFree(forward.host))) {
-      // The snapshot is good; the host is not ready for it. Keep it for a later start.
-      throw new WarmvmError('E_PORT_TAKEN', `host port ${forward.host}, which the snapshot forwards to guest port ${forward.guest}, is in use`, {
-        hint: `stop what listens on ${forward.host}, or "warmvm start --cold" (the snapshot is kept), or "warmvm reset --snapshot" to capture anew`,
-      });
-    }
-  }
-  run.manifest = found.manifest;
-  return { status: 'usable' };
+/** What a snapshot must match to be resumed on this host with this config. */
+function hostFacts(run: Run): HostFacts {
+  const qemu = need(run.qemu, 'QEMU');
+  return {
+    qemuVersion: qemu.version.text,
+    machineType: qemu.machineType,
+    accel: need(run.accel, 'the accelerator').accel,
+    cpuModel: cpuModel(run),
+    specHash: specHash(run),
+    spec: specSummary(run),
+    deviceArgv: launchDevices(run),
+  };
 }
 
-async function setAsideFor(run: Run, reason: string): Promise<SnapshotChoice> {
-  await setAside(run.snapshot, reason);
-  return { status: 'setAside', reason };
+/**
+ * The config's snapshot when it matches this host; else, with the capture lock held (a start
+ * judges and sets aside only under it, so it never moves a snapshot another just published), the
+ * reason it was set aside; or the word that another start holds the lock and is capturing now.
+ */
+async function chooseSnapshot(run: Run, capture: boolean): Promise<SnapshotChoice> {
+  const snapshot = need(run.snapshot, 'the snapshot');
+  const oldFormat = await setAsideOldFormat(run);
+  const first = await judge(run);
+  if (first.usable) return first.usable;
+  const taken = await tryLock(snapshot.captureLock);
+  // Whoever holds the lock replaces the snapshot: a start that will not capture just boots cold.
+  if ('holder' in taken) return capture ? { status: 'capturing', holder: taken.holder } : notUsable(undefined);
+  return await underCaptureLock(run, taken.lock, capture, oldFormat);
+}
+
+/**
+ * Another start is capturing this config: wait until its lock is gone, then resume what it
+ * captured, or, when it captured nothing (it failed, or was killed), capture here instead.
+ */
+async function awaitCapture(run: Run, signal: AbortSignal): Promise<CaptureWait> {
+  const snapshot = need(run.snapshot, 'the snapshot');
+  for (;;) {
+    const taken = await tryLock(snapshot.captureLock);
+    if ('lock' in taken) return await underCaptureLock(run, taken.lock, true, undefined);
+    await sleep(CAPTURE_POLL_MS, signal);
+  }
+}
+
+/** Judged again now that no capture can publish: usable (the lock let go), or set aside and the lock kept to capture. */
+async function underCaptureLock(run: Run, lock: InstanceLock, capture: boolean, oldFormat: string | undefined): Promise<CaptureWait> {
+  holdCaptureLock(run, lock);
+  const verdict = await judge(run);
+  if (verdict.reason !== undefined) await setAside(need(run.snapshot, 'the snapshot'), verdict.reason);
+  if (verdict.usable || !capture) await releaseCaptureLock(run);
+  return verdict.usable ?? notUsable(verdict.reason ?? oldFormat);
+}
+
+/** The config's snapshot when this host can resume it; else why not, or nothing when there is none. Changes nothing. */
+async function judge(run: Run): Promise<{ usable?: Extract<SnapshotChoice, { status: 'usable' }>; reason?: string }> {
+  const snapshot = need(run.snapshot, 'the snapshot');
+  const found = await readSnapshot(snapshot);
+  if (found.kind === 'missing') return {};
+  if (found.kind === 'unreadable') return { reason: found.reason };
+  const mismatch = manifestMismatch(found.manifest, hostFacts(run));
+  if (mismatch !== undefined) return { reason: mismatch };
+  const failuresInARow = await readResumeFailures(snapshot);
+  if (failuresInARow >= FAILURES_BEFORE_SET_ASIDE) return { reason: `its guest failed after ${failuresInARow} resumes in a row (rotation or health)` };
+  run.manifest = found.manifest;
+  return { usable: { status: 'usable', failuresInARow } };
+}
+
+function notUsable(reason: string | undefined): Exclude<CaptureWait, { status: 'usable' }> {
+  return reason === undefined ? { status: 'missing' } : { status: 'setAside', reason };
+}
+
+/**
+ * After a resume found its snapshot bad: under the capture lock, set aside that very snapshot
+ * (not one another start has published in its place since) and keep the lock to capture anew.
+ * Another start holding the lock is replacing it already: this one boots cold without capturing.
+ */
+async function setAsideResumed(run: Run, reason: string): Promise<{ setAside: string | undefined; capturing: boolean }> {
+  const snapshot = need(run.snapshot, 'the snapshot');
+  if ('holder' in (await takeCaptureLock(run))) return { setAside: undefined, capturing: false };
+  const found = await readSnapshot(snapshot);
+  const resumed = run.manifest;
+  const same = found.kind !== 'found' || resumed === undefined || found.manifest.files.memory.sha256 === resumed.files.memory.sha256;
+  if (same) return { setAside: await setAside(snapshot, reason), capturing: true };
+  // A whole new one is there already: nothing to set aside, nothing to capture.
+  await releaseCaptureLock(run);
+  return { setAside: undefined, capturing: false };
+}
+
+/** A snapshot of an earlier format sits under the instance's name: set aside, with the format named as the reason. */
+async function setAsideOldFormat(run: Run): Promise<string | undefined> {
+  const old = snapshotPaths(homePaths(run.home).snapshots, run.paths.name);
+  if (old.dir === need(run.snapshot, 'the snapshot').dir) return undefined;
+  const found = await readSnapshot(old);
+  if (found.kind !== 'unreadable') return undefined;
+  await setAside(old, found.reason);
+  return found.reason;
 }

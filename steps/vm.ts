@@ -1,4 +1,6 @@
-import { buildQemuArgv } from '../adapters/qemu/argv.js';
+import { rm } from 'node:fs/promises';
+import { findFreePort } from '../adapters/instance/ports.js';
+import { buildQemuArgv, deviceArgv, type LaunchPlan } from '../adapters/qemu/argv.js';
 import type { InstanceState } from '../adapters/instance/state.js';
 import { VmRunner } from '../adapters/vm/runner.js';
 import { cpuModel, specHash } from './spec-facts.js';
@@ -12,11 +14,17 @@ function healthChecks(run: Run): { url: string; expectStatus: number }[] {
   });
 }
 
-/** A cold boot's QEMU argv, from the image, accelerator and ports this run chose. */
-export function coldArgv(run: Run): string[] {
+/** This instance's host ports: the config's fixed ones, else free ones chosen now (a clone never needs the capture's). */
+export async function chooseForwards(run: Run): Promise<void> {
+  run.forwards = [];
+  for (const forward of run.spec.ports) run.forwards.push({ guest: forward.guest, host: forward.host ?? (await findFreePort()) });
+}
+
+/** The launch plan from the image, accelerator and ports this run chose, with the RAM where `memory` says. */
+function launchPlan(run: Run, memory: NonNullable<LaunchPlan['memory']>): LaunchPlan {
   const qemu = need(run.qemu, 'QEMU');
   const boot = need(run.boot, 'the boot files');
-  return buildQemuArgv({
+  return {
     instanceName: run.paths.name,
     binary: qemu.binary,
     machineType: qemu.machineType,
@@ -34,7 +42,30 @@ export function coldArgv(run: Run): string[] {
     qmpSocket: run.paths.qmpSocket,
     qgaSocket: run.spec.agent ? run.paths.qgaSocket : undefined,
     serialLog: run.paths.serialLog,
-  });
+    memory,
+  };
+}
+
+/** A cold boot's argv: its RAM written through to the instance's memory file, which a capture keeps. */
+export function coldArgv(run: Run): string[] {
+  return buildQemuArgv(launchPlan(run, { path: run.paths.memoryFile, access: 'shared' }));
+}
+
+/** A clone's argv: the cold boot's devices, with this instance's paths and ports, the RAM mapped privately from the snapshot's memory file. */
+export function cloneArgv(run: Run): string[] {
+  return buildQemuArgv(launchPlan(run, { path: need(run.pinned, 'the pinned snapshot').memory, access: 'private' }));
+}
+
+/** The devices this run launches, without what is the instance's own: what a snapshot's manifest must match. */
+export function launchDevices(run: Run): string[] {
+  // From the config's ports, not the forwards: a later start knows its devices before it chooses ports.
+  const forwards = run.spec.ports.map((forward) => ({ guest: forward.guest, host: 0 }));
+  return deviceArgv({ ...launchPlan(run, { path: run.paths.memoryFile, access: 'shared' }), forwards });
+}
+
+/** A cold boot's memory file, once its QEMU is gone: a capture has moved it, anything else drops it. */
+export async function dropColdMemory(run: Run): Promise<void> {
+  await rm(run.paths.memoryFile, { force: true });
 }
 
 /** One QEMU of this run, its health checks and exchanges reported to the run's listeners. */
@@ -73,7 +104,10 @@ export async function writeRuntimeDisk(run: Run): Promise<boolean> {
 /** What `state.json` records of the QEMU left running: read by status, stop and capture. */
 export function instanceState(run: Run, pid: number, path: string, runner: VmRunner): InstanceState {
   const qemu = need(run.qemu, 'QEMU');
-  const argv = runner.argv.at(-2) === '-incoming' ? runner.argv.slice(0, -2) : runner.argv;
+  const launched = runner.argv.at(-2) === '-incoming' ? runner.argv.slice(0, -2) : runner.argv;
+  // A clone's memory file by its place in the store, not by the pin that lasted only this start.
+  const { pinned, snapshot } = run;
+  const argv = pinned && snapshot ? launched.map((arg) => arg.replace(pinned.dir, snapshot.dir)) : launched;
   return {
     name: run.paths.name,
     pid,
@@ -85,6 +119,7 @@ export function instanceState(run: Run, pid: number, path: string, runner: VmRun
     qmpSocket: run.paths.qmpSocket,
     argv,
     specHash: specHash(run),
+    snapshot: path.endsWith('resume') ? run.snapshot?.key : undefined,
     forwards: run.forwards,
     health: healthChecks(run),
   };

@@ -8,10 +8,10 @@ export interface InstanceLock {
 }
 
 /**
- * Takes the instance's lock file (O_EXCL, holding our pid). A lock left by a process that
- * died is taken over; one held by a live process is refused with the way out.
+ * Takes a lock file (O_EXCL, holding our pid), or says which live process holds it. A lock
+ * left by a process that died is taken over.
  */
-export async function acquireInstanceLock(lockFile: string, instanceName: string): Promise<InstanceLock> {
+export async function tryLock(lockFile: string): Promise<{ lock: InstanceLock } | { holder: number }> {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     try {
       const handle = await open(lockFile, 'wx', 0o644);
@@ -19,12 +19,14 @@ export async function acquireInstanceLock(lockFile: string, instanceName: string
       await handle.close();
       let released = false;
       return {
-        path: lockFile,
-        async release() {
-          if (released) return;
-          released = true;
-          const holder = await readLockHolder(lockFile);
-          if (holder === process.pid) await rm(lockFile, { force: true });
+        lock: {
+          path: lockFile,
+          async release() {
+            if (released) return;
+            released = true;
+            const holder = await readLockHolder(lockFile);
+            if (holder === process.pid) await rm(lockFile, { force: true });
+          },
         },
       };
     } catch (error) {
@@ -36,16 +38,19 @@ export async function acquireInstanceLock(lockFile: string, instanceName: string
       }
     }
     const holder = await readLockHolder(lockFile);
-    if (holder !== undefined && holder !== process.pid && (await isProcessAlive(holder))) {
-      throw new WarmvmError('E_LOCKED', `instance "${instanceName}" is busy: another warmvm (pid ${holder}) is starting or stopping it`, {
-        hint: `wait for it to finish, or use another instance with --name; if pid ${holder} is not warmvm, remove ${lockFile}`,
-      });
-    }
+    if (holder !== undefined && holder !== process.pid && (await isProcessAlive(holder))) return { holder };
     // The holder is gone: the lock is stale.
     await rm(lockFile, { force: true });
   }
-  throw new WarmvmError('E_LOCKED', `instance "${instanceName}" lock ${lockFile} keeps changing hands`, {
-    hint: 'another warmvm is racing for this instance; try again',
+  throw new WarmvmError('E_LOCKED', `the lock ${lockFile} keeps changing hands`, { hint: 'another warmvm is racing for it; try again' });
+}
+
+/** The instance's lock; one held by a live process is refused with the way out. */
+export async function acquireInstanceLock(lockFile: string, instanceName: string): Promise<InstanceLock> {
+  const taken = await tryLock(lockFile);
+  if ('lock' in taken) return taken.lock;
+  throw new WarmvmError('E_LOCKED', `instance "${instanceName}" is busy: another warmvm (pid ${taken.holder}) is starting or stopping it`, {
+    hint: `wait for it to finish, or use another instance with --name; if pid ${taken.holder} is not warmvm, remove ${lockFile}`,
   });
 }
 

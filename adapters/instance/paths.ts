@@ -26,6 +26,10 @@ export interface InstancePaths {
   secretsFile: string;
   /** The settings disk (ISO, label warmvm-rt) written at every launch when the config has settings. */
   runtimeIso: string;
+  /** A cold-booted guest's RAM, written through to disk so a capture keeps it without copying. */
+  memoryFile: string;
+  /** The config key of the snapshot this instance last ran from or captured: what `reset --snapshot` removes. */
+  snapshotKeyFile: string;
 }
 
 /** sun_path is 108 bytes on Linux, 104 on macOS; keep the smaller. */
@@ -68,6 +72,8 @@ export function instancePaths(home: string, name: string): InstancePaths {
     overlay: join(dir, 'disk.qcow2'),
     secretsFile: join(dir, 'secrets.env'),
     runtimeIso: join(dir, 'runtime.iso'),
+    memoryFile: join(dir, 'mem.raw'),
+    snapshotKeyFile: join(dir, 'snapshot-key'),
   };
 }
 

@@ -13,6 +13,8 @@ export interface InstanceState {
   /** QEMU's argv as a cold boot would give it (no -incoming): what `warmvm capture` records. */
   argv: string[];
   specHash: string;
+  /** The config key of the snapshot a resumed instance maps its RAM from; absent for a cold-booted one. */
+  snapshot?: string | undefined;
   forwards: { guest: number; host: number }[];
   health: { url: string; expectStatus: number }[];
 }

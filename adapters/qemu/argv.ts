@@ -21,7 +21,15 @@ export interface LaunchPlan {
   qmpSocket: string;
   qgaSocket: string | undefined;
   serialLog: string;
+  /**
+   * The file the guest's RAM lives in. `shared`: a cold boot writes its RAM through to it, so a
+   * capture leaves it there. `private`: a clone maps a snapshot's file read-only and copy-on-write.
+   */
+  memory?: { path: string; access: 'shared' | 'private' } | undefined;
 }
+
+/** The RAM backend's id: `pc.ram` keeps the RAM block's usual name, so the migration stream matches. */
+const RAM_BACKEND = 'pc.ram';
 
 /** The CPU model a snapshot can pin: `host` under a hypervisor, a fixed model under TCG. */
 export function defaultCpuModel(accel: Accel): string {
@@ -37,7 +45,7 @@ export function buildQemuArgv(plan: LaunchPlan): string[] {
     '-name',
     `warmvm-${plan.instanceName}`,
     '-machine',
-    plan.machineType,
+    plan.memory ? `${plan.machineType},memory-backend=${RAM_BACKEND}` : plan.machineType,
     '-accel',
     plan.accel,
     '-cpu',
@@ -51,6 +59,7 @@ export function buildQemuArgv(plan: LaunchPlan): string[] {
     '-display',
     'none',
   ];
+  if (plan.memory) argv.push('-object', memoryBackend(plan.memoryMb, plan.memory));
   if (plan.kernel) argv.push('-kernel', plan.kernel);
   if (plan.initrd) argv.push('-initrd', plan.initrd);
   if (plan.append) argv.push('-append', plan.append);
@@ -80,6 +89,40 @@ export function buildQemuArgv(plan: LaunchPlan): string[] {
   // A new generation id on every launch makes the guest kernel reseed its RNG after a resume.
   argv.push('-device', 'vmgenid,guid=auto');
   return argv;
+}
+
+/**
+ * The argv without what differs between two launches of one snapshot (the instance's name,
+ * paths and host ports, the image's place on this host, how the memory file is mapped): a
+ * snapshot is resumed only by a launch whose devices come out the same, in the same order.
+ */
+export function deviceArgv(plan: LaunchPlan): string[] {
+  const mark = (value: string | undefined, what: string): string | undefined => (value === undefined ? undefined : `<${what}>`);
+  return buildQemuArgv({
+    ...plan,
+    instanceName: '<name>',
+    kernel: mark(plan.kernel, 'kernel'),
+    initrd: mark(plan.initrd, 'initrd'),
+    disk: plan.disk && { ...plan.disk, path: '<disk>' },
+    seed: mark(plan.seed, 'seed'),
+    runtime: mark(plan.runtime, 'runtime'),
+    forwards: plan.forwards.map((forward) => ({ guest: forward.guest, host: 0 })),
+    qmpSocket: '<qmp>',
+    qgaSocket: mark(plan.qgaSocket, 'qga'),
+    serialLog: '<serial>',
+    memory: plan.memory && { path: '<memory>', access: 'shared' },
+  });
+}
+
+/**
+ * Shared: written through, never discarded on exit. Private: opened O_RDONLY and mapped
+ * MAP_PRIVATE, so pages fault in lazily, writes stay the clone's, and the file never changes;
+ * `readonly=on` also makes QEMU refuse to discard RAM, which on a private mapping of a writable
+ * file would punch holes in the file every clone shares.
+ */
+function memoryBackend(memoryMb: number, memory: NonNullable<LaunchPlan['memory']>): string {
+  const access = memory.access === 'shared' ? 'share=on,discard-data=off' : 'share=off,readonly=on,rom=off';
+  return `memory-backend-file,id=${RAM_BACKEND},size=${memoryMb}M,mem-path=${optionValue(memory.path)},${access},prealloc=off`;
 }
 
 /** QEMU's option syntax splits on commas; a comma inside a value is written twice. */

@@ -100,7 +100,7 @@ export async function inspectQemu(binary = qemuBinaryName(), signal?: AbortSigna
 export function assertQemuNewEnough(version: QemuInfo['version'], binary: string): void {
   const ok = version.major > MIN_QEMU.major || (version.major === MIN_QEMU.major && version.minor >= MIN_QEMU.minor);
   if (ok) return;
-  throw new WarmvmError('E_QEMU_OLD', `QEMU ${version.text} (${binary}) is too old: warmvm needs ${MIN_QEMU.major}.${MIN_QEMU.minor} or newer for mapped-ram snapshots`, {
+  throw new WarmvmError('E_QEMU_OLD', `QEMU ${version.text} (${binary}) is too old: warmvm needs ${MIN_QEMU.major}.${MIN_QEMU.minor} or newer for its snapshots`, {
     hint: `install a newer QEMU: ${QEMU_INSTALL_HINT}; or set WARMVM_QEMU to a newer qemu-system-x86_64`,
   });
 }

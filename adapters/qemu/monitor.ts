@@ -26,13 +26,11 @@ interface QueryMigrate {
 }
 
 /**
- * mapped-ram writes each RAM page at a fixed offset of the file, so never-touched pages stay
- * holes and the file can be loaded in parallel; multifd gives it its channels. Both ends set them.
+ * x-ignore-shared leaves out of the stream every RAM block backed by a shared file: the guest's
+ * RAM stays in its memory file, and the stream holds the devices and the small ROM blocks. Both
+ * ends set it. No mapped-ram: on QEMU 10.0.2 it fails together with x-ignore-shared.
  */
-const CAPABILITIES = [
-  { capability: 'mapped-ram', state: true },
-  { capability: 'multifd', state: true },
-];
+const CAPABILITIES = [{ capability: 'x-ignore-shared', state: true }];
 
 async function setCapabilities(qmp: QmpClient, signal: AbortSignal | undefined): Promise<void> {
   await qmp.execute('migrate-set-capabilities', { capabilities: CAPABILITIES }, { signal });

@@ -1,10 +1,21 @@
 import { createHash } from 'node:crypto';
 
+/** The snapshot format this warmvm writes and resumes: a memory file mapped lazily beside a device-state stream. */
+export const SNAPSHOT_FORMAT = 2;
+
+/** One file of a snapshot, with its checksum (the memory file's is over 4 MiB chunks: see checksum.ts). */
+export interface SnapshotFile {
+  name: string;
+  bytes: number;
+  sha256: string;
+}
+
 /** What a snapshot was taken with; a resume refuses a snapshot whose manifest does not match. */
 export interface SnapshotManifest {
-  format: 1;
+  format: typeof SNAPSHOT_FORMAT;
   createdAt: string;
-  instance: string;
+  /** The instance whose cold boot was captured; any instance with the same config resumes it. */
+  capturedBy: string;
   qemuVersion: string;
   /** Full versioned machine type, never an alias. */
   machineType: string;
@@ -12,17 +23,18 @@ export interface SnapshotManifest {
   cpuModel: string;
   cpus: number;
   memoryMb: number;
-  /** QEMU's argv at capture, in order: a resume launches exactly this, plus -incoming defer. */
-  argv: string[];
+  /** QEMU's argv at capture with each instance's own paths and ports left out (deviceArgv): a resume's must be the same. */
+  deviceArgv: string[];
   specHash: string;
-  /** What `specHash` hashes, to name what changed; settings only by digest. Absent in older manifests. */
-  spec?: SpecFacts;
-  /** Host ports the guest's forwards are bound to: part of the argv, so fixed by the snapshot. */
-  forwards: { guest: number; host: number }[];
+  /** What `specHash` hashes, to name what changed; settings only by digest. */
+  spec: SpecFacts;
   files: {
-    state: { name: string; apparentBytes: number; dataBytes: number; sha256: string };
-    stateZst: { name: string; bytes: number; sha256: string };
-    disk: { name: string; bytes: number } | undefined;
+    /** The guest's RAM: sparse, mode 0444, mapped by every clone and never written again. */
+    memory: SnapshotFile & { dataBytes: number };
+    /** The device state (a plain `file:` migration stream without the RAM): kilobytes. */
+    state: SnapshotFile;
+    /** The frozen disk overlay the RAM belongs to (disk guests); each clone runs on its own overlay over it. */
+    disk: SnapshotFile | undefined;
   };
 }
 
@@ -34,6 +46,7 @@ export interface HostFacts {
   cpuModel: string;
   specHash: string;
   spec?: SpecFacts;
+  deviceArgv: string[];
 }
 
 /** The parts of a spec a snapshot depends on, as kept in its manifest (no setting's value). */
@@ -68,6 +81,9 @@ export function manifestMismatch(manifest: SnapshotManifest, host: HostFacts): s
       return `the snapshot's ${what} is ${captured}, this host's is ${now}`;
     }
   }
+  if (JSON.stringify(manifest.deviceArgv) !== JSON.stringify(host.deviceArgv)) {
+    return "the snapshot's QEMU devices differ from the ones this warmvm launches (warmvm changed how it starts QEMU)";
+  }
   return undefined;
 }
 
@@ -85,10 +101,15 @@ function specChange(captured: SpecFacts, now: SpecFacts): string | undefined {
   return changed.length === 0 ? undefined : `the config changed since the capture: ${changed.join(', ')}`;
 }
 
+/** Earlier formats, named so that a snapshot set aside for its format says which it was. */
+const OLD_FORMATS: Record<number, string> = { 1: 'format 1 (a compressed mapped-ram state that every resume read whole)' };
+
 export function parseManifest(text: string): SnapshotManifest {
-  const value = JSON.parse(text) as Partial<SnapshotManifest>;
-  if (value.format !== 1 || !Array.isArray(value.argv) || typeof value.qemuVersion !== 'string' || !value.files?.state) {
-    throw new Error('manifest.json is not a warmvm snapshot manifest (format 1)');
+  const value = JSON.parse(text) as Partial<SnapshotManifest> & { format?: number };
+  const old = typeof value.format === 'number' ? OLD_FORMATS[value.format] : undefined;
+  if (old) throw new Error(`the snapshot is ${old}; this warmvm resumes format ${SNAPSHOT_FORMAT} (a memory file every clone maps lazily)`);
+  if (value.format !== SNAPSHOT_FORMAT || !Array.isArray(value.deviceArgv) || typeof value.qemuVersion !== 'string' || !value.files?.memory || !value.files.state) {
+    throw new Error(`manifest.json is not a warmvm snapshot manifest (format ${SNAPSHOT_FORMAT})`);
   }
   return value as SnapshotManifest;
 }

@@ -1,30 +1,82 @@
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncDir } from '../support/durable.js';
 import { WarmvmError } from '../support/errors.js';
 import { isProcessAlive } from '../support/process-alive.js';
 import { parseManifest, type SnapshotManifest } from './manifest.js';
 
-/** One instance's snapshot: `snapshots/<name>/` holding the manifest, state and frozen disk. */
+/**
+ * One config's snapshot: `snapshots/<config-key>/`. Every instance whose config has this key
+ * resumes it; the files a capture wrote are never written again.
+ */
 export interface SnapshotPaths {
   root: string;
+  /** The config's key (its spec hash): the folder's name. */
+  key: string;
   dir: string;
   manifest: string;
-  stateRaw: string;
-  stateZst: string;
+  memory: string;
+  state: string;
   disk: string;
+  /** What each file's size and times were when it was last checksummed (verify.ts). */
+  verified: string;
+  /** How many resumes in a row ended unhealthy after `cont` (resume-failures.ts). */
+  failures: string;
+  /** Held by the one start that captures this config; others wait for its snapshot. */
+  captureLock: string;
 }
 
-export const STATE_RAW = 'state.raw';
-export const STATE_ZST = 'state.zst';
+export const MEMORY_FILE = 'mem.raw';
+export const STATE_FILE = 'state.raw';
 export const FROZEN_DISK = 'disk.qcow2';
 const CAPTURE_PREFIX = '.capture-';
-/** `<name>.replaced-<pid>-<ms>`: the old snapshot while a commit puts the new one in its place. */
+/** `<key>.replaced-<pid>-<ms>`: the old snapshot while a commit puts the new one in its place. */
 const REPLACED_INFIX = '.replaced-';
+const SET_ASIDE_INFIX = '.set-aside-';
 const SET_ASIDE_KEEP = 2;
 
-export function snapshotPaths(snapshotsRoot: string, name: string): SnapshotPaths {
-  const dir = join(snapshotsRoot, name);
-  return { root: snapshotsRoot, dir, manifest: join(dir, 'manifest.json'), stateRaw: join(dir, STATE_RAW), stateZst: join(dir, STATE_ZST), disk: join(dir, FROZEN_DISK) };
+export function snapshotPaths(snapshotsRoot: string, key: string): SnapshotPaths {
+  return inFolder(snapshotsRoot, key, join(snapshotsRoot, key));
+}
+
+function inFolder(snapshotsRoot: string, key: string, dir: string): SnapshotPaths {
+  return {
+    root: snapshotsRoot,
+    key,
+    dir,
+    manifest: join(dir, 'manifest.json'),
+    memory: join(dir, MEMORY_FILE),
+    state: join(dir, STATE_FILE),
+    disk: join(dir, FROZEN_DISK),
+    verified: join(dir, 'verified.json'),
+    failures: join(dir, 'resume-failures'),
+    captureLock: join(snapshotsRoot, `.lock-${key}`),
+  };
+}
+
+/**
+ * The snapshot folder held open, its files named through `/proc/<pid>/fd/<n>/`: a resume that
+ * checks, maps and loads them through these paths gets one snapshot's files, even when another
+ * start sets it aside and publishes a new one in its place meanwhile. Valid while this process
+ * holds it (QEMU opens them before the start ends); `close` lets it go.
+ */
+export async function pinSnapshot(paths: SnapshotPaths): Promise<{ paths: SnapshotPaths; close(): Promise<void> }> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(paths.dir, 'r');
+  } catch (cause) {
+    throw new WarmvmError('E_SNAPSHOT_MISSING', `the snapshot ${paths.dir} is gone`, { hint: 'the cold boot runs instead and captures a new one', cause });
+  }
+  return { paths: inFolder(paths.root, paths.key, `/proc/${process.pid}/fd/${handle.fd}`), close: () => handle.close() };
+}
+
+/** The config keys of the snapshots in the store (not captures in progress, set-aside or replaced ones). */
+export async function listSnapshotKeys(snapshotsRoot: string): Promise<string[]> {
+  const entries = await readdir(snapshotsRoot, { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((entry) => entry.isDirectory() && !entry.name.startsWith('.') && !entry.name.includes(SET_ASIDE_INFIX) && !entry.name.includes(REPLACED_INFIX))
+    .map((entry) => entry.name)
+    .sort();
 }
 
 export type SnapshotLookup = { kind: 'missing' } | { kind: 'unreadable'; reason: string } | { kind: 'found'; manifest: SnapshotManifest };
@@ -65,6 +117,8 @@ export async function createCaptureDir(paths: SnapshotPaths): Promise<string> {
 export async function commitCapture(captureDir: string, paths: SnapshotPaths): Promise<void> {
   const old = `${paths.dir}${REPLACED_INFIX}${process.pid}-${Date.now()}`;
   const hadOld = (await stat(paths.dir).catch(() => undefined)) !== undefined;
+  // Its files were flushed one by one; now their names, then the rename that publishes them.
+  await syncDir(captureDir);
   if (hadOld) await rename(paths.dir, old);
   try {
     await rename(captureDir, paths.dir);
@@ -72,6 +126,8 @@ export async function commitCapture(captureDir: string, paths: SnapshotPaths): P
     if (hadOld) await rename(old, paths.dir).catch(() => undefined);
     throw new WarmvmError('E_SNAPSHOT_COMMIT', `cannot put the new snapshot in place at ${paths.dir}`, { hint: 'check the disk space and permissions of the warmvm home', cause });
   }
+  await syncDir(paths.root);
+  // Clones still running from the old one keep their mapping: unlinking a mapped file leaves it whole.
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
@@ -82,23 +138,23 @@ export async function commitCapture(captureDir: string, paths: SnapshotPaths): P
 export async function setAside(paths: SnapshotPaths, reason: string): Promise<string | undefined> {
   await recoverInterruptedCommit(paths);
   if (!(await stat(paths.dir).catch(() => undefined))) return undefined;
-  const name = paths.dir.slice(paths.root.length + 1);
-  const target = join(paths.root, `${name}.set-aside-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const name = paths.key;
+  const target = join(paths.root, `${name}${SET_ASIDE_INFIX}${new Date().toISOString().replace(/[:.]/g, '-')}`);
   // The reason first: a kill between the two steps then leaves no set-aside folder without one.
   await writeFile(join(paths.dir, 'reason.txt'), `${reason}\n`);
   await rename(paths.dir, target);
-  const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${name}.set-aside-`)).sort();
+  const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${name}${SET_ASIDE_INFIX}`)).sort();
   for (const stale of asides.slice(0, Math.max(0, asides.length - SET_ASIDE_KEEP))) await rm(join(paths.root, stale), { recursive: true, force: true });
   return target;
 }
 
 /** Removes the snapshot and anything set aside for it. */
 export async function removeSnapshot(paths: SnapshotPaths): Promise<string[]> {
-  const name = paths.dir.slice(paths.root.length + 1);
+  const name = paths.key;
   const entries = await readdir(paths.root).catch(() => [] as string[]);
   const removed: string[] = [];
   for (const entry of entries) {
-    if (entry === name || entry.startsWith(`${name}.set-aside-`) || entry.startsWith(`${name}${REPLACED_INFIX}`)) {
+    if (entry === name || entry.startsWith(`${name}${SET_ASIDE_INFIX}`) || entry.startsWith(`${name}${REPLACED_INFIX}`)) {
       await rm(join(paths.root, entry), { recursive: true, force: true });
       removed.push(join(paths.root, entry));
     }
@@ -130,7 +186,7 @@ export async function recoverInterruptedCommit(paths: SnapshotPaths): Promise<vo
 
 /** `<name>.replaced-<pid>-<ms>` folders of dead processes, oldest first. */
 async function deadReplacedDirs(paths: SnapshotPaths): Promise<string[]> {
-  const prefix = `${paths.dir.slice(paths.root.length + 1)}${REPLACED_INFIX}`;
+  const prefix = `${paths.key}${REPLACED_INFIX}`;
   const found: { dir: string; at: number }[] = [];
   for (const entry of await readdir(paths.root).catch(() => [] as string[])) {
     const match = entry.startsWith(prefix) ? /^(\d+)-(\d+)$/.exec(entry.slice(prefix.length)) : null;

@@ -10,23 +10,30 @@ export interface InstanceStatus {
   state: 'running' | 'stopped';
   pid: number | undefined;
   path: string | undefined;
-  health: { url: string; status: number | undefined }[];
+  /** The config key of the snapshot a running instance maps its RAM from; undefined when it was cold-booted (or is stopped). */
+  snapshot: string | undefined;
+  /** The running instance's port forwards (guest port → host port on 127.0.0.1); none when stopped. */
+  forwards: { guest: number; host: number }[];
+  health: { url: string; status: number | undefined; expectStatus: number }[];
   startedAt: string | undefined;
   /** A pidfile whose QEMU is gone (a crash): `stop` cleans it. */
   stale: boolean;
 }
 
-/** Running when the pidfile names a live QEMU of this instance; health is asked once, briefly. */
-export async function instanceStatus(paths: InstancePaths): Promise<InstanceStatus> {
+/**
+ * Running when the pidfile names a live QEMU of this instance; health is asked once, briefly
+ * (not at all with `health: false`, for a caller that only needs to know what runs).
+ */
+export async function instanceStatus(paths: InstancePaths, options: { health?: boolean } = {}): Promise<InstanceStatus> {
   const pid = await readPidFile(paths.pidFile);
   const saved = await readInstanceState(paths.stateFile);
   const running = pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket));
   const health =
-    running && saved
+    running && saved && options.health !== false
       ? await Promise.all(
           saved.health.map(async (check) => {
             const answer = await getStatus(check.url, 1_000);
-            return { url: check.url, status: answer.status };
+            return { url: check.url, status: answer.status, expectStatus: check.expectStatus };
           }),
         )
       : [];
@@ -35,6 +42,8 @@ export async function instanceStatus(paths: InstancePaths): Promise<InstanceStat
     state: running ? 'running' : 'stopped',
     pid: running ? pid : undefined,
     path: running ? saved?.path : undefined,
+    snapshot: running ? saved?.snapshot : undefined,
+    forwards: running ? (saved?.forwards ?? []) : [],
     health,
     startedAt: running ? saved?.startedAt : undefined,
     stale: !running && (pid !== undefined || saved !== undefined),
@@ -58,8 +67,9 @@ export async function cleanInstance(paths: InstancePaths): Promise<{ removed: st
   return { removed };
 }
 
+/** A cold-booted QEMU's memory file goes with it: only a capture keeps that RAM, by moving the file. */
 function runtimeFiles(paths: InstancePaths): string[] {
-  return [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile];
+  return [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile, paths.memoryFile];
 }
 
 export function notRunning(name: string): WarmvmError {

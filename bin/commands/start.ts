@@ -52,6 +52,8 @@ export function startBounds(spec: VmSpec): StartBounds {
     imageMs: 15 * 60_000,
     accelMs: 30_000,
     chooseMs: 10_000,
+    // The longest another start's cold boot and capture may take within their own bounds.
+    captureWaitMs: 2 * launchMs + bootMs + rotateMs + healthMs + 2 * stopMs + 2 * captureMs,
     setAsideMs: 10_000,
     launchMs,
     bootMs,
@@ -146,6 +148,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
           ...(result.fallbackReason ? { fallbackReason: result.fallbackReason } : {}),
           pid: result.pid,
           accel: state.accel,
+          snapshot: state.snapshot ?? null,
           seconds: phaseSeconds,
           health,
           rotated: result.rotated,
@@ -157,6 +160,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
         [
           `warmvm: instance "${options.name}" is healthy (${result.path}, ${phaseSeconds.total?.toFixed(2)} s, ${state.accel}, QEMU pid ${result.pid})`,
           ...(result.fallbackReason ? [`  the fast path failed and a cold boot ran instead: ${result.fallbackReason}`] : []),
+          ...(state.snapshot ? [`  running from snapshot ${state.snapshot} (its memory shared with every instance of this config)`] : []),
           ...health.map((answer) => `  ${answer.url}  → ${answer.status}`),
           secretsFile ? `  fresh secrets: ${secretsFile} (mode 0600)` : '  secrets: not rotated',
           ...result.warnings.map((warning) => `  WARNING: ${warning}`),

@@ -8,9 +8,13 @@ export async function statusCommand(options: { name: string; home: string; outpu
     status.state === 'running'
       ? [
           `instance "${status.name}": running (QEMU pid ${status.pid}, started ${status.startedAt}, path ${status.path})`,
+          status.snapshot === undefined ? '  snapshot: none (cold-booted: its RAM is its own)' : `  snapshot: ${status.snapshot} (its RAM is mapped from it)`,
           ...status.health.map((answer) => `  ${answer.url}  → ${answer.status ?? 'no answer'}`),
         ]
       : [`instance "${status.name}": stopped${status.stale ? ' (a stale pidfile from a crash is left: "warmvm stop" cleans it)' : ''}`];
-  options.output.result({ ...status, path: status.path ?? null, pid: status.pid ?? null, startedAt: status.startedAt ?? null }, lines.join('\n'));
+  options.output.result(
+    { ...status, path: status.path ?? null, pid: status.pid ?? null, startedAt: status.startedAt ?? null, snapshot: status.snapshot ?? null },
+    lines.join('\n'),
+  );
   return 0;
 }

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, truncate, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
@@ -8,21 +8,41 @@ import { isProcessAlive } from '../../adapters/support/process-alive.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { validateExpectedTrace } from '../../adapters/trace/check/expected.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
-import { describeStep, expectStep, planSequence, type Expectation, type SnapshotModel, type Step } from '../helpers/cleanup-plan.js';
+import {
+  adaptStep,
+  describeModel,
+  describeStep,
+  expectStep,
+  freezesFirst,
+  NO_SNAPSHOT,
+  planSequence,
+  type Expectation,
+  type SnapshotModel,
+  type Step,
+} from '../helpers/cleanup-plan.js';
 import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
-import { expectNoRuntimeFiles, expectOnlyFinalQemuLeft, liveInstanceQemus, watchInstanceQemus } from '../helpers/instance-leftovers.js';
-import { leftoversUnder, snapshotDigest, snapshotOf, snapshotProblem, storeLeftovers } from '../helpers/store-check.js';
+import { expectColdMemory, expectNoRuntimeFiles, expectOnlyFinalQemuLeft, liveInstanceQemus, watchInstanceQemus } from '../helpers/instance-leftovers.js';
+import {
+  captureLocks,
+  caseConfig,
+  caseVariantConfig,
+  damageSnapshotFile,
+  leftoversUnder,
+  newestSetAside,
+  removeSnapshotOf,
+  resumeFailuresOf,
+  snapshotDigest,
+  snapshotProblem,
+  storeLeftovers,
+} from '../helpers/store-check.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
 import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // Randomised fault sequences on the real QEMU and demo guest; after every step: no QEMU of a
-// failed attempt lives, the store holds no temp file, the lock is free, a good snapshot is
-// untouched. WARMVM_CLEANUP_RUNS=N runs N sequences; WARMVM_CLEANUP_SEED=S replays the one of seed S.
+// failed attempt lives, the store holds no temp file, no capture lock is held, the instance lock
+// is free, a good snapshot is untouched, and its failed-resume counter is what the model says.
+// WARMVM_CLEANUP_RUNS=N runs N sequences; WARMVM_CLEANUP_SEED=S replays the one of seed S.
 const DEFAULT_RUNS = 7;
-const CONFIGS = join(E2E_HOME, 'configs');
-/** A resume of an agentless snapshot must give up rotating soon. */
-const SHORT = join(CONFIGS, 'cleanup-short.json');
-const UNHEALTHY = join(CONFIGS, 'cleanup-unhealthy.json');
 // Stops qemu-ga from inside: its restart loop first, then (once guest-exec has answered) the agent.
 const STOP_AGENT = [
   'ga=$(pidof qemu-ga) || exit 3',
@@ -30,6 +50,25 @@ const STOP_AGENT = [
   'kill -9 "$loop" || exit 4',
   '( sleep 1; kill -9 "$ga" ) </dev/null >/dev/null 2>&1 &',
 ].join('\n');
+
+/**
+ * One sequence's configs: its own settings, so its own config key and snapshot; SHORT and
+ * UNHEALTHY differ from BASE only in bounds and health, so all three share that snapshot.
+ */
+interface Configs {
+  base: string;
+  /** A resume of an agentless snapshot must give up rotating soon. */
+  short: string;
+  unhealthy: string;
+}
+
+async function configsFor(name: string): Promise<Configs> {
+  return {
+    base: await caseConfig(name),
+    short: await caseVariantConfig(name, 'short', { bounds: { rotateSeconds: 3 } }),
+    unhealthy: await caseVariantConfig(name, 'unhealthy', { health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3, rotateSeconds: 3 } }),
+  };
+}
 
 function seeds(): number[] {
   const fixed = process.env.WARMVM_CLEANUP_SEED;
@@ -52,9 +91,6 @@ describe('cleanup after randomised faults on real QEMU', () => {
     for (const entry of await readdir(join(E2E_HOME, 'instances')).catch(() => [] as string[])) {
       if (entry.startsWith('cleanup-')) await forget(entry);
     }
-    await mkdir(CONFIGS, { recursive: true });
-    await writeFile(SHORT, JSON.stringify({ bounds: { rotateSeconds: 3 } }));
-    await writeFile(UNHEALTHY, JSON.stringify({ health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3, rotateSeconds: 3 } }));
   }, 900_000);
 
   afterAll(async () => {
@@ -69,11 +105,14 @@ describe('cleanup after randomised faults on real QEMU', () => {
         const name = `cleanup-${seed}`;
         started.push(name);
         await forget(name);
-        let model: SnapshotModel = 'none';
-        for (const [index, step] of plan.entries()) {
-          const context = `[WARMVM_CLEANUP_SEED=${seed}, step ${index + 1}/${plan.length} ${describeStep(step)}, snapshot ${model}] `;
+        const configs = await configsFor(name);
+        let model: SnapshotModel = NO_SNAPSHOT;
+        for (const [index, planned] of plan.entries()) {
+          const step = adaptStep(planned, model);
+          const adapted = step === planned ? '' : ` (planned: ${describeStep(planned)})`;
+          const context = `[WARMVM_CLEANUP_SEED=${seed}, step ${index + 1}/${plan.length} ${describeStep(step)}${adapted}, snapshot ${describeModel(model)}] `;
           console.log(`cleanup: ${context}`);
-          model = await runStep(name, step, model, context);
+          model = await runStep(name, configs, step, model, context);
         }
         await forget(name);
       },
@@ -82,18 +121,24 @@ describe('cleanup after randomised faults on real QEMU', () => {
   }
 });
 
+/** Stops the instance, removes its config's snapshot (by the key its folder records), then the instance. */
 async function forget(name: string): Promise<void> {
   await cli(['stop', '--name', name]);
+  await removeSnapshotOf(name);
   await cli(['reset', '--name', name, '--snapshot']);
 }
 
 /** Runs one step and checks what it left; returns the snapshot model after it. */
-async function runStep(name: string, step: Step, model: SnapshotModel, context: string): Promise<SnapshotModel> {
-  const { expectation, next } = expectStep(step, model);
+async function runStep(name: string, configs: Configs, step: Step, model: SnapshotModel, context: string): Promise<SnapshotModel> {
   const storeBefore = await storeLeftovers();
-  const args = await injectFault(name, step, model, context);
-  // A truncated .zst is no longer the good snapshot: there is nothing to keep intact.
-  const before = step.kind === 'truncate' && step.file === 'zst' ? undefined : await snapshotDigest(name);
+  // Damage is made to the good snapshot: the start must replace it, so compare with it as it was.
+  const damaged = step.kind === 'damage' ? await snapshotDigest(name) : undefined;
+  const args = await injectFault(name, configs, step, model, context);
+  const expected = expectStep(step, model);
+  const { expectation } = expected;
+  // agentStopped's own capture made the snapshot its last start must leave as it is.
+  const before = step.kind === 'damage' ? damaged : await snapshotDigest(name);
+  const asideBefore = (await newestSetAside(name))?.dir;
   const run = await startRun(name, args, step.kind === 'kill' ? step : undefined, context);
   const { result } = run;
   expect(result.json.outcome, `${context}no --json result: ${result.stderr}`).toMatch(/^(healthy|failed)$/);
@@ -104,33 +149,41 @@ async function runStep(name: string, step: Step, model: SnapshotModel, context: 
 
   const finalPid = result.json.outcome === 'healthy' && !missed ? (result.json.pid as number) : undefined;
   await expectNothingLeft(name, finalPid, run.killed, storeBefore, context);
+  // A cold-booted QEMU that runs on keeps its RAM in the instance's memory file; nothing else does.
+  if (!missed) expectColdMemory(name, finalPid !== undefined && result.json.path === 'cold', context);
   const after = await snapshotDigest(name);
   if (after !== undefined) expect(await snapshotProblem(name), `${context}the snapshot is not whole`).toBeUndefined();
+  const aside = await newestSetAside(name);
+  const setAside = aside !== undefined && aside.dir !== asideBefore;
+  const failures = await resumeFailuresOf(name);
   if (exact) {
     if (expectation.snapshot === 'unchanged') expect(after, `${context}the good snapshot changed`).toBe(before);
     if (expectation.snapshot === 'replaced') expect(after !== undefined && after !== before, `${context}a new snapshot was captured`).toBe(true);
     if (expectation.snapshot === 'none') expect(after, `${context}no snapshot`).toBeUndefined();
+    expect(setAside, `${context}the snapshot set aside (newest: ${aside?.dir}: ${aside?.reason})`).toBe(expectation.setAside !== undefined);
+    if (setAside && expectation.setAside !== undefined) expect(aside?.reason, `${context}${aside?.dir}/reason.txt`).toMatch(new RegExp(expectation.setAside));
+    if (expected.next.kind !== 'none') expect(failures, `${context}resume-failures of the snapshot`).toBe(expected.next.failures);
   }
   await stopAfter(name, result, missed, context);
-  // A kill that landed late may have let a capture through: go by what is there.
-  return exact ? next : after === undefined ? 'none' : next === 'none' ? 'good' : next;
+  if (exact) return expected.next;
+  // A kill that landed elsewhere may have let a capture through, or been counted: go by what is there.
+  if (after === undefined) return NO_SNAPSHOT;
+  const kind = after !== before ? 'good' : step.kind === 'agentStopped' ? 'noAgent' : model.kind;
+  return { kind, failures };
 }
 
 /** Damages what the step needs damaged; returns the start's arguments. */
-async function injectFault(name: string, step: Step, model: SnapshotModel, context: string): Promise<string[]> {
-  const config = model === 'noAgent' ? ['--config', SHORT] : [];
+async function injectFault(name: string, configs: Configs, step: Step, model: SnapshotModel, context: string): Promise<string[]> {
+  const config = ['--config', model.kind === 'noAgent' ? configs.short : configs.base];
   switch (step.kind) {
-    case 'truncate': {
-      const paths = snapshotOf(name);
-      await truncate(paths.stateRaw, step.file === 'raw' ? 1 << 20 : 4096);
-      if (step.file === 'zst') await truncate(paths.stateZst, 1 << 20);
+    case 'damage':
+      await damageSnapshotFile(name, step.file, step.how);
       return config;
-    }
     case 'agentStopped':
-      await coldStartWithoutAgent(name, context);
-      return ['--config', SHORT];
+      await coldStartWithoutAgent(name, configs.short, context);
+      return ['--config', configs.short];
     case 'unhealthy':
-      return ['--config', UNHEALTHY];
+      return ['--config', configs.unhealthy];
     case 'kill':
       return step.cold ? [...config, '--cold'] : config;
     default:
@@ -140,13 +193,15 @@ async function injectFault(name: string, step: Step, model: SnapshotModel, conte
 
 /**
  * After a start: no QEMU of a failed attempt lives (by the trace's launches, and by the instance's
- * QMP socket in every command line), the lock is released, no temp file or half-made capture is left.
+ * QMP socket in every command line), the instance lock and every capture lock are released, no
+ * temp file or half-made capture is left.
  */
 async function expectNothingLeft(name: string, finalPid: number | undefined, killed: number | undefined, storeBefore: string[], context: string): Promise<void> {
   const paths = instancePaths(E2E_HOME, name);
   await expectOnlyFinalQemuLeft(name, await readTraceFile(paths.traceFile), finalPid, context);
   if (killed !== undefined) expect(await isProcessAlive(killed), `${context}the killed QEMU`).toBe(false);
   expect(existsSync(paths.lockFile), `${context}${paths.lockFile} is left`).toBe(false);
+  expect(await captureLocks(), `${context}capture locks left`).toEqual([]);
   expect(
     (await storeLeftovers()).filter((path) => !storeBefore.includes(path)),
     `${context}left in the snapshot store`,
@@ -154,18 +209,18 @@ async function expectNothingLeft(name: string, finalPid: number | undefined, kil
   expect(await leftoversUnder(paths.dir), `${context}left in the instance folder`).toEqual([]);
 }
 
-/** The start ended the planned way: outcome, path, the state that failed, the whole trace. */
+/** The start ended the planned way: outcome, path, the state that failed or why it fell back, the whole trace. */
 async function expectAsPlanned(name: string, result: CliResult, expectation: Expectation, context: string): Promise<void> {
   const said = JSON.stringify({ failedState: result.json.failedState, error: result.json.error, fallbackReason: result.json.fallbackReason });
   expect(result.json.outcome, `${context}${said}`).toBe(expectation.outcome);
   if (expectation.outcome === 'healthy') {
     expect(result.exitCode).toBe(0);
-    expect(result.json.path, context).toBe(expectation.path);
-    if (expectation.failedIn === undefined) expect(result.json.fallbackReason, context).toBeUndefined();
-    else expect(String(result.json.fallbackReason), context).toMatch(new RegExp(`^${expectation.failedIn.replace('.', '\\.')}: `));
+    expect(result.json.path, `${context}${said}`).toBe(expectation.path);
+    if (expectation.fallbackReason === undefined) expect(result.json.fallbackReason, context).toBeUndefined();
+    else expect(String(result.json.fallbackReason), context).toMatch(new RegExp(expectation.fallbackReason));
   } else {
     expect(result.exitCode, context).toBe(1);
-    expect(result.json.failedState, context).toBe(expectation.failedIn);
+    expect(result.json.failedState, `${context}${said}`).toBe(expectation.failedIn);
   }
   await expectTraceMatches(name, validateExpectedTrace({ states: expectation.states }, `${context}plan`));
 }
@@ -178,7 +233,9 @@ async function startRun(
   context: string,
 ): Promise<{ result: CliResult; killed?: number; landedIn?: string }> {
   const watch = watchInstanceQemus(name);
-  const run = kill ? await startKillingQemuAt(name, args, kill.state, kill.delayMs) : { result: await cli(['start', '--name', name, '--json', ...args]) };
+  const run = kill
+    ? await startKillingQemuAt(name, args, kill.state, kill.delayMs, { freeze: freezesFirst(kill.state) })
+    : { result: await cli(['start', '--name', name, '--json', ...args]) };
   const most = await watch.stop();
   expect(most.length, `${context}QEMUs of the instance alive at once: ${most.join(', ')}`).toBeLessThanOrEqual(1);
   return run;
@@ -188,11 +245,12 @@ async function startRun(
  * The first half of the agentStopped fault: a cold VM whose qemu-ga is stopped from inside,
  * through the agent itself, then captured so: every resume of that snapshot cannot rotate.
  */
-async function coldStartWithoutAgent(name: string, context: string): Promise<void> {
+async function coldStartWithoutAgent(name: string, config: string, context: string): Promise<void> {
   const storeBefore = await storeLeftovers();
-  const cold = await cli(['start', '--name', name, '--cold', '--json', '--config', SHORT]);
+  const cold = await cli(['start', '--name', name, '--cold', '--json', '--config', config]);
   expect(cold.json, `${context}${cold.stderr}`).toMatchObject({ outcome: 'healthy', path: 'cold' });
   await expectTraceMatches(name, 'cold.json');
+  expectColdMemory(name, true, context);
   const socket = instancePaths(E2E_HOME, name).qgaSocket;
   const qga = await QgaClient.connect(socket, { timeoutMs: 10_000 });
   try {
@@ -214,12 +272,14 @@ async function coldStartWithoutAgent(name: string, context: string): Promise<voi
     if (Date.now() > deadline) throw new Error(`${context}the guest agent still answers`);
     await sleep(200);
   }
-  const captured = await cli(['capture', '--name', name, '--json', '--config', SHORT]);
+  const captured = await cli(['capture', '--name', name, '--json', '--config', config]);
   expect(captured.json, `${context}${captured.stderr}`).toMatchObject({ outcome: 'captured' });
   await expectTraceMatches(name, 'capture.json');
-  // The capture's QEMU quit; nothing of the capture is left about.
+  // The capture's QEMU quit, its RAM file moved into the snapshot; nothing of the capture is left about.
   await expectNothingLeft(name, undefined, undefined, storeBefore, `${context}capture: `);
+  expectColdMemory(name, false, `${context}capture: `);
   expect(await snapshotProblem(name), `${context}the agentless snapshot`).toBeUndefined();
+  expect(await resumeFailuresOf(name), `${context}a new capture counts no failed resume`).toBe(0);
 }
 
 /** Stops what the step left running; a stop also proves the lock free and no runtime file left. */
@@ -241,4 +301,5 @@ async function stopAfter(name: string, result: CliResult, missed: boolean, conte
 async function expectStopped(name: string, context: string): Promise<void> {
   expect(await liveInstanceQemus(name), `${context}QEMU after stop`).toEqual([]);
   expectNoRuntimeFiles(name, context);
+  expectColdMemory(name, false, `${context}after stop: `);
 }

@@ -1,7 +1,5 @@
 import { createServer, type Server } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getStatus } from '../../adapters/vm/health-probe.js';
 import { instancePaths } from '../../adapters/instance/paths.js';
@@ -9,16 +7,20 @@ import { isProcessAlive } from '../../adapters/support/process-alive.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { findFreePort } from '../../adapters/instance/ports.js';
 import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
-import { expectNoRuntimeFiles, liveInstanceQemus } from '../helpers/instance-leftovers.js';
+import { expectColdMemory, expectNoRuntimeFiles, liveInstanceQemus } from '../helpers/instance-leftovers.js';
+import { captureLocks, caseConfig, caseVariantConfig, removeSnapshotOf } from '../helpers/store-check.js';
 import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // A real QEMU, the real demo guest, the real CLI. Cold boots take ~6 s under TCG each.
 const BOOT_TIMEOUT = 240_000;
 
+/** No QEMU, runtime file, cold RAM file or capture lock of the instance is left. */
 async function expectNoInstanceLeft(name: string, pid: number | undefined): Promise<void> {
   if (pid !== undefined) expect(await isProcessAlive(pid)).toBe(false);
   expect(await liveInstanceQemus(name)).toEqual([]);
   expectNoRuntimeFiles(name);
+  expectColdMemory(name, false);
+  expect(await captureLocks()).toEqual([]);
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
@@ -26,8 +28,10 @@ describe('cold boot of the demo guest on real QEMU', () => {
 
   beforeAll(async () => {
     // A run killed midway may have left instances in the shared home; no snapshot may decide a path.
+    // Each case runs its own config (caseConfig), so no other test's snapshot can either.
     for (const name of names) {
       await cli(['stop', '--name', name]);
+      await removeSnapshotOf(name);
       await cli(['reset', '--name', name, '--snapshot']);
     }
     // Builds the guest once for every e2e test (cached in the shared home).
@@ -43,7 +47,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
     'starts healthy, answers HTTP and the guest agent, reports running, and stops clean',
     async () => {
       const name = 'e2e-cold';
-      const started = await cli(['start', '--cold', '--name', name, '--json']);
+      const started = await cli(['start', '--cold', '--name', name, '--config', await caseConfig(name), '--json']);
       expect(started.exitCode, started.stderr + started.stdout).toBe(0);
       expect(started.json).toMatchObject({ name, outcome: 'healthy', path: 'cold' });
       await expectTraceMatches(name, 'cold.json');
@@ -59,13 +63,15 @@ describe('cold boot of the demo guest on real QEMU', () => {
       expect(health).toHaveLength(1);
       expect(health[0]?.status).toBe(200);
 
-      // QEMU runs on, detached, after the CLI has exited.
+      // QEMU runs on, detached, after the CLI has exited, its RAM in the instance's memory file (a cold boot's).
+      expectColdMemory(name, true);
       const answer = await getStatus(health[0]?.url as string, 5_000);
       expect(answer.status).toBe(200);
 
       const status = await cli(['status', '--name', name, '--json']);
-      expect(status.json).toMatchObject({ name, state: 'running', pid: started.json.pid, path: 'cold' });
-      expect(status.json.health).toEqual([{ url: health[0]?.url, status: 200 }]);
+      // Cold-booted: its RAM is its own, mapped from no snapshot.
+      expect(status.json).toMatchObject({ name, state: 'running', pid: started.json.pid, path: 'cold', snapshot: null });
+      expect(status.json.health).toEqual([{ url: health[0]?.url, status: 200, expectStatus: 200 }]);
 
       // The real guest agent runs a real command.
       const qga = await QgaClient.connect(instancePaths(E2E_HOME, name).qgaSocket, { timeoutMs: 10_000 });
@@ -89,17 +95,18 @@ describe('cold boot of the demo guest on real QEMU', () => {
     'refuses a second start of a running instance, and a concurrent one',
     async () => {
       const name = 'e2e-lock';
-      const first = startCli(['start', '--name', name, '--json']);
+      const config = await caseConfig(name);
+      const first = startCli(['start', '--name', name, '--config', config, '--json']);
       const paths = instancePaths(E2E_HOME, name);
       await waitFor(() => existsSync(paths.pidFile), 60_000);
-      const concurrent = await cli(['start', '--name', name, '--json']);
+      const concurrent = await cli(['start', '--name', name, '--config', config, '--json']);
       expect(concurrent.exitCode).toBe(1);
       expect((concurrent.json.error as { code: string }).code).toBe('E_LOCKED');
       const firstResult = parse(await first);
       expect(firstResult.json.outcome, firstResult.stderr).toBe('healthy');
       // The refused start wrote no trace of its own (the lock comes first).
       await expectTraceMatches(name, 'first-start.json');
-      const again = await cli(['start', '--name', name, '--json']);
+      const again = await cli(['start', '--name', name, '--config', config, '--json']);
       expect(again.exitCode).toBe(1);
       expect(again.json.error).toMatchObject({ code: 'E_ALREADY_RUNNING', hint: expect.stringContaining('warmvm stop') });
       // The refused starts touched nothing: the first instance is still healthy.
@@ -115,7 +122,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
     async () => {
       const name = 'e2e-ctrlc';
       const paths = instancePaths(E2E_HOME, name);
-      const run = startCli(['start', '--name', name, '--json']);
+      const run = startCli(['start', '--name', name, '--config', await caseConfig(name), '--json']);
       await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
       const pid = Number(readFileSync(paths.pidFile, 'utf8'));
       expect(pid).toBeGreaterThan(0);
@@ -133,10 +140,8 @@ describe('cold boot of the demo guest on real QEMU', () => {
     'a guest that never turns healthy fails at the bound, with the last answer, and leaves no QEMU',
     async () => {
       const name = 'e2e-unhealthy';
-      const dir = join(E2E_HOME, 'configs');
-      await mkdir(dir, { recursive: true });
-      const config = join(dir, 'unhealthy.json');
-      await writeFile(config, JSON.stringify({ health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3 } }));
+      // Health and bounds are not in the config key: its own settings keep it from resuming another test's snapshot.
+      const config = await caseConfig(name, { health: [{ port: 8080, path: '/no-such-page' }], bounds: { healthSeconds: 3 } });
       const paths = instancePaths(E2E_HOME, name);
       const run = startCli(['start', '--name', name, '--config', config, '--json']);
       await waitFor(() => existsSync(paths.pidFile) && readFileSync(paths.pidFile, 'utf8').endsWith('\n'), 60_000);
@@ -156,17 +161,13 @@ describe('cold boot of the demo guest on real QEMU', () => {
     'waits for the ready marker on the serial console; a marker that never comes fails booting at its bound, leaving no QEMU',
     async () => {
       const name = 'e2e-marker';
-      const dir = join(E2E_HOME, 'configs');
-      await mkdir(dir, { recursive: true });
-      const seen = join(dir, 'marker.json');
-      await writeFile(seen, JSON.stringify({ readyMarker: 'warmvm: workload healthy' }));
+      const seen = await caseConfig(name, { readyMarker: 'warmvm: workload healthy' });
       const ready = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', seen, '--json']);
       expect(ready.json.outcome, ready.stderr).toBe('healthy');
       expect(readFileSync(instancePaths(E2E_HOME, name).serialLog, 'utf8')).toContain('warmvm: workload healthy');
       await stopAndCheckTrace(name);
 
-      const never = join(dir, 'marker-never.json');
-      await writeFile(never, JSON.stringify({ readyMarker: 'warmvm: a line no guest prints', bounds: { bootSeconds: 15 } }));
+      const never = await caseVariantConfig(name, 'never', { readyMarker: 'warmvm: a line no guest prints', bounds: { bootSeconds: 15 } });
       const result = await cli(['start', '--cold', '--no-capture', '--name', name, '--config', never, '--json']);
       expect(result.exitCode).toBe(1);
       expect(result.json).toMatchObject({ failedState: 'coldBoot.booting' });
@@ -181,10 +182,8 @@ describe('cold boot of the demo guest on real QEMU', () => {
     const server: Server = createServer();
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     try {
-      const dir = join(E2E_HOME, 'configs');
-      await mkdir(dir, { recursive: true });
-      const config = join(dir, 'taken.json');
-      await writeFile(config, JSON.stringify({ ports: [{ guest: 8080, host: port }] }));
+      // Host ports are not in the config key: its own settings keep it apart from the other cases.
+      const config = await caseConfig('e2e-port', { ports: [{ guest: 8080, host: port }] });
       const result = await cli(['start', '--name', 'e2e-port', '--config', config, '--json']);
       expect(result.exitCode).toBe(1);
       expect(result.json.error).toMatchObject({ code: 'E_PORT_TAKEN', message: expect.stringContaining(String(port)) });

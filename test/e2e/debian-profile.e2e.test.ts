@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, type CliResult } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectCorruptStateFallsBack, expectFirstStart, expectResumeWithNewSecrets, withGuestAgent } from '../helpers/real-guest.js';
+import { removeSnapshotOf } from '../helpers/store-check.js';
 import { stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // The Debian profile end to end on the real QEMU: built with debootstrap and provisioned through
@@ -21,7 +22,9 @@ describe('the Debian profile on real QEMU', () => {
     configDir = await mkdtemp(join(tmpdir(), 'warmvm-debian-'));
     config = join(configDir, 'debian.json');
     await writeFile(config, JSON.stringify({ image: { profile: 'debian' }, settings: { GREETING: "hello, it's the host" } }));
+    // This config (the profile with this test's own settings) has a snapshot of its own: none may decide the first path.
     await cli(['stop', '--name', name]);
+    await removeSnapshotOf(name);
     await cli(['reset', '--name', name, '--snapshot']);
     const built = await cli(['guest', 'build', '--profile', 'debian', '--json']);
     expect(built.exitCode, built.stderr).toBe(0);

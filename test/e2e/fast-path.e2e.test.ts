@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
@@ -10,19 +10,27 @@ import { cli, E2E_HOME, parse, startCli, type CliResult } from '../helpers/cli.j
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
-import { corruptStoredState, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
+import { slowQemuReplies } from '../helpers/slow-qemu.js';
+import { caseConfig, removeSnapshotsCapturedBy, corruptMemory, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
 import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 import { waitForState } from '../helpers/trace-watch.js';
 
 // The fast path on the real QEMU and demo guest: capture, resume with fresh secrets, and the
-// cold fallback for each fault. Each test runs on its own instance so that each has its own snapshot.
+// cold fallback for each fault. Each test runs on its own instance with a config of its own
+// (caseConfig), so that each has its own snapshot: a snapshot belongs to a config.
 const TIMEOUT = 300_000;
 const names = ['fp-main', 'fp-trunc', 'fp-corrupt', 'fp-mismatch', 'fp-rotate', 'fp-kill', 'fp-interrupt'];
+const configs = new Map<string, string>();
 
 const fingerprint = (result: CliResult): Promise<string> => secretFingerprint(result);
 
+/** The case's own config, unless the arguments name another. */
+function withConfig(name: string, args: string[]): string[] {
+  return args.includes('--config') ? args : ['--config', configs.get(name) as string, ...args];
+}
+
 async function start(name: string, args: string[] = [], env: Record<string, string> = {}): Promise<CliResult> {
-  const result = await cli(['start', '--name', name, '--json', ...args], env);
+  const result = await cli(['start', '--name', name, '--json', ...withConfig(name, args)], env);
   expect(result.json.outcome, result.stderr + result.stdout).toBe('healthy');
   return result;
 }
@@ -44,13 +52,16 @@ describe('fast path on real QEMU', () => {
     for (const name of names) {
       await stop(name);
       await cli(['reset', '--name', name, '--snapshot']);
+      configs.set(name, await caseConfig(name));
     }
+    await removeSnapshotsCapturedBy(names);
     const built = await cli(['guest', 'build', '--json']);
     expect(built.exitCode, built.stderr).toBe(0);
   }, 900_000);
 
   afterAll(async () => {
     for (const name of names) await stop(name);
+    await removeSnapshotsCapturedBy(names);
   });
 
   it(
@@ -69,10 +80,13 @@ describe('fast path on real QEMU', () => {
       const firstPrint = await fingerprint(first);
       expect(firstPrint).toBe(sha256(await readFile(secretsFile)));
       expect(firstPrint).not.toBe(sha256('API_KEY=' + '0'.repeat(64) + '\n'));
-      // The snapshot holds its state compressed and as a sparse raw copy.
+      // The RAM stays in a sparse, read-only memory file; the migration stream holds only the devices.
       const paths = snapshotOf(name);
-      const raw = await stat(paths.stateRaw);
-      expect(raw.blocks * 512).toBeLessThan(raw.size);
+      const memory = await stat(paths.memory);
+      expect(memory.size).toBe(256 * 2 ** 20);
+      expect(memory.blocks * 512).toBeLessThan(memory.size);
+      expect(memory.mode & 0o777).toBe(0o444);
+      expect((await stat(paths.state)).size).toBeLessThan(4 * 2 ** 20);
       await stopAndCheckTrace(name);
 
       const second = await start(name);
@@ -101,49 +115,56 @@ describe('fast path on real QEMU', () => {
   );
 
   it(
-    'a truncated state: the raw cache is rebuilt from the .zst; with the .zst truncated too, the cold fallback captures anew',
+    'a truncated, then a missing memory file: each falls back to a cold boot, which sets it aside and captures anew',
     async () => {
       const name = 'fp-trunc';
       await start(name);
       await expectTraceMatches(name, 'first-start.json');
       await stopAndCheckTrace(name);
-      const paths = snapshotOf(name);
-      const size = (await stat(paths.stateRaw)).size;
-      await truncate(paths.stateRaw, Math.floor(size / 2));
-      const healed = await start(name);
-      await expectTraceMatches(name, 'resume.json');
-      expect(healed.json).toMatchObject({ path: 'resume' });
-      expect((await stat(paths.stateRaw)).size).toBe(size);
-      await stopAndCheckTrace(name);
-
-      await truncate(paths.stateRaw, 4096);
-      await truncate(paths.stateZst, Math.floor((await stat(paths.stateZst)).size / 2));
-      const fallback = await start(name);
-      expect(fallback.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(/resume\.preparing: .*(truncated|corrupt)/i) });
-      await expectFallback(name, fallback, 'fallback-truncated-zst.json');
-      // The damaged snapshot was set aside with its reason, and a whole one captured in its place.
-      const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${name}.set-aside-`));
-      expect(asides.length).toBeGreaterThan(0);
-      expect(await readFile(join(paths.root, asides[0] as string, 'reason.txt'), 'utf8')).toMatch(/truncated|corrupt/i);
-      // A new capture's state need not be the old one's size; it must be whole by its own manifest.
-      const manifest = parseManifest(await readFile(paths.manifest, 'utf8'));
-      expect((await stat(paths.stateRaw)).size).toBe(manifest.files.state.apparentBytes);
-      await stopAndCheckTrace(name);
+      for (const damage of ['truncate', 'remove'] as const) {
+        const paths = snapshotOf(name);
+        if (damage === 'truncate') await truncate(paths.memory, 64 << 20);
+        else await rm(paths.memory);
+        const fallback = await start(name);
+        const why =
+          damage === 'truncate'
+            ? /resume\.preparing: the snapshot's mem\.raw is 67108864 bytes, its manifest says 268435456/
+            : /resume\.preparing: the snapshot's mem\.raw is missing/;
+        expect(fallback.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(why) });
+        await expectFallback(name, fallback, 'fallback-truncated-memory.json');
+        // The damaged snapshot was set aside with its reason, and a whole one captured in its place.
+        const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${paths.key}.set-aside-`)).sort();
+        expect(asides.length).toBeGreaterThan(0);
+        expect(await readFile(join(paths.root, asides.at(-1) as string, 'reason.txt'), 'utf8')).toMatch(why.source.includes('missing') ? /missing/ : /bytes/);
+        const manifest = parseManifest(await readFile(paths.manifest, 'utf8'));
+        expect((await stat(paths.memory)).size).toBe(manifest.files.memory.bytes);
+        await stopAndCheckTrace(name);
+      }
     },
     TIMEOUT,
   );
 
   it(
-    'a corrupt .zst falls back to a cold boot, with the reason in --json',
+    'a memory file overwritten in place (same size) is checksummed because its times changed, found damaged, and captured anew',
     async () => {
       const name = 'fp-corrupt';
       await start(name);
       await expectTraceMatches(name, 'first-start.json');
       await stopAndCheckTrace(name);
-      await corruptStoredState(name);
+      // A file whose times changed but whose bytes did not is checksummed once and resumed.
+      const paths = snapshotOf(name);
+      await writeFile(paths.state, await readFile(paths.state));
+      const touched = await start(name);
+      expect(touched.json).toMatchObject({ path: 'resume' });
+      await expectTraceMatches(name, 'resume.json');
+      await stopAndCheckTrace(name);
+      await corruptMemory(name);
       const result = await start(name);
-      expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(/corrupt/i) });
-      await expectFallback(name, result, 'fallback-corrupt-zst.json');
+      expect(result.json).toMatchObject({
+        path: 'cold+capture+resume',
+        fallbackReason: expect.stringMatching(/resume\.preparing: the snapshot's mem\.raw .* does not match its checksum/),
+      });
+      await expectFallback(name, result, 'fallback-corrupt-memory.json');
       await stopAndCheckTrace(name);
     },
     TIMEOUT,
@@ -162,24 +183,30 @@ describe('fast path on real QEMU', () => {
       await writeFile(paths.manifest, JSON.stringify(manifest));
       const result = await start(name);
       expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringContaining('9.2.0') });
-      const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${name}.set-aside-`));
+      const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${paths.key}.set-aside-`)).sort();
       expect(await readFile(join(paths.root, asides.at(-1) as string, 'reason.txt'), 'utf8')).toContain('QEMU version');
       // Set aside by choosing: no resume ran, so one QEMU for the cold boot and one for the resume of the new capture.
       await expectFallback(name, result, 'fallback-mismatch.json');
       await stopAndCheckTrace(name);
-      // A config changed since that capture: the reason names the part and both values.
-      const bigger = join(E2E_HOME, `${name}-bigger.json`);
-      await writeFile(bigger, JSON.stringify({ memoryMb: 320 }));
+      // A changed config is another config: it captures a snapshot of its own and the first one stays.
+      const kept = await snapshotDigest(name);
+      const bigger = await caseConfig(`${name}-bigger`, { memoryMb: 320 });
       const resized = await start(name, ['--config', bigger]);
-      expect(resized.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: 'the config changed since the capture: memoryMb 256 → 320' });
-      await expectFallback(name, resized, 'fallback-mismatch.json');
+      expect(resized.json).toMatchObject({ path: 'cold+capture+resume' });
+      expect(resized.json.fallbackReason).toBeUndefined();
+      expect(snapshotOf(name).key).not.toBe(paths.key);
+      await stopAndCheckTrace(name);
+      expect(await snapshotDigest(name)).not.toBe(kept);
+      const back = await start(name);
+      expect(back.json).toMatchObject({ path: 'resume' });
+      expect(await snapshotDigest(name)).toBe(kept);
       await stopAndCheckTrace(name);
     },
     TIMEOUT,
   );
 
   it(
-    'a guest whose rotate-secrets fails after resume falls back to a cold boot; the good snapshot stays',
+    'a guest whose rotate-secrets fails after resume falls back to a cold boot and the snapshot stays; the second time in a row it is set aside and captured anew',
     async () => {
       const name = 'fp-rotate';
       // A VM whose rotate command is broken, captured so: every resume of it fails to rotate.
@@ -193,7 +220,7 @@ describe('fast path on real QEMU', () => {
       } finally {
         await qga.close();
       }
-      const captured = await cli(['capture', '--name', name, '--json']);
+      const captured = await cli(['capture', '--name', name, '--json', ...withConfig(name, [])]);
       expect(captured.json, captured.stderr).toMatchObject({ outcome: 'captured' });
       await expectTraceMatches(name, 'capture.json');
       const before = await snapshotDigest(name);
@@ -203,6 +230,16 @@ describe('fast path on real QEMU', () => {
       expect(String(result.json.fallbackReason)).toMatch(/exited [1-9]\d*/);
       await expectFallback(name, result, 'fallback-rotate-failed.json');
       expect(await snapshotDigest(name)).toBe(before);
+      await stopAndCheckTrace(name);
+      const again = await start(name);
+      expect(again.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.rotating') });
+      await expectFallback(name, again, 'fallback-rotate-failed-twice.json');
+      const paths = snapshotOf(name);
+      const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${paths.key}.set-aside-`)).sort();
+      expect(await readFile(join(paths.root, asides.at(-1) as string, 'reason.txt'), 'utf8')).toMatch(/rotat/);
+      await stopAndCheckTrace(name);
+      // The new capture's guest rotates: the next start resumes it.
+      expect((await start(name)).json).toMatchObject({ path: 'resume' });
       await stopAndCheckTrace(name);
     },
     TIMEOUT,
@@ -217,7 +254,7 @@ describe('fast path on real QEMU', () => {
       await stopAndCheckTrace(name);
       const before = await snapshotDigest(name);
       // Kill -9 the resume's QEMU as soon as the trace says the incoming migration began.
-      const incoming = await startKillingQemuAt(name, [], 'resume.incoming');
+      const incoming = await startKillingQemuAt(name, withConfig(name, []), 'resume.incoming');
       expect(incoming.result.json.outcome, incoming.result.stderr).toBe('healthy');
       expect(incoming.result.json).toMatchObject({ path: 'cold', fallbackReason: expect.stringContaining('QEMU exited') });
       await expectFallback(name, incoming.result, 'fallback-qemu-killed-incoming.json');
@@ -225,7 +262,7 @@ describe('fast path on real QEMU', () => {
       await stopAndCheckTrace(name);
       // As soon as rotating begins, while the resume still connects to the agent: that connect loop must
       // end with its QEMU, not take the fallback QEMU's agent socket (same path) and hang its boot.
-      const rotating = await startKillingQemuAt(name, [], 'resume.rotating');
+      const rotating = await startKillingQemuAt(name, withConfig(name, []), 'resume.rotating');
       expect(rotating.result.json.outcome, JSON.stringify(rotating.result.json)).toBe('healthy');
       expect(rotating.result.json).toMatchObject({ path: 'cold', fallbackReason: expect.stringMatching(/^resume\.rotating: QEMU exited/) });
       await expectFallback(name, rotating.result, 'fallback-qemu-killed-rotating.json');
@@ -245,12 +282,20 @@ describe('fast path on real QEMU', () => {
       const before = await snapshotDigest(name);
       await start(name, ['--cold']);
       await expectTraceMatches(name, 'cold.json');
+      // A capture takes milliseconds: a QEMU slow to answer holds it in stopping, where the Ctrl-C lands.
+      const qemuPid = Number((await readFile(instancePaths(E2E_HOME, name).pidFile, 'utf8')).trim());
+      const slow = await slowQemuReplies(qemuPid, 1_000);
       const since = Date.now();
       let ended = false;
-      const run = startCli(['capture', '--name', name, '--json']);
+      const run = startCli(['capture', '--name', name, '--json', ...withConfig(name, [])]);
       void run.finally(() => (ended = true)).catch(() => undefined);
-      expect(await waitForState(name, 'capture.migrating', since, () => ended), 'capture never reached migrating').toBeDefined();
-      run.kill('SIGINT');
+      try {
+        expect(await waitForState(name, 'capture.stopping', since, () => ended), 'capture never reached stopping').toBeDefined();
+        run.kill('SIGINT');
+        await waitForState(name, 'capture.recovering', since, () => ended);
+      } finally {
+        await slow.stop();
+      }
       const result = parse(await run);
       expect(result.exitCode).toBe(130);
       await expectTraceMatches(name, 'capture-interrupted.json');

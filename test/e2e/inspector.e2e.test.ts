@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, truncate } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { homePaths } from '../../adapters/instance/paths.js';
-import { snapshotPaths } from '../../adapters/snapshot/store.js';
 import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
+import { caseConfig, corruptMemory, removeSnapshotOf } from '../helpers/store-check.js';
 
 /*
  * The inspector in a real browser (Debian's Chromium through playwright-core) on real runs: a
@@ -17,6 +16,8 @@ const CHROMIUM = '/usr/bin/chromium';
 const TIMEOUT = 240_000;
 const SHOTS = join(E2E_HOME, 'screenshots');
 const names = ['insp-live', 'insp-fallback'];
+/** Each case's own config, so its own config key and snapshot (the Stately case resumes insp-live's). */
+const configs: Record<string, string> = {};
 
 let browser: Browser;
 /** Commands still serving: a failed assertion must not leave one running into the next test. */
@@ -30,7 +31,9 @@ beforeAll(async () => {
   });
   await mkdir(SHOTS, { recursive: true });
   for (const name of names) {
+    configs[name] = await caseConfig(name);
     await cli(['stop', '--name', name]);
+    await removeSnapshotOf(name);
     await cli(['reset', '--name', name, '--snapshot']);
   }
 }, 120_000);
@@ -98,13 +101,13 @@ describe('the inspector in a real browser', () => {
     'shows a resume live, its active state moving to healthy, and keeps the page until Ctrl-C',
     async () => {
       const name = 'insp-live';
-      const first = await cli(['start', '--name', name, '--json']);
+      const first = await cli(['start', '--name', name, '--config', configs[name] as string, '--json']);
       expect(first.json.outcome, first.stderr).toBe('healthy');
       await cli(['stop', '--name', name]);
 
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       await watchActiveStates(page);
-      const run = serving(['start', '--name', name, '--inspect', '--json']);
+      const run = serving(['start', '--name', name, '--config', configs[name] as string, '--inspect', '--json']);
       await page.goto(await run.url);
       await page.locator('#status.healthy').waitFor({ timeout: 60_000 });
       const seen = (await page.evaluate('window.seenActive')) as string[];
@@ -136,19 +139,19 @@ describe('the inspector in a real browser', () => {
     'shows the fallback reason when a resume falls back to a cold boot',
     async () => {
       const name = 'insp-fallback';
-      const first = await cli(['start', '--name', name, '--json']);
+      const config = configs[name] as string;
+      const first = await cli(['start', '--name', name, '--config', config, '--json']);
       expect(first.json.outcome, first.stderr).toBe('healthy');
       await cli(['stop', '--name', name]);
-      const snapshot = snapshotPaths(homePaths(E2E_HOME).snapshots, name);
-      await truncate(snapshot.stateRaw, 4096);
-      await truncate(snapshot.stateZst, 100);
+      // The memory file overwritten in place: its changed times make preparing checksum it, and it does not match.
+      await corruptMemory(name);
 
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-      const run = serving(['start', '--name', name, '--inspect', '--json']);
+      const run = serving(['start', '--name', name, '--config', config, '--inspect', '--json']);
       await page.goto(await run.url);
       await page.locator('#status.healthy').waitFor({ timeout: 120_000 });
       expect(await page.locator('#fallback').isVisible()).toBe(true);
-      expect(await page.locator('#fallbackText').textContent()).toMatch(/resume\.preparing: .*corrupt/);
+      expect(await page.locator('#fallbackText').textContent()).toMatch(/resume\.preparing: .*(corrupt|bytes|checksum)/);
       await screenshot(page, 'inspector-fallback');
       const ended = await run.interrupt();
       expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.preparing') });
@@ -162,7 +165,7 @@ describe('the inspector in a real browser', () => {
     async () => {
       const name = 'insp-live';
       await cli(['stop', '--name', name]);
-      const result = await cli(['start', '--name', name, '--inspect=stately:ws://127.0.0.1:9', '--json']);
+      const result = await cli(['start', '--name', name, '--config', configs[name] as string, '--inspect=stately:ws://127.0.0.1:9', '--json']);
       expect(result.exitCode, result.stderr).toBe(0);
       expect(result.json).toMatchObject({ outcome: 'healthy', path: 'resume' });
       expect(result.stderr).toContain('no Stately inspector answers at ws://127.0.0.1:9');

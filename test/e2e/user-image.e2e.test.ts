@@ -10,7 +10,7 @@ import { cli, E2E_HOME, type CliResult } from '../helpers/cli.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
 import { secretFingerprint } from '../helpers/fingerprint.js';
 import { expectCorruptStateFallsBack, expectedScaled, expectFirstStart, expectResumeWithNewSecrets, withGuestAgent } from '../helpers/real-guest.js';
-import { snapshotDigest } from '../helpers/store-check.js';
+import { removeSnapshotOf, snapshotDigest } from '../helpers/store-check.js';
 import { expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // A user's own cloud image and user-data, as a user with a downloaded cloud image gives them: a
@@ -62,7 +62,9 @@ describe("a user's cloud image (bootloader on the disk) with the user's cloud-in
         bounds: { bootSeconds: 600, healthSeconds: 300, rotateSeconds: 60, stopSeconds: 30 },
       }),
     );
+    // Its config (the disk and user-data are this test's alone) has a snapshot of its own: none may decide the first path.
     await cli(['stop', '--name', name]);
+    await removeSnapshotOf(name);
     await cli(['reset', '--name', name, '--snapshot']);
   }, 1_800_000);
 
@@ -93,6 +95,8 @@ describe("a user's cloud image (bootloader on the disk) with the user's cloud-in
   }, 1_800_000);
 
   it("QEMU killed while the resume loads its state: the cold fallback boots the image itself, not the snapshot's disk", async () => {
+    // Not running, whatever the case before left (a failed assertion skips its stop).
+    await cli(['stop', '--name', name]);
     const before = await snapshotDigest(name);
     const killed = await startKillingQemuAt(name, ['--config', config], 'resume.incoming');
     expect(killed.result.json.outcome, killed.result.stderr).toBe('healthy');

@@ -2,7 +2,7 @@ import { fromPromise, type SimulatedClock } from 'xstate';
 import { captureMachine } from '../../machines/capture.js';
 import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine } from '../../machines/resume.js';
-import { startMachine, type SnapshotChoice, type StartBounds } from '../../machines/start.js';
+import { startMachine, type CaptureWait, type SnapshotChoice, type StartBounds } from '../../machines/start.js';
 
 /** What one call of a fake actor does. `late` settles well after the call, in simulated time. */
 export type Behaviour = { kind: 'ok' } | { kind: 'fail'; code: string } | { kind: 'hang' } | { kind: 'late'; ms: number } | { kind: 'qemuExits' };
@@ -13,6 +13,7 @@ export const ACTOR_NAMES = [
   'image',
   'accel',
   'choose',
+  'awaitCapture',
   'setAside',
   'cold.prepare',
   'cold.launch',
@@ -42,7 +43,14 @@ export const OTHER_CODES = ['E_QMP', 'E_ROTATE', 'E_HEALTH', 'E_IO', 'E_QEMU_EXI
 export interface Script {
   /** Per actor, what its successive calls do; a call past the list succeeds. */
   behaviours: Partial<Record<ActorName, Behaviour[]>>;
+  /** What `choosing` finds: `capturing` is another start holding the config's capture lock. */
   snapshot: SnapshotChoice['status'];
+  /** A usable snapshot's resumes in a row that failed after `cont`, found by choosing or after the wait (0 when left out). */
+  failuresInARow?: number;
+  /** What the other start left once it let go of the capture lock (`usable` when left out). */
+  awaited?: CaptureWait['status'];
+  /** Whether setAsideSnapshot gets the capture lock (true when left out; false: another start took it meanwhile). */
+  setAsideCapturing?: boolean;
   /** The runstate QEMU reports when migrate-incoming settles. */
   incomingRunstate: string;
   /** Ctrl-C right after this actor call (1-based), if any. */
@@ -57,6 +65,7 @@ export function uniformBounds(ms = BOUND_MS): StartBounds {
     imageMs: ms,
     accelMs: ms,
     chooseMs: ms,
+    captureWaitMs: ms,
     setAsideMs: ms,
     launchMs: ms,
     bootMs: ms,
@@ -79,6 +88,111 @@ export function uniformBounds(ms = BOUND_MS): StartBounds {
 export type Settle = <T>(label: string, value: () => T) => Promise<T>;
 
 /**
+ * The snapshot store as one start's steps see it (steps/start.ts, capture.ts, resume.ts). The
+ * default is scripted (the snapshot and the other start are what `Script` says); the clones test
+ * gives each run a side on one shared store model (fake-store.ts).
+ */
+export interface SnapshotSide {
+  /** chooseSnapshot: the config's snapshot, else (one that cannot be used set aside) the capture lock, or who holds it. */
+  choose(capture: boolean): Promise<SnapshotChoice>;
+  /** awaitCapture: polls the lock until its holder let go, then what it left (taking the lock when it left nothing). */
+  awaitCapture(signal: AbortSignal, sleep: (ms: number) => Promise<void>): Promise<CaptureWait>;
+  /** setAsideSnapshot: under the capture lock (busy: nothing done), the snapshot the run resumed set aside if it is still the one there. */
+  setAside(reason: string): Promise<{ setAside: string | undefined; capturing: boolean }>;
+  /** capture.pause, before the vCPUs pause: the capture lock (E_CAPTURE_BUSY when another start holds it), then a private capture folder. */
+  beginCapture(): Promise<void>;
+  /** capture.migrate: the device state written into the capture folder. */
+  migrate(): Promise<void>;
+  /** capture.store: the memory file moved in, the files frozen (until then the signal stops it), the manifest, one rename publishes it, the lock let go. */
+  store(signal: AbortSignal): Promise<string>;
+  /** capture.recover: the unfinished capture folder dropped. */
+  recover(): Promise<void>;
+  /** resume.prepare: the snapshot folder pinned, its manifest read and its files checked through the pin, the disk overlay made. */
+  prepare(): Promise<void>;
+  /** resume.launch, as QEMU starts: it maps the pinned memory file read-only, copy-on-write, and opens the overlay. Throws when QEMU cannot open them. */
+  map(pid: number): Promise<void>;
+  /** resume.incoming: QEMU reads the pinned device state file. */
+  incoming(pid: number): Promise<void>;
+  /** resume.cont: the guest runs and writes its RAM. */
+  cont(pid: number): Promise<void>;
+  /** resume.stop with `countFailure` (the guest failed after `cont`), once QEMU stopped: the failure counted in the pinned folder. */
+  countFailure(): Promise<void>;
+}
+
+/** A capture step that finds the lock taken by another start: what steps/capture.ts throws. */
+export function captureBusy(holder: number): Error & { code: string; hint: string } {
+  return Object.assign(new Error(`another warmvm (pid ${holder}) is capturing a snapshot of this config right now`), {
+    code: 'E_CAPTURE_BUSY',
+    hint: 'wait for it to finish; its snapshot serves this instance too',
+  });
+}
+
+/** The other start of the scripted side: it holds the lock when `choosing` says `capturing`. */
+const OTHER_START = 4242;
+
+/** The snapshot and the other start as the script says; the lock this start holds is tracked, and misuse noted. */
+class ScriptedSnapshots implements SnapshotSide {
+  private holdsLock = false;
+  private otherHolds: boolean;
+
+  constructor(private readonly world: World) {
+    this.otherHolds = world.script.snapshot === 'capturing';
+  }
+
+  async choose(capture: boolean): Promise<SnapshotChoice> {
+    const { script } = this.world;
+    if (script.snapshot === 'usable') return { status: 'usable', failuresInARow: script.failuresInARow ?? 0 };
+    const missing: SnapshotChoice =
+      script.snapshot === 'setAside' ? { status: 'setAside', reason: 'the snapshot was taken by QEMU 9.2.0, this host runs 10.0.2' } : { status: 'missing' };
+    if (!capture) return missing;
+    if (this.otherHolds) return { status: 'capturing', holder: OTHER_START };
+    this.holdsLock = true;
+    return missing;
+  }
+
+  async awaitCapture(): Promise<CaptureWait> {
+    this.otherHolds = false;
+    if ((this.world.script.awaited ?? 'usable') === 'usable') return { status: 'usable', failuresInARow: this.world.script.failuresInARow ?? 0 };
+    this.holdsLock = true;
+    return { status: 'missing' };
+  }
+
+  async setAside(): Promise<{ setAside: string | undefined; capturing: boolean }> {
+    if (!this.holdsLock && this.world.script.setAsideCapturing === false) this.otherHolds = true;
+    else this.holdsLock = true;
+    return { setAside: '/fake/snapshots/x.set-aside', capturing: this.holdsLock };
+  }
+
+  async beginCapture(): Promise<void> {
+    if (this.holdsLock) return;
+    if (this.otherHolds) throw captureBusy(OTHER_START);
+    this.holdsLock = true;
+  }
+
+  async migrate(): Promise<void> {}
+
+  async store(): Promise<string> {
+    if (!this.holdsLock) this.world.violations.push('capture.store published a snapshot without holding the capture lock');
+    this.holdsLock = false;
+    return '/fake/snapshots/x';
+  }
+
+  async recover(): Promise<void> {}
+  async prepare(): Promise<void> {}
+  async map(): Promise<void> {}
+  async incoming(): Promise<void> {}
+  async cont(): Promise<void> {}
+  async countFailure(): Promise<void> {}
+}
+
+export interface WorldOptions {
+  /** The snapshot store this world's steps act on; scripted when left out. */
+  snapshots?: (world: World) => SnapshotSide;
+  /** The first QEMU pid of this world, so that several worlds' QEMUs read apart. */
+  pidBase?: number;
+}
+
+/**
  * The system the fakes act on: QEMU processes, the guest's secrets, the snapshot store. Each fake
  * changes it as the real adapter would, and notes every broken rule in `violations`, so the
  * invariants of DESIGN.md can be checked on the world as well as on the trace.
@@ -96,15 +210,18 @@ export class World {
   readonly secretValues: string[] = [];
   /** Reasons passed to setAsideSnapshot. */
   readonly setAsides: string[] = [];
+  /** What choosing and awaitingCapture answered, in order. */
+  readonly choices: (SnapshotChoice | CaptureWait)[] = [];
   storeVersion = 0;
   cancelled = false;
   launchesAfterCancel = 0;
+  readonly snapshots: SnapshotSide;
   private current: number | undefined;
   private resumeQemu: number | undefined;
   /** The current cold boot's QEMU, and whether its ports, overlay and runtime disk were made first. */
   private coldQemu: number | undefined;
   private coldPrepared = false;
-  private nextPid = 1000;
+  private nextPid: number;
   private readonly counts = new Map<ActorName, number>();
   onCancelPoint: (() => void) | undefined;
 
@@ -112,22 +229,28 @@ export class World {
     readonly script: Script,
     private readonly clock: SimulatedClock,
     private readonly settle: Settle = async (_label, value) => value(),
-  ) {}
+    options: WorldOptions = {},
+  ) {
+    this.nextPid = options.pidBase ?? 1000;
+    this.snapshots = options.snapshots?.(this) ?? new ScriptedSnapshots(this);
+  }
 
   /** The root machine with every actor, its children's included, replaced by this world's fakes. */
   machine() {
     // Typed loosely on purpose: each fake stands in for an actor of the machine's own output type.
-    const step = <T, I = void>(name: ActorName, effect: (input: I) => T, options: { launches?: boolean } = {}): never =>
-      fromPromise<T, I>(({ input, signal }) => this.call(name, signal, () => effect(input), options.launches ?? false)) as never;
+    const step = <T, I = void>(name: ActorName, effect: (input: I, signal: AbortSignal) => T | Promise<T>, options: CallOptions = {}): never =>
+      fromPromise<T, I>(({ input, signal }) => this.call(name, signal, () => effect(input, signal), options)) as never;
+    const side = this.snapshots;
     return startMachine.provide({
       actors: {
         preflight: step('preflight', () => ({ qemuVersion: '10.0.2', machineType: 'pc-q35-10.0' })),
         prepareImage: step('image', () => ({ image: 'demo', built: false })),
         chooseAccelerator: step('accel', () => ({ accel: 'tcg', reason: 'fake' })),
-        chooseSnapshot: step('choose', (): SnapshotChoice => this.choice()),
+        chooseSnapshot: step('choose', async (input: { capture: boolean }) => this.chosen(await side.choose(input.capture))),
+        awaitCapture: step('awaitCapture', async (_input: undefined, signal) => this.chosen(await side.awaitCapture(signal, (ms) => this.sleep(ms, signal)))),
         setAsideSnapshot: step('setAside', (input: { reason: string }) => {
           this.setAsides.push(input.reason);
-          return { setAside: '/fake/snapshots/x.set-aside' };
+          return side.setAside(input.reason);
         }),
         coldBoot: coldBootMachine.provide({
           actors: {
@@ -144,17 +267,23 @@ export class World {
         }),
         capture: captureMachine.provide({
           actors: {
-            pauseVm: step('capture.pause', () => ({ runstate: 'paused' })),
-            migrateToFile: step('capture.migrate', () => ({ apparentBytes: 1 << 28, ms: 500 })),
+            // The lock and the capture folder come before the vCPUs pause: a failed pause leaves both to recover.
+            pauseVm: step('capture.pause', () => ({ runstate: 'paused' }), { begin: () => side.beginCapture() }),
+            migrateToFile: step('capture.migrate', async () => {
+              await side.migrate();
+              return { stateBytes: 1 << 20, ms: 500 };
+            }),
             quitQemu: step('capture.quit', () => {
               this.kill();
               return { exited: true };
             }),
-            storeSnapshot: step('capture.store', () => {
+            storeSnapshot: step('capture.store', async (_input: undefined, signal) => {
+              const snapshot = await side.store(signal);
               this.storeVersion += 1;
-              return { snapshot: '/fake/snapshots/x', compressedBytes: 1 << 20 };
+              return { snapshot, memoryDataBytes: 1 << 26 };
             }),
-            recoverVm: step('capture.recover', () => {
+            recoverVm: step('capture.recover', async () => {
+              await side.recover();
               this.kill();
               return { dropped: ['the capture folder'] };
             }),
@@ -162,20 +291,31 @@ export class World {
         }),
         resume: resumeMachine.provide({
           actors: {
-            prepareState: step('resume.prepare', () => ({ stateFile: '/fake/state.raw', decompressed: false })),
-            launchIncoming: step('resume.launch', () => ({ pid: this.requireCurrent() }), { launches: true }),
-            migrateIncoming: step('resume.incoming', () => {
-              this.incoming.set(this.requireCurrent(), this.script.incomingRunstate);
+            prepareState: step('resume.prepare', async () => {
+              await side.prepare();
+              return { checked: [], forwards: 1, overlay: true };
+            }),
+            // QEMU maps the memory file as it starts: one it cannot open makes it exit at once.
+            launchIncoming: step('resume.launch', () => ({ pid: this.requireCurrent() }), { launches: true, begin: (pid) => side.map(pid ?? -1) }),
+            migrateIncoming: step('resume.incoming', async () => {
+              const pid = this.requireCurrent();
+              await side.incoming(pid);
+              this.incoming.set(pid, this.script.incomingRunstate);
               return { runstate: this.script.incomingRunstate };
             }),
-            cont: step('resume.cont', () => {
+            cont: step('resume.cont', async () => {
               const pid = this.requireCurrent();
               if (this.incoming.get(pid) !== 'paused') this.violations.push(`cont sent to QEMU ${pid} whose incoming migration left runstate ${String(this.incoming.get(pid))}`);
+              await side.cont(pid);
               return { runstate: 'running' };
             }),
             rotateSecrets: step('resume.rotate', () => this.rotate()),
             probeHealth: step('resume.health', () => [{ url: 'http://127.0.0.1:1/health', status: 200 }]),
-            stopQemu: step('resume.stop', () => (this.resumeQemu === undefined ? { how: 'nothing was launched' } : this.stopCurrent())),
+            stopQemu: step('resume.stop', async (input: { countFailure: boolean }) => {
+              const stopped = this.resumeQemu === undefined ? { how: 'nothing was launched' } : this.stopCurrent();
+              if (input.countFailure) await side.countFailure();
+              return stopped;
+            }),
           },
         }),
       },
@@ -191,13 +331,35 @@ export class World {
     this.cancelled = true;
   }
 
-  private choice(): SnapshotChoice {
-    if (this.script.snapshot === 'setAside') return { status: 'setAside', reason: 'the snapshot was taken by QEMU 9.2.0, this host runs 10.0.2' };
-    return { status: this.script.snapshot };
+  private chosen<T extends SnapshotChoice>(choice: T): T {
+    this.choices.push(choice);
+    return choice;
   }
 
-  /** One actor call: its effects happen when it settles as `ok`; a launch spawns QEMU at once. */
-  private call<T>(name: ActorName, signal: AbortSignal, effect: () => T, launches: boolean): Promise<T> {
+  /** The real steps' sleep: on the simulated clock, cut short by the signal. */
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(Object.assign(new Error('sleep aborted'), { code: 'E_ABORTED' }));
+        return;
+      }
+      const onAbort = (): void => {
+        this.clock.clearTimeout(timer);
+        reject(Object.assign(new Error('sleep aborted'), { code: 'E_ABORTED' }));
+      };
+      const timer = this.clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        void this.settle('sleep over', () => undefined).then(() => resolve());
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * One actor call: a launch spawns QEMU at once, then `begin` runs (what the real step does
+   * before it can fail); the rest of its effects happen when it settles as `ok`.
+   */
+  private call<T>(name: ActorName, signal: AbortSignal, effect: () => T | Promise<T>, options: CallOptions): Promise<T> {
     this.calls.push(name);
     const nth = this.counts.get(name) ?? 0;
     this.counts.set(name, nth + 1);
@@ -209,7 +371,7 @@ export class World {
       this.coldPrepared = false;
     }
     // Spawning comes before anything can fail: a failed launch may still have left a QEMU running.
-    if (launches) this.spawn(name);
+    const pid = options.launches ? this.spawn(name) : undefined;
     const behaviour = this.script.behaviours[name]?.[nth] ?? { kind: 'ok' };
     const failure = (code: string) =>
       Object.assign(new Error(`fake ${name} failed: ${code}`), { code, hint: 'fake', inputData: this.secretValues.join(','), secrets: [...this.secretValues] });
@@ -228,30 +390,42 @@ export class World {
         if (signal.aborted) return;
         reject(failure(code));
       };
-      switch (behaviour.kind) {
-        case 'ok':
-          void this.settle(`${name} ok`, () => undefined).then(done);
-          return;
-        case 'fail':
-          void this.settle(`${name} fails ${behaviour.code}`, () => undefined).then(() => fail(behaviour.code));
-          return;
-        case 'hang':
-          return;
-        case 'late': {
-          const timer = this.clock.setTimeout(() => void this.settle(`${name} late`, () => undefined).then(done), behaviour.ms);
-          signal.addEventListener('abort', () => this.clock.clearTimeout(timer), { once: true });
-          return;
+      const act = (): void => {
+        if (signal.aborted) return;
+        switch (behaviour.kind) {
+          case 'ok':
+            void this.settle(`${name} ok`, () => undefined).then(done);
+            return;
+          case 'fail':
+            void this.settle(`${name} fails ${behaviour.code}`, () => undefined).then(() => fail(behaviour.code));
+            return;
+          case 'hang':
+            return;
+          case 'late': {
+            const timer = this.clock.setTimeout(() => void this.settle(`${name} late`, () => undefined).then(done), behaviour.ms);
+            signal.addEventListener('abort', () => this.clock.clearTimeout(timer), { once: true });
+            return;
+          }
+          case 'qemuExits':
+            void this.settle(`${name}: QEMU exits`, () => undefined).then(() => {
+              this.kill();
+              fail('E_QEMU_EXITED');
+            });
         }
-        case 'qemuExits':
-          void this.settle(`${name}: QEMU exits`, () => undefined).then(() => {
-            this.kill();
-            fail('E_QEMU_EXITED');
-          });
+      };
+      if (!options.begin) {
+        act();
+        return;
       }
+      options.begin(pid).then(act, (error: unknown) => {
+        // A QEMU that cannot open what its argv names exits at once.
+        if (pid !== undefined) this.live.delete(pid);
+        if (!signal.aborted) reject(error);
+      });
     });
   }
 
-  private spawn(name: ActorName): void {
+  private spawn(name: ActorName): number {
     if (this.live.size > 0) this.violations.push(`${name} launched a QEMU while ${[...this.live].join(', ')} still ran`);
     if (this.cancelled) this.launchesAfterCancel += 1;
     const pid = (this.nextPid += 1);
@@ -265,6 +439,7 @@ export class World {
       this.coldQemu = pid;
     }
     this.secrets.set(pid, 'placeholder');
+    return pid;
   }
 
   private requireCurrent(): number {
@@ -288,4 +463,11 @@ export class World {
     this.secrets.set(pid, 'fresh');
     return { secrets: 1, exitCode: 0 };
   }
+}
+
+interface CallOptions {
+  /** The call spawns a QEMU before anything else. */
+  launches?: boolean;
+  /** What the real step does first, before it can fail or hang (given the QEMU just spawned, if any). */
+  begin?: (pid: number | undefined) => Promise<void>;
 }

@@ -77,3 +77,13 @@ export function expectNoRuntimeFiles(name: string, context = ''): void {
   const paths = instancePaths(E2E_HOME, name);
   for (const file of [paths.qmpSocket, paths.qgaSocket, paths.pidFile, paths.stateFile, paths.lockFile]) expect(existsSync(file), `${context}${file} is left`).toBe(false);
 }
+
+/**
+ * A cold-booted guest's RAM file (`instances/<name>/mem.raw`) is there only while that QEMU
+ * runs: a capture moves it into the snapshot, a stop or a failed start removes it, and a resumed
+ * instance maps the snapshot's instead.
+ */
+export function expectColdMemory(name: string, present: boolean, context = ''): void {
+  const file = instancePaths(E2E_HOME, name).memoryFile;
+  expect(existsSync(file), `${context}${file} ${present ? 'is missing: the cold-booted QEMU runs on it' : 'is left'}`).toBe(present);
+}

@@ -5,7 +5,7 @@ import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { cli, E2E_HOME, type CliResult } from './cli.js';
 import { sha256 } from './fingerprint.js';
 import { expectOnlyFinalQemuLeft } from './instance-leftovers.js';
-import { corruptStoredState } from './store-check.js';
+import { corruptMemory } from './store-check.js';
 import { expectTraceMatches, loadExpectedTraceScaled, stopAndCheckTrace } from './trace-expect.js';
 
 // Checks shared by the e2e tests of real guests (the Debian profile, a user's image): they do more
@@ -68,10 +68,10 @@ export async function expectResumeWithNewSecrets(name: string, config: string, f
 /** A corrupt stored state: the start falls back to a cold boot, ends healthy, and leaves only its final QEMU. */
 export async function expectCorruptStateFallsBack(name: string, config: string): Promise<void> {
   await cli(['stop', '--name', name]);
-  await corruptStoredState(name);
+  await corruptMemory(name);
   const result = await startHealthy(name, config);
-  expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(/corrupt/i) });
-  const entries = await expectTraceMatches(name, await expectedScaled('fallback-corrupt-zst.json'));
+  expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(/corrupt|checksum/i) });
+  const entries = await expectTraceMatches(name, await expectedScaled('fallback-corrupt-memory.json'));
   await expectOnlyFinalQemuLeft(name, entries, result.json.pid as number);
   await stopAndCheckTrace(name);
 }

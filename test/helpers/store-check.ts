@@ -1,24 +1,54 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { createReadStream, readFileSync } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { homePaths } from '../../adapters/instance/paths.js';
+import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
 import { parseManifest } from '../../adapters/snapshot/manifest.js';
-import { listCaptureDirs, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
+import { readResumeFailures } from '../../adapters/snapshot/resume-failures.js';
+import { listCaptureDirs, listSnapshotKeys, removeSnapshot, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
 import { E2E_HOME } from './cli.js';
 
+/** The snapshot an instance last ran from or captured (its config's), by the key its folder records. */
 export function snapshotOf(name: string): SnapshotPaths {
-  return snapshotPaths(homePaths(E2E_HOME).snapshots, name);
+  const key = readFileSync(instancePaths(E2E_HOME, name).snapshotKeyFile, 'utf8').trim();
+  return snapshotPaths(homePaths(E2E_HOME).snapshots, key);
 }
 
-/** Flips 64 bytes in the middle of the snapshot's state.zst and drops the decompressed copy, so the next resume must read the corrupt .zst. */
-export async function corruptStoredState(name: string): Promise<void> {
+/**
+ * Removes every snapshot (and what was set aside of it) that one of these instances captured:
+ * the snapshots of a test file's own configs, whatever an earlier run of it left.
+ */
+export async function removeSnapshotsCapturedBy(names: readonly string[]): Promise<void> {
+  const root = homePaths(E2E_HOME).snapshots;
+  for (const key of await listSnapshotKeys(root)) {
+    const paths = snapshotPaths(root, key);
+    const capturedBy = await readFile(paths.manifest, 'utf8').then(
+      (text) => (JSON.parse(text) as { capturedBy?: string }).capturedBy,
+      () => undefined,
+    );
+    if (capturedBy !== undefined && names.includes(capturedBy)) await removeSnapshot(paths);
+  }
+}
+
+/** A config of the demo guest that no other test case shares, so the case has a snapshot of its own. */
+export async function caseConfig(name: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const file = join(E2E_HOME, `case-${name}.json`);
+  await mkdir(E2E_HOME, { recursive: true });
+  await writeFile(file, JSON.stringify({ ...extra, settings: { E2E_CASE: name } }));
+  return file;
+}
+
+/** Overwrites 64 KiB of the snapshot's memory file at 4 KiB, keeping its size: damage only a checksum finds. */
+export async function corruptMemory(name: string): Promise<void> {
   const paths = snapshotOf(name);
-  await truncate(paths.stateRaw, 0);
-  const zst = await readFile(paths.stateZst);
-  const middle = Math.floor(zst.length / 2);
-  for (let offset = middle; offset < middle + 64; offset += 1) zst[offset] = (zst[offset] ?? 0) ^ 0xff;
-  await writeFile(paths.stateZst, zst);
+  await chmod(paths.memory, 0o644);
+  const handle = await open(paths.memory, 'r+');
+  try {
+    await handle.write(Buffer.alloc(64 << 10, 0xa5), 0, 64 << 10, 4096);
+  } finally {
+    await handle.close();
+  }
+  await chmod(paths.memory, 0o444);
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -28,13 +58,18 @@ async function sha256File(file: string): Promise<string> {
 }
 
 /**
- * The snapshot's manifest.json and state.zst as they are (size and sha256 each), to prove a
- * failed attempt left a good snapshot untouched; undefined when there is no snapshot.
+ * The snapshot's manifest, memory file and device state as they are (size and sha256 each), to
+ * prove a failed attempt, or a clone, left a good snapshot untouched; undefined when there is none.
  */
 export async function snapshotDigest(name: string): Promise<string | undefined> {
-  const paths = snapshotOf(name);
+  let paths: SnapshotPaths;
+  try {
+    paths = snapshotOf(name);
+  } catch {
+    return undefined;
+  }
   const parts: string[] = [];
-  for (const file of [paths.manifest, paths.stateZst]) {
+  for (const file of [paths.manifest, paths.memory, paths.state]) {
     const info = await stat(file).catch(() => undefined);
     if (!info) return undefined;
     parts.push(`${file.slice(paths.dir.length + 1)}:${info.size}:${await sha256File(file)}`);
@@ -42,7 +77,7 @@ export async function snapshotDigest(name: string): Promise<string | undefined> 
   return parts.join(' ');
 }
 
-/** A snapshot in place is whole by its own manifest: why not, or undefined. */
+/** A snapshot in place is whole by its own manifest (each file's size; the memory file read-only): why not, or undefined. */
 export async function snapshotProblem(name: string): Promise<string | undefined> {
   const paths = snapshotOf(name);
   let manifest: ReturnType<typeof parseManifest>;
@@ -51,8 +86,12 @@ export async function snapshotProblem(name: string): Promise<string | undefined>
   } catch (error) {
     return `manifest.json: ${(error as Error).message}`;
   }
-  const size = (await stat(paths.stateZst).catch(() => undefined))?.size;
-  return size === manifest.files.stateZst.bytes ? undefined : `state.zst is ${size ?? 'missing'}, its manifest says ${manifest.files.stateZst.bytes} bytes`;
+  for (const file of [manifest.files.memory, manifest.files.state]) {
+    const info = await stat(join(paths.dir, file.name)).catch(() => undefined);
+    if (info?.size !== file.bytes) return `${file.name} is ${info?.size ?? 'missing'}, its manifest says ${file.bytes} bytes`;
+  }
+  const mode = (await stat(paths.memory)).mode & 0o777;
+  return mode === 0o444 ? undefined : `${paths.memory} has mode ${mode.toString(8)}, not 444`;
 }
 
 /**
@@ -74,4 +113,85 @@ export async function leftoversUnder(dir: string): Promise<string[]> {
     if (entry.isDirectory()) found.push(...(await leftoversUnder(path)));
   }
   return found;
+}
+
+/** The instance's snapshot, or undefined when the instance has recorded none (it never captured nor resumed). */
+function recordedSnapshot(name: string): SnapshotPaths | undefined {
+  try {
+    return snapshotOf(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Removes the snapshot of the instance's config (by the key its folder records) and what was set
+ * aside of it, for a test that must start from no snapshot; returns what it removed.
+ */
+export async function removeSnapshotOf(name: string): Promise<string[]> {
+  const paths = recordedSnapshot(name);
+  return paths ? await removeSnapshot(paths) : [];
+}
+
+/** A config of the same case as caseConfig(name), so the same config key (and snapshot), with other bounds or health checks. */
+export async function caseVariantConfig(name: string, variant: string, extra: Record<string, unknown>): Promise<string> {
+  const file = join(E2E_HOME, `case-${name}-${variant}.json`);
+  await writeFile(file, JSON.stringify({ ...extra, settings: { E2E_CASE: name } }));
+  return file;
+}
+
+/**
+ * Damages the instance's snapshot file in place: `truncate` cuts it to a quarter (its size is then
+ * not its manifest's), `overwrite` writes 64 KiB of other bytes at 4 KiB, keeping its size and mode.
+ */
+export async function damageSnapshotFile(name: string, file: 'memory' | 'state', how: 'truncate' | 'overwrite'): Promise<void> {
+  const paths = snapshotOf(name);
+  const path = file === 'memory' ? paths.memory : paths.state;
+  const { mode, size } = await stat(path);
+  await chmod(path, 0o644);
+  const handle = await open(path, 'r+');
+  try {
+    if (how === 'truncate') {
+      await handle.truncate(Math.floor(size / 4));
+    } else {
+      const length = Math.min(64 << 10, size - 4096);
+      const old = Buffer.alloc(length);
+      await handle.read(old, 0, length, 4096);
+      await handle.write(
+        old.map((byte) => byte ^ 0x5a),
+        0,
+        length,
+        4096,
+      );
+    }
+  } finally {
+    await handle.close();
+  }
+  await chmod(path, mode & 0o777);
+}
+
+/** How many resumes in a row of the instance's snapshot failed after `cont` (its `resume-failures` file, as warmvm reads it): 0 when none is recorded. */
+export async function resumeFailuresOf(name: string): Promise<number> {
+  const paths = recordedSnapshot(name);
+  return paths ? await readResumeFailures(paths) : 0;
+}
+
+/** The newest `<key>.set-aside-<time>/` folder of the instance's snapshot, with its reason.txt; undefined when none is there. */
+export async function newestSetAside(name: string): Promise<{ dir: string; reason: string } | undefined> {
+  const paths = recordedSnapshot(name);
+  if (!paths) return undefined;
+  const prefix = `${paths.key}.set-aside-`;
+  const newest = (await readdir(paths.root).catch(() => [] as string[]))
+    .filter((entry) => entry.startsWith(prefix))
+    .sort()
+    .at(-1);
+  if (newest === undefined) return undefined;
+  const dir = join(paths.root, newest);
+  return { dir, reason: (await readFile(join(dir, 'reason.txt'), 'utf8').catch(() => '(no reason.txt)')).trim() };
+}
+
+/** Capture locks (`snapshots/.lock-<key>`) present now: a finished command holds none. */
+export async function captureLocks(): Promise<string[]> {
+  const root = homePaths(E2E_HOME).snapshots;
+  return (await readdir(root).catch(() => [] as string[])).filter((entry) => entry.startsWith('.lock-')).map((entry) => join(root, entry));
 }

@@ -85,11 +85,19 @@ const behaviour: fc.Arbitrary<Behaviour> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'qemuExits' } as const) },
 );
 
+/** Faults of one run's actors: what each call does, how the incoming migration settles, when Ctrl-C comes. */
+export const behavioursArb: fc.Arbitrary<Script['behaviours']> = fc.dictionary(fc.constantFrom(...ACTOR_NAMES), fc.array(behaviour, { maxLength: 3 }), { maxKeys: 6 });
+export const incomingRunstateArb: fc.Arbitrary<string> = fc.constantFrom('paused', 'paused', 'paused', 'running', 'inmigrate', 'postmigrate');
+export const cancelAtCallArb: fc.Arbitrary<number | undefined> = fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined, freq: 4 });
+
 export const scriptArb: fc.Arbitrary<Script> = fc.record({
-  behaviours: fc.dictionary(fc.constantFrom(...ACTOR_NAMES), fc.array(behaviour, { maxLength: 3 }), { maxKeys: 6 }),
-  snapshot: fc.constantFrom('usable', 'usable', 'missing', 'setAside'),
-  incomingRunstate: fc.constantFrom('paused', 'paused', 'paused', 'running', 'inmigrate', 'postmigrate'),
-  cancelAtCall: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined, freq: 4 }),
+  behaviours: behavioursArb,
+  snapshot: fc.constantFrom('usable', 'usable', 'missing', 'setAside', 'capturing'),
+  failuresInARow: fc.constantFrom(0, 0, 1),
+  awaited: fc.constantFrom('usable', 'missing'),
+  setAsideCapturing: fc.boolean(),
+  incomingRunstate: incomingRunstateArb,
+  cancelAtCall: cancelAtCallArb,
 });
 
 export const flagsArb = fc.record({ forceCold: fc.boolean(), capture: fc.boolean(), rotation: fc.boolean() });

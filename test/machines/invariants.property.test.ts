@@ -60,4 +60,17 @@ describe('the machines keep DESIGN.md invariants on every generated run', () => 
     run.world.live.add(424242);
     expect(brokenInvariants(run).join('\n')).toMatch(/^2: healthy with pid/m);
   });
+
+  it('a snapshot set aside after one failure after cont is caught; after the second in a row it is not', async () => {
+    const rotateFails = { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' } as const] };
+    const flags = { forceCold: false, capture: true, rotation: true };
+    const second = await runWorld({ behaviours: rotateFails, snapshot: 'usable', failuresInARow: 1, incomingRunstate: 'paused', cancelAtCall: undefined }, flags);
+    expect(second.world.setAsides).toHaveLength(1);
+    expect(brokenInvariants(second)).toEqual([]);
+    // The same set-aside, had the snapshot not failed before: invariant 6 says so.
+    const first = await runWorld({ behaviours: rotateFails, snapshot: 'usable', failuresInARow: 0, incomingRunstate: 'paused', cancelAtCall: undefined }, flags);
+    expect(first.world.setAsides).toEqual([]);
+    first.world.setAsides.push(...second.world.setAsides);
+    expect(brokenInvariants(first).join('\n')).toMatch(/^6: a snapshot was set aside for "resume\.rotating: .*" \(0 failed resumes in a row before\)$/m);
+  });
 });

@@ -1,4 +1,4 @@
-import { createActor, SimulatedClock, waitFor } from 'xstate';
+import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
 import type { HealthResult, RotateResult } from '../../machines/cold-boot.js';
 import { resumeMachine, type Incoming, type PreparedState, type ResumeOutput, type Resumed } from '../../machines/resume.js';
@@ -13,18 +13,26 @@ async function run(options: {
   cont?: Outcome<Resumed>;
   rotate?: Outcome<RotateResult>;
   health?: Outcome<HealthResult[]>;
+  /** Ctrl-C once this many actors were called. */
+  cancelAfter?: number;
 }) {
   const calls: string[] = [];
+  /** What each stopQemu was told: whether the failure counts against the snapshot. */
+  const counted: boolean[] = [];
   const clock = new SimulatedClock();
   const machine = resumeMachine.provide({
     actors: {
-      prepareState: fakeActor(options.prepare ?? { ok: { stateFile: '/s/state.raw', decompressed: false } }, calls, 'prepare'),
+      prepareState: fakeActor(options.prepare ?? { ok: { checked: [], forwards: 1, overlay: true } }, calls, 'prepare'),
       launchIncoming: fakeActor({ ok: { pid: 9 } }, calls, 'launch'),
       migrateIncoming: fakeActor(options.incoming ?? { ok: { runstate: 'paused' } }, calls, 'incoming'),
       cont: fakeActor(options.cont ?? { ok: { runstate: 'running' } }, calls, 'cont'),
       rotateSecrets: fakeActor(options.rotate ?? { ok: { secrets: 4, exitCode: 0 } }, calls, 'rotate'),
       probeHealth: fakeActor(options.health ?? { ok: [{ url: 'http://127.0.0.1:1/health', status: 200 }] }, calls, 'health'),
-      stopQemu: fakeActor({ ok: { how: 'terminated' } }, calls, 'stop'),
+      stopQemu: fromPromise<{ how: string }, { countFailure: boolean }>(async ({ input }) => {
+        calls.push('stop');
+        counted.push(input.countFailure);
+        return { how: 'terminated' };
+      }),
     },
   });
   const actor = createActor(machine, { input: { bounds, rotation: options.rotation ?? true }, clock });
@@ -35,10 +43,11 @@ async function run(options: {
   actor.start();
   for (let i = 0; i < 12 && actor.getSnapshot().status === 'active'; i += 1) {
     await new Promise((resolve) => setTimeout(resolve, 0));
+    if (options.cancelAfter !== undefined && calls.length === options.cancelAfter) actor.send({ type: 'CANCEL' });
     clock.increment(5_000);
   }
   const final = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 1_000 });
-  return { output: final.output as ResumeOutput, calls, states };
+  return { output: final.output as ResumeOutput, calls, states, counted };
 }
 
 describe('resume machine', () => {
@@ -75,5 +84,18 @@ describe('resume machine', () => {
     const { output, calls } = await run({ incoming: 'hang' });
     expect(calls).toEqual(['prepare', 'launch', 'incoming', 'stop']);
     expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'resume.incoming', code: 'E_BOUND' } });
+  });
+
+  it('counts a failure against the snapshot only when its guest ran and then failed, and not for Ctrl-C', async () => {
+    const health = { fail: errorWithCode('GET /health answered 503', 'E_HEALTH') };
+    expect((await run({ health })).counted).toEqual([true]);
+    expect((await run({ rotate: { fail: errorWithCode('rotate-secrets exited 2', 'E_ROTATE') } })).counted).toEqual([true]);
+    expect((await run({ rotate: 'hang' })).counted).toEqual([true]);
+    expect((await run({ incoming: { ok: { runstate: 'running' } } })).counted).toEqual([false]);
+    expect((await run({ prepare: { fail: errorWithCode('mem.raw is missing', 'E_SNAPSHOT_MISSING') } })).counted).toEqual([false]);
+    const cancelled = await run({ rotate: 'hang', cancelAfter: 5 });
+    expect(cancelled.output).toMatchObject({ outcome: 'failed', failure: { state: 'resume.rotating', code: 'E_INTERRUPTED' } });
+    expect(cancelled.counted).toEqual([false]);
+    expect((await run({})).counted).toEqual([]);
   });
 });

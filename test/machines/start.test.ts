@@ -1,18 +1,19 @@
 import { createActor, fromPromise, SimulatedClock, waitFor } from 'xstate';
 import { describe, expect, it } from 'vitest';
-import { captureMachine } from '../../machines/capture.js';
+import { captureMachine, type Migrated } from '../../machines/capture.js';
 import { coldBootMachine } from '../../machines/cold-boot.js';
-import { resumeMachine } from '../../machines/resume.js';
-import { startMachine, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
+import { resumeMachine, type PreparedState } from '../../machines/resume.js';
+import { startMachine, type CaptureWait, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
 import { errorWithCode } from '../helpers/fake-actors.js';
 import { brokenInvariants } from '../helpers/invariants.js';
-import { runWorld } from '../helpers/world-run.js';
-import { uniformBounds } from '../helpers/fake-world.js';
+import { runWorld, type WorldRun } from '../helpers/world-run.js';
+import { BOUND_MS, uniformBounds, type Script } from '../helpers/fake-world.js';
 
 const bounds: StartBounds = uniformBounds(1_000);
+const usable: SnapshotChoice = { status: 'usable', failuresInARow: 0 };
 
 /** A world of fake actors that counts live QEMUs, so "at most one at a time" can be checked. */
-function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; captureFails?: boolean }) {
+function world(faults: { snapshot?: SnapshotChoice; awaited?: CaptureWait; setAsideCapturing?: boolean; resumeFails?: string[]; captureFails?: boolean }) {
   const calls: string[] = [];
   let live = 0;
   let maxLive = 0;
@@ -41,7 +42,8 @@ function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; capt
       prepareImage: step('image', () => ({ image: 'demo', built: false })),
       chooseAccelerator: step('accel', () => ({ accel: 'tcg', reason: 'test' })),
       chooseSnapshot: step('choose', () => faults.snapshot ?? { status: 'missing' }),
-      setAsideSnapshot: step('setAside', () => ({ setAside: '/s/x.set-aside' })),
+      awaitCapture: step('awaitCapture', () => faults.awaited ?? { status: 'usable', failuresInARow: 0 }),
+      setAsideSnapshot: step('setAside', () => ({ setAside: '/s/x.set-aside', capturing: faults.setAsideCapturing ?? true })),
       coldBoot: coldBootMachine.provide({
         actors: {
           prepareBoot: step('cold.prepare', () => ({ forwards: 1, overlay: true, runtimeDisk: true })),
@@ -55,13 +57,13 @@ function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; capt
       capture: captureMachine.provide({
         actors: {
           pauseVm: step('capture.pause', () => ({ runstate: 'paused' })),
-          migrateToFile: fromPromise<{ apparentBytes: number; ms: number }, void>(async () => {
+          migrateToFile: fromPromise<Migrated, void>(async () => {
             calls.push('capture.migrate');
             if (faults.captureFails) throw errorWithCode('migration failed: disk full', 'E_MIGRATION');
-            return { apparentBytes: 1, ms: 1 };
+            return { stateBytes: 1, ms: 1 };
           }),
           quitQemu: stop('capture.quit'),
-          storeSnapshot: step('capture.store', () => ({ snapshot: '/s/x', compressedBytes: 1 })),
+          storeSnapshot: step('capture.store', () => ({ snapshot: '/s/x', memoryDataBytes: 1 })),
           recoverVm: fromPromise<{ dropped: string[] }, void>(async () => {
             calls.push('capture.recover');
             live = Math.max(0, live - 1);
@@ -72,14 +74,14 @@ function world(faults: { snapshot?: SnapshotChoice; resumeFails?: string[]; capt
       resume: resumeMachine.provide({
         actors: {
           // Damage to the snapshot shows while reading it; any other fault, at rotation.
-          prepareState: fromPromise<{ stateFile: string; decompressed: boolean }, void>(async () => {
+          prepareState: fromPromise<PreparedState, void>(async () => {
             calls.push('resume.prepare');
             const code = faults.resumeFails?.[resumes];
             if (code?.startsWith('E_SNAPSHOT')) {
               resumes += 1;
               throw errorWithCode(`resume fault ${code}`, code);
             }
-            return { stateFile: '/s/state.raw', decompressed: false };
+            return { checked: [], forwards: 1, overlay: true };
           }),
           launchIncoming: launch('resume.launch'),
           migrateIncoming: step('resume.incoming', () => ({ runstate: 'paused' })),
@@ -122,13 +124,13 @@ describe('start machine', () => {
   });
 
   it('a usable snapshot resumes', async () => {
-    const { output, calls } = await run({ snapshot: { status: 'usable' } });
+    const { output, calls } = await run({ snapshot: usable });
     expect(output).toMatchObject({ outcome: 'healthy', path: 'resume' });
     expect(calls.some((call) => call.startsWith('cold.'))).toBe(false);
   });
 
   it('a failed rotation falls back to a cold boot, once, keeps the snapshot and says why', async () => {
-    const { output, calls, maxLive } = await run({ snapshot: { status: 'usable' }, resumeFails: ['E_ROTATE'] });
+    const { output, calls, maxLive } = await run({ snapshot: usable, resumeFails: ['E_ROTATE'] });
     expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('resume.rotating') });
     expect(calls).not.toContain('setAside');
     expect(calls).toContain('cold.rotate');
@@ -137,13 +139,13 @@ describe('start machine', () => {
   });
 
   it('a damaged snapshot is set aside, and the cold boot captures a new one', async () => {
-    const { output, calls } = await run({ snapshot: { status: 'usable' }, resumeFails: ['E_SNAPSHOT_CORRUPT'] });
+    const { output, calls } = await run({ snapshot: usable, resumeFails: ['E_SNAPSHOT_CORRUPT'] });
     expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume fault E_SNAPSHOT_CORRUPT') });
     expect(calls).toContain('setAside');
   });
 
   it('the fallback is taken at most once: a second resume failure fails the start', async () => {
-    const { output, maxLive } = await run({ snapshot: { status: 'usable' }, resumeFails: ['E_SNAPSHOT_CORRUPT', 'E_ROTATE'] });
+    const { output, maxLive } = await run({ snapshot: usable, resumeFails: ['E_SNAPSHOT_CORRUPT', 'E_ROTATE'] });
     expect(output).toMatchObject({ outcome: 'failed', failure: { code: 'E_ROTATE' } });
     expect(maxLive).toBe(1);
   });
@@ -154,7 +156,7 @@ describe('start machine', () => {
   });
 
   it('--cold boots cold with rotation and neither reads nor makes a snapshot', async () => {
-    const { output, calls } = await run({ snapshot: { status: 'usable' } }, { forceCold: true });
+    const { output, calls } = await run({ snapshot: usable }, { forceCold: true });
     expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', rotated: true });
     expect(calls.some((call) => call === 'choose' || call.startsWith('capture.') || call.startsWith('resume.'))).toBe(false);
   });
@@ -183,6 +185,148 @@ describe('start machine', () => {
     expect(run.world.launched).toEqual([]);
     expect(run.output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.preparing', code: 'E_INTERRUPTED' }, stopError: undefined, path: 'cold' });
     expect(run.trace.map((entry) => entry.state).slice(-5)).toEqual(['start.coldBoot', 'coldBoot.preparing', 'coldBoot.stopping', 'coldBoot.failed', 'start.failed']);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+});
+
+const FLAGS = { forceCold: false, capture: true, rotation: true };
+
+/** A scripted world where nothing fails unless `over` says so. */
+function script(over: Partial<Script>): Script {
+  return { behaviours: {}, snapshot: 'usable', incomingRunstate: 'paused', cancelAtCall: undefined, ...over };
+}
+
+/** The root machine's states, in order. */
+function startStates(run: WorldRun): string[] {
+  return run.trace.filter((entry) => entry.machine === 'start').map((entry) => entry.state);
+}
+
+describe('start machine: another start is capturing the same config', () => {
+  it('waits in awaitingCapture, then resumes the snapshot the other start captured', async () => {
+    const run = await runWorld(script({ snapshot: 'capturing', awaited: 'usable' }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'resume', fallbackReason: undefined, rotated: true });
+    expect(startStates(run).slice(3)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.resume', 'start.running']);
+    expect(run.world.calls.slice(0, 6)).toEqual(['preflight', 'image', 'accel', 'choose', 'awaitCapture', 'resume.prepare']);
+    expect(run.world.calls.some((call) => call.startsWith('cold.') || call.startsWith('capture.'))).toBe(false);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('the other start let go of the lock without a snapshot: this one boots cold and captures it', async () => {
+    const run = await runWorld(script({ snapshot: 'capturing', awaited: 'missing' }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: undefined, rotated: true });
+    expect(startStates(run).slice(3, 7)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.coldBoot', 'start.capture']);
+    // The cold VM is about to be captured: it keeps its placeholders, and the resume rotates.
+    expect(run.world.calls).not.toContain('cold.rotate');
+    expect(run.world.calls).toContain('capture.store');
+    expect(run.world.storeVersion).toBe(1);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('a capture that never lets go fails the start at the captureWaitMs bound, saying what it waited for', async () => {
+    const run = await runWorld(script({ snapshot: 'capturing', behaviours: { awaitCapture: [{ kind: 'hang' }] } }), FLAGS);
+    expect(run.output).toMatchObject({
+      outcome: 'failed',
+      failure: {
+        state: 'start.awaitingCapture',
+        code: 'E_BOUND',
+        message: 'another start capturing a snapshot of this config did not happen within 1 s (state start.awaitingCapture)',
+        hint: expect.stringContaining('warmvm list'),
+      },
+      stopError: undefined,
+      path: '',
+    });
+    expect(run.elapsedMs).toBe(BOUND_MS);
+    expect(run.world.launched).toEqual([]);
+    expect(startStates(run).slice(-3)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.failed']);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('Ctrl-C while awaitingCapture ends the start in failed at once, with no QEMU launched', async () => {
+    // Calls: preflight, image, accel, choose, awaitCapture (the 5th, which hangs): Ctrl-C comes then.
+    const run = await runWorld(script({ snapshot: 'capturing', behaviours: { awaitCapture: [{ kind: 'hang' }] }, cancelAtCall: 5 }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'failed', failure: { state: 'start.awaitingCapture', code: 'E_INTERRUPTED' }, stopError: undefined });
+    expect(run.world.calls).toEqual(['preflight', 'image', 'accel', 'choose', 'awaitCapture']);
+    expect(run.world.launched).toEqual([]);
+    expect(run.elapsedMs).toBe(0);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('--no-capture does not wait for another start: it boots cold and captures nothing', async () => {
+    const run = await runWorld(script({ snapshot: 'capturing' }), { ...FLAGS, capture: false });
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold', rotated: true });
+    expect(run.world.calls).not.toContain('awaitCapture');
+    expect(run.world.calls.some((call) => call.startsWith('capture.'))).toBe(false);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+});
+
+describe('start machine: setting a snapshot aside', () => {
+  it('another start took the capture lock while this one set the snapshot aside: the cold boot does not capture, and rotates', async () => {
+    const run = await runWorld(script({ behaviours: { 'resume.prepare': [{ kind: 'fail', code: 'E_SNAPSHOT_CORRUPT' }] }, setAsideCapturing: false }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold', rotated: true, fallbackReason: expect.stringContaining('resume.preparing') });
+    expect(startStates(run)).toContain('start.settingAside');
+    expect(run.world.calls).toContain('cold.rotate');
+    expect(run.world.calls.some((call) => call.startsWith('capture.'))).toBe(false);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('the same with the capture lock: the cold boot captures anew', async () => {
+    const run = await runWorld(script({ behaviours: { 'resume.prepare': [{ kind: 'fail', code: 'E_SNAPSHOT_CORRUPT' }] }, setAsideCapturing: true }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('a first rotation failure after cont falls back to a cold boot, keeping the snapshot', async () => {
+    const run = await runWorld(script({ failuresInARow: 0, behaviours: { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' }] } }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold', rotated: true, fallbackReason: expect.stringContaining('resume.rotating') });
+    expect(startStates(run)).not.toContain('start.settingAside');
+    expect(run.world.setAsides).toEqual([]);
+    expect(run.world.calls.some((call) => call.startsWith('capture.'))).toBe(false);
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  for (const [actor, state, code] of [
+    ['resume.rotate', 'resume.rotating', 'E_ROTATE'],
+    ['resume.health', 'resume.probing', 'E_HEALTH'],
+  ] as const) {
+    it(`a second failure in a row in ${state} sets the snapshot aside and the cold boot captures anew`, async () => {
+      const run = await runWorld(script({ failuresInARow: 1, behaviours: { [actor]: [{ kind: 'fail', code }] } }), FLAGS);
+      expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining(state) });
+      expect(startStates(run).slice(4, 8)).toEqual(['start.resume', 'start.settingAside', 'start.coldBoot', 'start.capture']);
+      expect(run.world.setAsides).toEqual([expect.stringMatching(new RegExp(`^${state.replace('.', '\\.')}: `))]);
+      expect(run.world.calls).not.toContain('cold.rotate');
+      expect(brokenInvariants(run)).toEqual([]);
+    });
+  }
+
+  it('the count comes from awaitingCapture too: the snapshot waited for, failing a second time in a row, is set aside', async () => {
+    const run = await runWorld(
+      script({ snapshot: 'capturing', awaited: 'usable', failuresInARow: 1, behaviours: { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' }] } }),
+      FLAGS,
+    );
+    expect(run.world.choices).toEqual([
+      { status: 'capturing', holder: expect.any(Number) },
+      { status: 'usable', failuresInARow: 1 },
+    ]);
+    expect(startStates(run).slice(3, 9)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.resume', 'start.settingAside', 'start.coldBoot', 'start.capture']);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('the same failure after a wait whose snapshot had not failed before only falls back', async () => {
+    const run = await runWorld(
+      script({ snapshot: 'capturing', awaited: 'usable', failuresInARow: 0, behaviours: { 'resume.rotate': [{ kind: 'fail', code: 'E_ROTATE' }] } }),
+      FLAGS,
+    );
+    expect(startStates(run)).not.toContain('start.settingAside');
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold' });
+    expect(brokenInvariants(run)).toEqual([]);
+  });
+
+  it('a failure before cont (launching) is not counted: even after a failed resume, no set-aside', async () => {
+    const run = await runWorld(script({ failuresInARow: 1, behaviours: { 'resume.launch': [{ kind: 'fail', code: 'E_QMP' }] } }), FLAGS);
+    expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('resume.launching') });
+    expect(run.world.setAsides).toEqual([]);
     expect(brokenInvariants(run)).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { acquireInstanceLock } from '../../../adapters/instance/lock.js';
+import { acquireInstanceLock, tryLock } from '../../../adapters/instance/lock.js';
 import { ensureHome, ensureInstanceDir, instancePaths, resolveHome, validateInstanceName } from '../../../adapters/instance/paths.js';
 import { assertPortFree, findFreePort, isPortFree } from '../../../adapters/instance/ports.js';
 import { useTempDirs } from '../../helpers/temp.js';
@@ -63,6 +63,15 @@ describe('instance lock', () => {
     expect((await readFile(lockFile, 'utf8')).trim()).toBe(String(process.pid));
     await lock.release();
     await expect(readFile(lockFile)).rejects.toThrow();
+  });
+  it('tryLock says which live process holds a lock instead of refusing (a capture lock is waited for)', async () => {
+    const lockFile = join(await temp(), '.lock-k');
+    await writeFile(lockFile, `${process.ppid}\n`);
+    expect(await tryLock(lockFile)).toEqual({ holder: process.ppid });
+    await writeFile(lockFile, '999999999\n');
+    const taken = await tryLock(lockFile);
+    expect('lock' in taken).toBe(true);
+    if ('lock' in taken) await taken.lock.release();
   });
 });
 

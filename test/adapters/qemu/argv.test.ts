@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildQemuArgv, optionValue, type LaunchPlan } from '../../../adapters/qemu/argv.js';
+import { buildQemuArgv, deviceArgv, optionValue, type LaunchPlan } from '../../../adapters/qemu/argv.js';
 
 const plan: LaunchPlan = {
   instanceName: 'demo',
@@ -73,5 +73,44 @@ describe('buildQemuArgv', () => {
   it('doubles commas inside option values', () => {
     expect(optionValue('/a,b/qmp.sock')).toBe('/a,,b/qmp.sock');
     expect(buildQemuArgv({ ...plan, qmpSocket: '/a,b/qmp.sock' })).toContain('socket,id=qmp0,path=/a,,b/qmp.sock,server=on,wait=off');
+  });
+
+  it("puts a cold boot's RAM in a shared memory file, and maps a clone's privately and read-only from the snapshot's", () => {
+    const cold = buildQemuArgv({ ...plan, memory: { path: '/i/mem.raw', access: 'shared' } });
+    expect(valueAfter(cold, '-machine')).toEqual(['pc-q35-10.0,memory-backend=pc.ram']);
+    expect(valueAfter(cold, '-m')).toEqual(['256M']);
+    expect(valueAfter(cold, '-object')).toEqual(['memory-backend-file,id=pc.ram,size=256M,mem-path=/i/mem.raw,share=on,discard-data=off,prealloc=off']);
+    const clone = buildQemuArgv({ ...plan, memory: { path: '/s/k,1/mem.raw', access: 'private' } });
+    expect(valueAfter(clone, '-object')).toEqual(['memory-backend-file,id=pc.ram,size=256M,mem-path=/s/k,,1/mem.raw,share=off,readonly=on,rom=off,prealloc=off']);
+  });
+});
+
+describe('deviceArgv', () => {
+  it("is the same for two instances of one config, whatever their names, paths, ports and the memory file's mapping", () => {
+    const capture = { ...plan, instanceName: 'one', memory: { path: '/home/a/instances/one/mem.raw', access: 'shared' as const } };
+    const clone: LaunchPlan = {
+      ...plan,
+      instanceName: 'two',
+      kernel: '/elsewhere/vmlinuz',
+      initrd: '/elsewhere/initrd.gz',
+      forwards: [
+        { guest: 8080, host: 41000 },
+        { guest: 22, host: 41001 },
+      ],
+      qmpSocket: '/j/qmp.sock',
+      qgaSocket: '/j/qga.sock',
+      serialLog: '/j/serial.log',
+      memory: { path: '/home/a/snapshots/k/mem.raw', access: 'private' },
+    };
+    expect(deviceArgv(clone)).toEqual(deviceArgv(capture));
+    expect(deviceArgv(capture).join(' ')).not.toMatch(/\/home|\/i\/|18080|warmvm-one/);
+  });
+
+  it('differs when the devices do', () => {
+    const base = deviceArgv(plan);
+    expect(deviceArgv({ ...plan, memoryMb: 512 })).not.toEqual(base);
+    expect(deviceArgv({ ...plan, qgaSocket: undefined })).not.toEqual(base);
+    expect(deviceArgv({ ...plan, forwards: [{ guest: 8080, host: 18080 }] })).not.toEqual(base);
+    expect(deviceArgv({ ...plan, memory: { path: '/m', access: 'shared' } })).not.toEqual(base);
   });
 });

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { SnapshotManifest } from '../../../adapters/snapshot/manifest.js';
 import {
   FROZEN_DISK,
-  STATE_RAW,
-  STATE_ZST,
+  MEMORY_FILE,
+  STATE_FILE,
   commitCapture,
   createCaptureDir,
   readSnapshot,
@@ -47,8 +47,8 @@ interface Shape {
 function generationFiles(generation: number, shape: Shape): [string, string][] {
   const state = `state of generation ${generation};`.repeat(Math.ceil(shape.stateBytes / 24) + 1).slice(0, shape.stateBytes + 24);
   const files: [string, string][] = [
-    [STATE_RAW, state],
-    [STATE_ZST, `compressed ${state.length} bytes of generation ${generation}`],
+    [MEMORY_FILE, `memory of generation ${generation}: ${state}`],
+    [STATE_FILE, state],
   ];
   if (shape.withDisk) files.push([FROZEN_DISK, `frozen disk of generation ${generation}`]);
   files.push(['manifest.json', JSON.stringify(manifestFor(generation))]);
@@ -56,7 +56,7 @@ function generationFiles(generation: number, shape: Shape): [string, string][] {
 }
 
 function manifestFor(generation: number): SnapshotManifest {
-  return manifestFixture({ createdAt: '2026-11-23T00:00:00.000Z', instance: `generation-${generation}`, specHash: `generation-${generation}`, forwards: [] });
+  return manifestFixture({ createdAt: '2026-11-23T00:00:00.000Z', capturedBy: `generation-${generation}`, specHash: `generation-${generation}` });
 }
 
 async function writeFiles(dir: string, files: [string, string][]): Promise<void> {
@@ -139,7 +139,7 @@ async function checkStore(model: StoreModel, store: Store): Promise<void> {
   if (model.committed) {
     expect(lookup, 'readSnapshot finds the last committed snapshot').toMatchObject({
       kind: 'found',
-      manifest: { instance: `generation-${model.committed.generation.toString()}` },
+      manifest: { capturedBy: `generation-${model.committed.generation.toString()}` },
     });
     expect(await filesIn(paths.dir), 'the snapshot holds all its files and nothing else').toEqual(model.committed.files);
   } else {

@@ -14,7 +14,7 @@ const traces = join(projectRoot(), 'test', 'traces');
 /**
  * The recorded runs each expected trace must match. Some kinds share a shape (the difference is in
  * an event, which the format does not look at): a mismatched manifest is set aside in choosing, so
- * its run is a first start's; a truncated or a corrupt .zst both fail in preparing; a failed rotate
+ * its run is a first start's; a truncated or a corrupt snapshot file both fail in preparing; a failed rotate
  * command and a QEMU killed while rotating both fail in rotating.
  */
 const MATCHES: Record<string, string[]> = {
@@ -25,10 +25,11 @@ const MATCHES: Record<string, string[]> = {
   'stop.json': ['stop.jsonl'],
   'capture.json': ['capture.jsonl'],
   'capture-interrupted.json': ['capture-interrupted.jsonl'],
-  'fallback-truncated-zst.json': ['fallback-truncated-zst.jsonl', 'fallback-corrupt-zst.jsonl', 'corrupt-snapshot-fallback.jsonl'],
-  'fallback-corrupt-zst.json': ['fallback-truncated-zst.jsonl', 'fallback-corrupt-zst.jsonl', 'corrupt-snapshot-fallback.jsonl'],
+  'fallback-truncated-memory.json': ['fallback-truncated-zst.jsonl', 'fallback-corrupt-zst.jsonl', 'corrupt-snapshot-fallback.jsonl'],
+  'fallback-corrupt-memory.json': ['fallback-truncated-zst.jsonl', 'fallback-corrupt-zst.jsonl', 'corrupt-snapshot-fallback.jsonl'],
   'fallback-mismatch.json': ['fallback-mismatch.jsonl', 'first-start.jsonl'],
   'fallback-rotate-failed.json': ['fallback-rotate-failed.jsonl', 'fallback-qemu-killed-rotating.jsonl'],
+  'fallback-rotate-failed-twice.json': ['fallback-rotate-failed-twice.jsonl'],
   'fallback-qemu-killed-rotating.json': ['fallback-qemu-killed-rotating.jsonl', 'fallback-rotate-failed.jsonl'],
   'fallback-qemu-killed-incoming.json': ['fallback-qemu-killed-incoming.jsonl'],
   'unhealthy.json': ['unhealthy.jsonl'],

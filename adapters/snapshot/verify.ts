@@ -1,0 +1,126 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileDurably } from '../support/durable.js';
+import { WarmvmError } from '../support/errors.js';
+import { fileChecksum } from './checksum.js';
+import type { SnapshotFile, SnapshotManifest } from './manifest.js';
+import type { SnapshotPaths } from './store.js';
+
+/** What a file's inode said when it was last checksummed: any write, truncation or replacement changes one of these. */
+interface FileStamp {
+  bytes: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+}
+
+type Stamps = Record<string, FileStamp>;
+
+/** How each file of a snapshot was found whole before a launch. */
+export interface Verification {
+  /** Files checksummed in full because their stamp changed (or none was recorded). */
+  checked: string[];
+  /** Files whose size and times are those recorded when they were last checksummed. */
+  unchanged: string[];
+}
+
+export function snapshotFiles(manifest: SnapshotManifest): SnapshotFile[] {
+  return [manifest.files.memory, manifest.files.state, ...(manifest.files.disk ? [manifest.files.disk] : [])];
+}
+
+/**
+ * Before a launch maps them: every file the right size, and any whose size, mtime or ctime
+ * changed since it was last checksummed is checksummed in full first. Reading a 4 GB memory
+ * file on every resume is what lazy restore exists to avoid.
+ */
+export async function verifyBeforeLaunch(
+  paths: SnapshotPaths,
+  manifest: SnapshotManifest,
+  options: { signal?: AbortSignal; onFullCheck?: (file: string) => void; shownDir?: string } = {},
+): Promise<Verification> {
+  const shown = options.shownDir ?? paths.dir;
+  const stamps = await readStamps(paths);
+  const result: Verification = { checked: [], unchanged: [] };
+  for (const file of snapshotFiles(manifest)) {
+    const path = join(paths.dir, file.name);
+    const stamp = await stampOf(path, file, shown);
+    if (sameStamp(stamps[file.name], stamp)) {
+      result.unchanged.push(file.name);
+      continue;
+    }
+    options.onFullCheck?.(file.name);
+    await checkFile(path, file, shown, options.signal);
+    stamps[file.name] = stamp;
+    result.checked.push(file.name);
+  }
+  if (result.checked.length > 0) await writeStamps(paths, stamps);
+  return result;
+}
+
+/** Every file checksummed in full, whatever its stamp says (`warmvm snapshot verify`). */
+export async function verifyInFull(paths: SnapshotPaths, manifest: SnapshotManifest, signal?: AbortSignal): Promise<void> {
+  const stamps: Stamps = {};
+  for (const file of snapshotFiles(manifest)) {
+    const path = join(paths.dir, file.name);
+    const stamp = await stampOf(path, file, paths.dir);
+    await checkFile(path, file, paths.dir, signal);
+    stamps[file.name] = stamp;
+  }
+  await writeStamps(paths, stamps);
+}
+
+/** At capture, once every file is written, flushed and frozen: what they are now is what was checksummed. */
+export async function recordVerified(paths: { dir: string; verified: string }, manifest: SnapshotManifest): Promise<void> {
+  const stamps: Stamps = {};
+  for (const file of snapshotFiles(manifest)) stamps[file.name] = toStamp(await stat(join(paths.dir, file.name)));
+  await writeFileDurably(paths.verified, `${JSON.stringify(stamps, null, 2)}\n`);
+}
+
+/** `shown`: the snapshot's folder as a person knows it (a resume reads it through a pin). */
+async function stampOf(path: string, file: SnapshotFile, shown: string): Promise<FileStamp> {
+  const found = await stat(path).catch(() => undefined);
+  if (!found) {
+    throw new WarmvmError('E_SNAPSHOT_MISSING', `the snapshot's ${file.name} is missing from ${shown}`, { hint: 'it is set aside; the cold boot captures a new one' });
+  }
+  if (found.size !== file.bytes) {
+    throw new WarmvmError('E_SNAPSHOT_CORRUPT', `the snapshot's ${file.name} is ${found.size} bytes, its manifest says ${file.bytes}`, {
+      hint: 'it is set aside; the cold boot captures a new one',
+    });
+  }
+  return toStamp(found);
+}
+
+async function checkFile(path: string, file: SnapshotFile, shown: string, signal: AbortSignal | undefined): Promise<void> {
+  const { sha256 } = await fileChecksum(path, { signal });
+  if (sha256 !== file.sha256) {
+    throw new WarmvmError(
+      'E_SNAPSHOT_CORRUPT',
+      `the snapshot's ${file.name} in ${shown} does not match its checksum (recorded ${file.sha256.slice(0, 12)}…, found ${sha256.slice(0, 12)}…)`,
+      {
+        hint: 'it is set aside; the cold boot captures a new one',
+      },
+    );
+  }
+}
+
+function toStamp(found: { size: number; mtimeMs: number; ctimeMs: number; ino: number }): FileStamp {
+  return { bytes: found.size, mtimeMs: found.mtimeMs, ctimeMs: found.ctimeMs, ino: found.ino };
+}
+
+function sameStamp(recorded: FileStamp | undefined, now: FileStamp): boolean {
+  return recorded !== undefined && recorded.bytes === now.bytes && recorded.mtimeMs === now.mtimeMs && recorded.ctimeMs === now.ctimeMs && recorded.ino === now.ino;
+}
+
+async function readStamps(paths: SnapshotPaths): Promise<Stamps> {
+  try {
+    const value = JSON.parse(await readFile(paths.verified, 'utf8')) as unknown;
+    return value && typeof value === 'object' ? (value as Stamps) : {};
+  } catch {
+    return {};
+  }
+}
+
+async function writeStamps(paths: SnapshotPaths, stamps: Stamps): Promise<void> {
+  // Best effort: a store we cannot write only means the next launch checksums again.
+  await writeFileDurably(paths.verified, `${JSON.stringify(stamps, null, 2)}\n`).catch(() => undefined);
+}
