@@ -21,8 +21,7 @@
  * snapshot; a resume that fails or falls back is retried (and reported). A cold boot whose rotation
  * raced the guest's own health-server start is booted again (and reported: see workloadProblem).
  * `--no-ports` uses configs with no forwarded port and no HTTP check (healthy = agent and
- * rotation), for both builds: with a forwarded port, a new-build snapshot that `warmvm capture`
- * wrote was found not to match any later start ("the snapshot's QEMU devices differ").
+ * rotation), for both builds.
  *   node dist/bench/lazy-restore.js [--runs N] [--sizes 256,1024,4096] [--clone-size MB] [--clones 4]
  *     [--old-cli /tmp/base13/dist/bin/warmvm.js] [--no-ports] [--out FILE] [--keep]
  */

@@ -48,6 +48,8 @@ export interface Run {
   cold?: VmRunner;
   /** The resume's QEMU. */
   resumed?: VmRunner;
+  /** The cold boot's memory file on its way to the disk, from the moment the capture paused the vCPUs. */
+  memoryFlush?: Promise<void>;
   /** The snapshot being stored, while it is: recovering waits for it, so a store cut short never publishes behind it. */
   storing?: Promise<unknown>;
   /** The capture being written beside the store, until it is renamed into place. */

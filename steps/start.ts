@@ -171,7 +171,7 @@ async function setAsideResumed(run: Run, reason: string): Promise<{ setAside: st
   if ('holder' in (await takeCaptureLock(run))) return { setAside: undefined, capturing: false };
   const found = await readSnapshot(snapshot);
   const resumed = run.manifest;
-  const same = found.kind !== 'found' || resumed === undefined || found.manifest.files.memory.sha256 === resumed.files.memory.sha256;
+  const same = found.kind !== 'found' || resumed === undefined || found.manifest.files.memory.checksum === resumed.files.memory.checksum;
   if (same) return { setAside: await setAside(snapshot, reason), capturing: true };
   // A whole new one is there already: nothing to set aside, nothing to capture.
   await releaseCaptureLock(run);

@@ -1,71 +1,90 @@
-import { createHash, webcrypto } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
+import { createXXHash128 } from 'hash-wasm';
 import { abortError } from '../support/errors.js';
-import { dataExtents, type Extent } from './sparse-extents.js';
 
-/** The memory file is hashed in chunks of this size: holes cost nothing, and chunks hash in parallel. */
+/** The memory file is hashed in chunks of this size: a chunk of zeros (a hole, mostly) costs a compare. */
 export const CHUNK_BYTES = 4 << 20;
-/** Chunks in flight: WebCrypto's digest runs on libuv's thread pool (4 threads), so both cores hash at once. */
-const IN_FLIGHT = 4;
+/** Reads ahead of the hashing, so the disk (or page cache) and the hash work at once. */
+const READS_AHEAD = 4;
+/** The scheme, first in every checksum: another scheme's value never compares equal by accident. */
+const SCHEME = 'xxh128-4m';
 
 export interface Checksum {
-  /** sha256 over the sha256 of each chunk in order, a chunk in a hole hashed as the zeros it reads as. */
-  sha256: string;
+  /** `xxh128-4m:<hex>`: XXH128 over the XXH128 of each 4 MiB chunk in order, a chunk in a hole hashed as the zeros it reads as. */
+  checksum: string;
   bytes: number;
   dataBytes: number;
 }
 
 /**
- * The checksum of a (sparse) file's contents, independent of where its holes are: two files
- * with the same bytes have the same checksum whether a run of zeros is a hole or written.
+ * The checksum of a (sparse) file's contents, independent of where its holes are: two files with
+ * the same bytes have the same checksum whether a run of zeros is a hole or written. XXH128, not
+ * sha256: it finds damage as surely and hashes a 3 GB memory file in a fraction of a second
+ * (5.4 GB/s here against sha256's 1.7), which is what a capture waits for. Digests meant to stand
+ * against tampering (a registry's) are sha256 over what is sent.
  */
 export async function fileChecksum(path: string, options: { signal?: AbortSignal } = {}): Promise<Checksum> {
-  const bytes = (await stat(path)).size;
-  const extents = await dataExtents(path);
+  const found = await stat(path);
+  const bytes = found.size;
   const chunks = Math.ceil(bytes / CHUNK_BYTES);
-  const digests: Buffer[] = new Array(chunks);
-  const withData = chunksWithData(extents, chunks);
-  for (let index = 0; index < chunks; index += 1) if (!withData.has(index)) digests[index] = zeroDigest(chunkLength(index, bytes));
+  const hasher: Hasher = await createXXHash128();
+  const digests: Uint8Array[] = new Array(chunks);
   const handle = await open(path, 'r');
   try {
-    const queue = [...withData].sort((a, b) => a - b);
-    const worker = async (): Promise<void> => {
-      for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
-        if (options.signal?.aborted) throw abortError(options.signal, 'the checksum');
-        const buffer = Buffer.allocUnsafe(chunkLength(index, bytes));
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, index * CHUNK_BYTES);
-        if (bytesRead !== buffer.length) throw new Error(`${path} became shorter while it was hashed`);
-        digests[index] = Buffer.from(await webcrypto.subtle.digest('SHA-256', buffer));
-      }
+    // A few buffers, reused: fresh ones would fault in every page of a 3 GB file once more.
+    const slots = Array.from({ length: READS_AHEAD }, () => Buffer.allocUnsafe(CHUNK_BYTES));
+    const read = async (index: number, slot: Buffer): Promise<Buffer> => {
+      const length = chunkLength(index, bytes);
+      const { bytesRead } = await handle.read(slot, 0, length, index * CHUNK_BYTES);
+      if (bytesRead !== length) throw new Error(`${path} became shorter while it was hashed`);
+      return slot.subarray(0, length);
     };
-    await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+    // Every chunk is read, holes too (they cost no I/O): asking the file system where the data is
+    // (FIEMAP) would first flush the file, and the capture's own flush runs beside this.
+    const pending = slots.slice(0, chunks).map((slot, index) => read(index, slot));
+    for (let index = 0; index < chunks; index += 1) {
+      if (options.signal?.aborted) throw abortError(options.signal, 'the checksum');
+      const buffer = await (pending[index] as Promise<Buffer>);
+      if (isZero(buffer)) {
+        digests[index] = zeroDigest(hasher, buffer.length);
+      } else {
+        hasher.init();
+        hasher.update(buffer);
+        digests[index] = hasher.digest('binary');
+      }
+      // Its slot is free once hashed: the read READS_AHEAD chunks on goes into it.
+      if (index + READS_AHEAD < chunks) pending.push(read(index + READS_AHEAD, slots[index % READS_AHEAD] as Buffer));
+    }
+    // A failed read ahead must not be left unhandled.
+    await Promise.allSettled(pending);
   } finally {
     await handle.close();
   }
-  const whole = createHash('sha256');
-  for (const digest of digests) whole.update(digest);
-  return { sha256: whole.digest('hex'), bytes, dataBytes: extents.reduce((sum, extent) => sum + extent.length, 0) };
+  hasher.init();
+  for (const digest of digests) hasher.update(digest);
+  // What the file takes on the disk (its allocated blocks, delayed ones included): the rest are holes.
+  return { checksum: `${SCHEME}:${hasher.digest('hex')}`, bytes, dataBytes: Math.min(bytes, found.blocks * 512) };
 }
 
 function chunkLength(index: number, bytes: number): number {
   return Math.min(CHUNK_BYTES, bytes - index * CHUNK_BYTES);
 }
 
-function chunksWithData(extents: Extent[], chunks: number): Set<number> {
-  const found = new Set<number>();
-  for (const extent of extents) {
-    const last = Math.min(chunks - 1, Math.floor((extent.offset + extent.length - 1) / CHUNK_BYTES));
-    for (let index = Math.floor(extent.offset / CHUNK_BYTES); index <= last; index += 1) found.add(index);
-  }
-  return found;
+const ZEROS = Buffer.alloc(CHUNK_BYTES);
+
+function isZero(buffer: Buffer): boolean {
+  return buffer.equals(ZEROS.subarray(0, buffer.length));
 }
 
-const zeroDigests = new Map<number, Buffer>();
+type Hasher = Awaited<ReturnType<typeof createXXHash128>>;
+const zeroDigests = new Map<number, Uint8Array>();
 
-function zeroDigest(length: number): Buffer {
+function zeroDigest(hasher: Hasher, length: number): Uint8Array {
   let digest = zeroDigests.get(length);
   if (!digest) {
-    digest = createHash('sha256').update(Buffer.alloc(length)).digest();
+    hasher.init();
+    hasher.update(new Uint8Array(length));
+    digest = hasher.digest('binary');
     zeroDigests.set(length, digest);
   }
   return digest;

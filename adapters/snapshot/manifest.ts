@@ -3,11 +3,11 @@ import { createHash } from 'node:crypto';
 /** The snapshot format this warmvm writes and resumes: a memory file mapped lazily beside a device-state stream. */
 export const SNAPSHOT_FORMAT = 2;
 
-/** One file of a snapshot, with its checksum (the memory file's is over 4 MiB chunks: see checksum.ts). */
+/** One file of a snapshot, with its checksum (`xxh128-4m:…`, over 4 MiB chunks: see checksum.ts). */
 export interface SnapshotFile {
   name: string;
   bytes: number;
-  sha256: string;
+  checksum: string;
 }
 
 /** What a snapshot was taken with; a resume refuses a snapshot whose manifest does not match. */

@@ -91,11 +91,11 @@ async function stampOf(path: string, file: SnapshotFile, shown: string): Promise
 }
 
 async function checkFile(path: string, file: SnapshotFile, shown: string, signal: AbortSignal | undefined): Promise<void> {
-  const { sha256 } = await fileChecksum(path, { signal });
-  if (sha256 !== file.sha256) {
+  const { checksum } = await fileChecksum(path, { signal });
+  if (checksum !== file.checksum) {
     throw new WarmvmError(
       'E_SNAPSHOT_CORRUPT',
-      `the snapshot's ${file.name} in ${shown} does not match its checksum (recorded ${file.sha256.slice(0, 12)}…, found ${sha256.slice(0, 12)}…)`,
+      `the snapshot's ${file.name} in ${shown} does not match its checksum (recorded ${file.checksum.slice(0, 22)}…, found ${checksum.slice(0, 22)}…)`,
       {
         hint: 'it is set aside; the cold boot captures a new one',
       },

@@ -20,8 +20,8 @@ export function manifestFixture(overrides: Partial<SnapshotManifest> = {}): Snap
     specHash: 'abc',
     spec: {},
     files: {
-      memory: { name: MEMORY_FILE, bytes: 1, dataBytes: 1, sha256: 'x' },
-      state: { name: STATE_FILE, bytes: 1, sha256: 'x' },
+      memory: { name: MEMORY_FILE, bytes: 1, dataBytes: 1, checksum: 'x' },
+      state: { name: STATE_FILE, bytes: 1, checksum: 'x' },
       disk: undefined,
     },
     ...overrides,

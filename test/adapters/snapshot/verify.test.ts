@@ -22,8 +22,8 @@ async function captured(): Promise<{ paths: SnapshotPaths; manifest: SnapshotMan
   const state = await fileChecksum(paths.state);
   const manifest = manifestFixture({
     files: {
-      memory: { name: MEMORY_FILE, bytes: memory.bytes, dataBytes: memory.dataBytes, sha256: memory.sha256 },
-      state: { name: STATE_FILE, bytes: state.bytes, sha256: state.sha256 },
+      memory: { name: MEMORY_FILE, bytes: memory.bytes, dataBytes: memory.dataBytes, checksum: memory.checksum },
+      state: { name: STATE_FILE, bytes: state.bytes, checksum: state.checksum },
       disk: undefined,
     },
   });

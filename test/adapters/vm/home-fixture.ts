@@ -44,8 +44,8 @@ export async function writeSnapshot(home: string, key: string, facts: Partial<Pi
     specHash: key,
     spec: { memoryMb: facts.memoryMb ?? 256 },
     files: {
-      memory: { name: MEMORY_FILE, bytes: memorySum.bytes, dataBytes: memorySum.dataBytes, sha256: memorySum.sha256 },
-      state: { name: STATE_FILE, bytes: stateSum.bytes, sha256: stateSum.sha256 },
+      memory: { name: MEMORY_FILE, bytes: memorySum.bytes, dataBytes: memorySum.dataBytes, checksum: memorySum.checksum },
+      state: { name: STATE_FILE, bytes: stateSum.bytes, checksum: stateSum.checksum },
       disk: undefined,
     },
   };
