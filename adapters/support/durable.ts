@@ -3,19 +3,18 @@ import { dirname } from 'node:path';
 
 /** Flushes a file's data to the disk, so a rename that publishes it cannot outlive its contents. */
 export async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
+  await flush(path, 'data');
 }
 
 /** Flushes a folder's entries: a rename in it survives a power loss only once this returns. */
 export async function syncDir(path: string): Promise<void> {
+  await flush(path, 'all');
+}
+
+async function flush(path: string, what: 'data' | 'all'): Promise<void> {
   const handle = await open(path, 'r');
   try {
-    await handle.sync();
+    await (what === 'data' ? handle.datasync() : handle.sync());
   } finally {
     await handle.close();
   }

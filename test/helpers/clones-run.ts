@@ -7,7 +7,7 @@ import { startBounds } from '../../bin/commands/start.js';
 import type { StartBounds, StartInput, StartOutput } from '../../machines/start.js';
 import { SnapshotStoreModel, StoreSide, type StoreFaults } from './fake-store.js';
 import { BOUND_MS, uniformBounds, World, type Script } from './fake-world.js';
-import { behavioursArb, cancelAtCallArb, incomingRunstateArb, type WorldRun } from './world-run.js';
+import { behavioursArb, cancelAtCallArb, flush, incomingRunstateArb, nextTimer, type WorldRun } from './world-run.js';
 
 /** One start of the config: its own instance (a World of its own), its faults, its flags. */
 export interface CloneSpec {
@@ -186,21 +186,6 @@ export async function runClones(spec: ClonesSpec, race: ClonesRace = NO_RACE, fa
     };
   });
   return { store, runs: result, stuck };
-}
-
-/** Lets every promise that can settle now settle, and XState process what follows. */
-async function flush(): Promise<void> {
-  for (let i = 0; i < 3; i += 1) await new Promise<void>((resolve) => setImmediate(resolve));
-}
-
-function nextTimer(clock: SimulatedClock): number | undefined {
-  let next: number | undefined;
-  // The simulated clock keeps its timers in a public map: { start, timeout }.
-  for (const { start, timeout } of (clock as unknown as { timeouts: Map<number, { start: number; timeout: number }> }).timeouts.values()) {
-    const at = start + timeout;
-    if (next === undefined || at < next) next = at;
-  }
-  return next;
 }
 
 /** The root machine's states of one run, in order. */

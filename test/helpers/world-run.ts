@@ -59,11 +59,12 @@ export async function runWorld(
 }
 
 /** Lets every promise that can settle now settle, and XState process what follows. */
-async function flush(): Promise<void> {
+export async function flush(): Promise<void> {
   for (let i = 0; i < 3; i += 1) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
-function nextTimer(clock: SimulatedClock): number | undefined {
+/** When the simulated clock's next timer fires, if any. */
+export function nextTimer(clock: SimulatedClock): number | undefined {
   let next: number | undefined;
   // The simulated clock keeps its timers in a public map: { start, timeout }.
   for (const { start, timeout } of (clock as unknown as { timeouts: Map<number, { start: number; timeout: number }> }).timeouts.values()) {
