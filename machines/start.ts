@@ -43,7 +43,8 @@ export interface AccelResult {
 }
 /**
  * What `choosing` found in the store; an unusable snapshot has already been set aside. Missing
- * or set aside, the start holds the config's capture lock, unless another start (`capturing`) does.
+ * or set aside, a start that will capture holds the config's capture lock, unless another start
+ * does (`capturing`: it waits for that one's snapshot).
  */
 export type SnapshotChoice =
   | { status: 'usable'; failuresInARow: number }
@@ -106,8 +107,8 @@ const start = setup({
     recordFailure: assign((_, failure: Failure) => ({ failure })),
     recordInterrupt: assign({ interrupted: true }),
     enterStep: assign(({ context }, params: { step: string }) => ({ steps: [...context.steps, params.step] })),
-    // An unusable snapshot counts as the fast path failing: its reason is the fallback's.
     recordUsable: assign((_, choice: SnapshotChoice) => ({ failuresInARow: choice.status === 'usable' ? choice.failuresInARow : 0 })),
+    // An unusable snapshot counts as the fast path failing: its reason is the fallback's.
     recordChoice: assign(({ context }, choice: SnapshotChoice) => ({
       captureAfterCold: context.capture,
       fallbackTaken: choice.status === 'setAside',
