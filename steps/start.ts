@@ -11,6 +11,7 @@ import { manifestMismatch, type HostFacts } from '../adapters/snapshot/manifest.
 import { readResumeFailures } from '../adapters/snapshot/resume-failures.js';
 import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/store.js';
 import { WarmvmError } from '../adapters/support/errors.js';
+import { fileExists } from '../adapters/support/file-exists.js';
 import { FAILURES_BEFORE_SET_ASIDE } from '../shapes/snapshot-policy.js';
 import { sleep } from '../adapters/support/sleep.js';
 import type { AccelResult, CaptureWait, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
@@ -181,7 +182,8 @@ async function setAsideResumed(run: Run, reason: string): Promise<{ setAside: st
 /** A snapshot of an earlier format sits under the instance's name: set aside, with the format named as the reason. */
 async function setAsideOldFormat(run: Run): Promise<string | undefined> {
   const old = snapshotPaths(homePaths(run.home).snapshots, run.paths.name);
-  if (old.dir === need(run.snapshot, 'the snapshot').dir) return undefined;
+  // One stat on every start: the store is read (and its interrupted commits finished) only when there is one.
+  if (old.dir === need(run.snapshot, 'the snapshot').dir || !(await fileExists(old.dir))) return undefined;
   const found = await readSnapshot(old);
   if (found.kind !== 'unreadable') return undefined;
   await setAside(old, found.reason);

@@ -36,10 +36,10 @@ export function snapshotFiles(manifest: SnapshotManifest): SnapshotFile[] {
 export async function verifyBeforeLaunch(
   paths: SnapshotPaths,
   manifest: SnapshotManifest,
-  options: { signal?: AbortSignal; onFullCheck?: (file: string) => void; shownDir?: string } = {},
+  options: { signal?: AbortSignal; onFullCheck?: (file: string) => void; shownDir?: string; full?: boolean } = {},
 ): Promise<Verification> {
   const shown = options.shownDir ?? paths.dir;
-  const stamps = await readStamps(paths);
+  const stamps: Stamps = options.full ? {} : await readStamps(paths);
   const result: Verification = { checked: [], unchanged: [] };
   for (const file of snapshotFiles(manifest)) {
     const path = join(paths.dir, file.name);
@@ -59,14 +59,7 @@ export async function verifyBeforeLaunch(
 
 /** Every file checksummed in full, whatever its stamp says (`warmvm snapshot verify`). */
 export async function verifyInFull(paths: SnapshotPaths, manifest: SnapshotManifest, signal?: AbortSignal): Promise<void> {
-  const stamps: Stamps = {};
-  for (const file of snapshotFiles(manifest)) {
-    const path = join(paths.dir, file.name);
-    const stamp = await stampOf(path, file, paths.dir);
-    await checkFile(path, file, paths.dir, signal);
-    stamps[file.name] = stamp;
-  }
-  await writeStamps(paths, stamps);
+  await verifyBeforeLaunch(paths, manifest, { signal, full: true });
 }
 
 /** At capture, once every file is written, flushed and frozen: what they are now is what was checksummed. */

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
@@ -11,7 +10,7 @@ import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
 import { slowQemuReplies } from '../helpers/slow-qemu.js';
-import { caseConfig, removeSnapshotsCapturedBy, corruptMemory, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
+import { caseConfig, corruptMemory, newestSetAside, removeSnapshotsCapturedBy, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
 import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 import { waitForState } from '../helpers/trace-watch.js';
 
@@ -133,9 +132,9 @@ describe('fast path on real QEMU', () => {
         expect(fallback.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringMatching(why) });
         await expectFallback(name, fallback, 'fallback-truncated-memory.json');
         // The damaged snapshot was set aside with its reason, and a whole one captured in its place.
-        const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${paths.key}.set-aside-`)).sort();
-        expect(asides.length).toBeGreaterThan(0);
-        expect(await readFile(join(paths.root, asides.at(-1) as string, 'reason.txt'), 'utf8')).toMatch(why.source.includes('missing') ? /missing/ : /bytes/);
+        const aside = await newestSetAside(name);
+        expect(aside).toBeDefined();
+        expect(aside?.reason).toMatch(why.source.includes('missing') ? /missing/ : /bytes/);
         const manifest = parseManifest(await readFile(paths.manifest, 'utf8'));
         expect((await stat(paths.memory)).size).toBe(manifest.files.memory.bytes);
         await stopAndCheckTrace(name);
@@ -183,8 +182,7 @@ describe('fast path on real QEMU', () => {
       await writeFile(paths.manifest, JSON.stringify(manifest));
       const result = await start(name);
       expect(result.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringContaining('9.2.0') });
-      const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${paths.key}.set-aside-`)).sort();
-      expect(await readFile(join(paths.root, asides.at(-1) as string, 'reason.txt'), 'utf8')).toContain('QEMU version');
+      expect((await newestSetAside(name))?.reason).toContain('QEMU version');
       // Set aside by choosing: no resume ran, so one QEMU for the cold boot and one for the resume of the new capture.
       await expectFallback(name, result, 'fallback-mismatch.json');
       await stopAndCheckTrace(name);
@@ -234,9 +232,7 @@ describe('fast path on real QEMU', () => {
       const again = await start(name);
       expect(again.json).toMatchObject({ path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.rotating') });
       await expectFallback(name, again, 'fallback-rotate-failed-twice.json');
-      const paths = snapshotOf(name);
-      const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${paths.key}.set-aside-`)).sort();
-      expect(await readFile(join(paths.root, asides.at(-1) as string, 'reason.txt'), 'utf8')).toMatch(/rotat/);
+      expect((await newestSetAside(name))?.reason).toMatch(/rotat/);
       await stopAndCheckTrace(name);
       // The new capture's guest rotates: the next start resumes it.
       expect((await start(name)).json).toMatchObject({ path: 'resume' });
