@@ -140,7 +140,7 @@ program
 
 const snapshot = program
   .command('snapshot')
-  .summary('Check the snapshots: one per config, resumed by every instance of it')
+  .summary('The snapshots: list, check, remove, and move them between hosts (push, pull, export, import)')
   .description('The snapshots in $WARMVM_HOME/snapshots/<config-key>/: one per config, resumed by every instance of it');
 snapshot
   .command('verify')
@@ -155,6 +155,128 @@ snapshot
   .addOption(jsonOption())
   .action(async (keys: string[], opts: { json?: boolean }) => {
     await run(opts.json, async (output) => (await import('./commands/snapshot.js')).snapshotVerifyCommand({ keys, home: resolveHome(), output }));
+  });
+snapshot
+  .command('ls')
+  .summary('List the snapshots: who captured each, when, its size, QEMU and machine, the running instances that use it')
+  .description(
+    'List every snapshot in the store, one row each: its key, the instance that captured it, when, what it takes on the disk, ' +
+      'its RAM, the QEMU version, machine type, accelerator and CPU model it was captured with, and the running instances ' +
+      'that map its memory. Under each row: the versions of it set aside (a snapshot that could not be resumed, moved to ' +
+      '<key>.set-aside-<time>/), each with the first line of its reason, and a capture in progress. With --all, also the ' +
+      'keys that have only set-aside versions. --json: an array of objects, one per row, every field present (null when unknown).',
+  )
+  .option('--all', 'also list the keys that have no current snapshot, only set-aside versions')
+  .addOption(jsonOption())
+  .action(async (opts: { all?: boolean; json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot-store.js')).snapshotLsCommand({ all: opts.all ?? false, home: resolveHome(), output }));
+  });
+snapshot
+  .command('rm')
+  .summary('Remove snapshots (and their set-aside versions) by key; refused while a running instance uses one, unless --force')
+  .description(
+    'Remove each snapshot KEY ("warmvm snapshot ls" lists them; a key is the name of a folder in the store, never a path) ' +
+      'with its set-aside versions. Refused, with exit 1 and nothing removed, when a KEY is unknown, when a running instance ' +
+      'uses one ("warmvm stop --name N" first, or --force), or when a capture of one is in progress (its capture lock is held ' +
+      'by a live process). Any next start of its config cold-boots and captures anew. With --force, the running clones run ' +
+      'on with their memory (unlinking a mapped file leaves it whole; its disk space is freed when they stop).',
+  )
+  .argument('<keys...>', 'snapshot keys')
+  .option('--force', 'remove a snapshot that running instances use (they run on; their next start cold-boots)')
+  .addOption(jsonOption())
+  .action(async (keys: string[], opts: { force?: boolean; json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot-store.js')).snapshotRmCommand({ keys, force: opts.force ?? false, home: resolveHome(), output }));
+  });
+snapshot
+  .command('prune')
+  .summary('Remove the old snapshots of each instance (keeping the newest N), every set-aside version and dead leftovers')
+  .description(
+    'Remove what the store no longer needs. One snapshot per config exists at a time, but a changed config is another key, ' +
+      "so the old config's snapshot stays behind. Prune groups the snapshots by the instance that captured them (the manifest's " +
+      'capturedBy, as "warmvm snapshot ls" shows it), keeps the newest N of each group by creation time (default 1) and removes ' +
+      'the others; it also removes every set-aside version and every folder a dead warmvm left (a capture never committed, the ' +
+      'old snapshot of a replacement). It never removes a snapshot that a running instance uses (listed as kept, with why), ' +
+      'nor anything of a config whose capture lock a live process holds (a capture in progress), nor a snapshot whose ' +
+      'manifest cannot be read ("warmvm snapshot rm KEY" removes that). It empties the transfer cache ($WARMVM_HOME/blobs/) too, ' +
+      'but for blobs a pull is downloading now, unless --keep-blobs. Clones of one config share the snapshot their first ' +
+      "instance captured: it is in that instance's group. Prints what was removed and kept, and the bytes freed.",
+  )
+  .option('--keep <n>', 'how many of the newest snapshots of each capturing instance to keep (0: every one no running instance uses goes)', '1')
+  .option('--dry-run', 'print what would be removed, and remove nothing')
+  .option('--keep-blobs', 'keep the transfer cache ($WARMVM_HOME/blobs/: compressed copies of what was pushed, pulled, exported or imported)')
+  .addOption(jsonOption())
+  .action(async (opts: { keep: string; dryRun?: boolean; keepBlobs?: boolean; json?: boolean }) => {
+    await run(opts.json, async (output) => {
+      const { parseKeep, snapshotPruneCommand } = await import('./commands/snapshot-store.js');
+      return snapshotPruneCommand({ keep: parseKeep(opts.keep), dryRun: opts.dryRun ?? false, keepBlobs: opts.keepBlobs ?? false, home: resolveHome(), output });
+    });
+  });
+
+const refHelp = 'REF is HOST[:PORT]/REPO[:TAG|@sha256:DIGEST] (default tag latest); HTTPS, or plain HTTP for a registry on a loopback address';
+const keyHelp = 'which snapshot (default: the one instance --name last ran from, or the only one in the store)';
+snapshot
+  .command('push')
+  .summary('Send a snapshot, and the guest image it boots, to an OCI registry; blobs the registry has are not sent again')
+  .description(
+    'Send a snapshot to an OCI registry as an OCI artifact: its manifest as the config blob, each file (memory, device state, ' +
+      'frozen disk, the guest image warmvm built) a zstd layer. The snapshot is checked first; a file packed before is not ' +
+      "compressed again; blobs the registry already has are not sent; uploads go in chunks. Credentials come from Docker's " +
+      'config.json ($DOCKER_CONFIG, else ~/.docker/config.json). ' +
+      refHelp +
+      '.',
+  )
+  .argument('<ref>', 'where to push')
+  .argument('[key]', keyHelp)
+  .addOption(nameOption())
+  .addOption(jsonOption())
+  .action(async (ref: string, key: string | undefined, opts: { name: string; json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot-transfer.js')).snapshotPushCommand({ ref, key, name: opts.name, home: resolveHome(), output }));
+  });
+snapshot
+  .command('pull')
+  .summary('Fetch a snapshot from an OCI registry into the store; refused before any large blob when this host cannot resume it')
+  .description(
+    'Fetch a snapshot pushed by "warmvm snapshot push": the manifest and the small config first, refused with the reason when ' +
+      'this host has another QEMU version, machine type or accelerator; then every blob, verified by its sha256 (a pull cut off ' +
+      "continues where it stopped); then the guest image is installed where missing, the frozen disk pointed at this home's " +
+      'image, every file checksummed against the manifest, and the snapshot published in one rename. The next start of its ' +
+      'config resumes it. ' +
+      refHelp +
+      '.',
+  )
+  .argument('<ref>', 'what to pull')
+  .addOption(jsonOption())
+  .action(async (ref: string, opts: { json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot-transfer.js')).snapshotPullCommand({ ref, home: resolveHome(), output }));
+  });
+snapshot
+  .command('export')
+  .summary('Write a snapshot, and the guest image it boots, to FILE as an OCI image layout tar')
+  .description(
+    'Write a snapshot to FILE as an OCI image layout in a tar (oci-layout, index.json, blobs/sha256/...): the same artifact ' +
+      '"snapshot push" sends, so any OCI tool can copy it to a registry. Written beside FILE, then renamed.',
+  )
+  .argument('<file>', 'the tar to write')
+  .argument('[key]', keyHelp)
+  .addOption(nameOption())
+  .option('--tag <tag>', "the tag recorded in the layout's index.json", 'latest')
+  .addOption(jsonOption())
+  .action(async (file: string, key: string | undefined, opts: { name: string; tag: string; json?: boolean }) => {
+    await run(opts.json, async (output) =>
+      (await import('./commands/snapshot-transfer.js')).snapshotExportCommand({ file, key, name: opts.name, tag: opts.tag, home: resolveHome(), output }),
+    );
+  });
+snapshot
+  .command('import')
+  .summary('Read a snapshot exported by "snapshot export" into the store')
+  .description(
+    'Read an OCI image layout tar written by "warmvm snapshot export" (or copied from a registry by an OCI tool) into the ' +
+      'store, checked as "snapshot pull" checks what it fetches.',
+  )
+  .argument('<file>', 'the tar to read')
+  .addOption(jsonOption())
+  .action(async (file: string, opts: { json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot-transfer.js')).snapshotImportCommand({ file, home: resolveHome(), output }));
   });
 
 const guest = program.command('guest').description('The guests warmvm builds itself: the embedded demo guest and the Debian profile');

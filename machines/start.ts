@@ -16,6 +16,8 @@ export interface StartBounds extends ColdBootBounds, ResumeBounds, CaptureBounds
   /** How long a start waits for another start capturing the same config. */
   captureWaitMs: number;
   setAsideMs: number;
+  /** How long a start with no usable snapshot spends pulling one from a registry before it boots cold instead. */
+  pullMs: number;
 }
 
 export interface StartInput {
@@ -26,6 +28,8 @@ export interface StartInput {
   capture: boolean;
   /** `--no-rotation`: keep the snapshot's placeholder secrets (loudly). */
   rotation: boolean;
+  /** The config names a registry to pull a snapshot from when the store has none it can use. */
+  pull?: boolean;
 }
 
 /** Small, secret-free results: they are the events a trace records. */
@@ -53,6 +57,8 @@ export type SnapshotChoice =
   | { status: 'capturing'; holder: number };
 /** What a start that waited for another's capture found once that one let go. */
 export type CaptureWait = Exclude<SnapshotChoice, { status: 'capturing' }>;
+/** A pull from the config's registry: a snapshot put in the store and judged usable, or why not (the cold boot runs instead). */
+export type PullResult = { status: 'usable'; failuresInARow: number; digest: string } | { status: 'failed'; reason: string };
 
 export type StartOutput =
   | { outcome: 'healthy'; pid: number; health: HealthResult[]; path: string; fallbackReason: string | undefined; rotated: boolean; warnings: string[] }
@@ -65,6 +71,7 @@ interface StartContext {
   rotation: boolean;
   /** Whether the cold boot in progress is followed by a capture. */
   captureAfterCold: boolean;
+  pull: boolean;
   fallbackTaken: boolean;
   fallbackReason: string | undefined;
   /** Resumes of the chosen snapshot in a row whose guest failed after `cont`, before this one. */
@@ -99,6 +106,7 @@ const start = setup({
     chooseSnapshot: placeholder<SnapshotChoice, { capture: boolean }>('start', 'chooseSnapshot'),
     awaitCapture: placeholder<CaptureWait>('start', 'awaitCapture'),
     setAsideSnapshot: placeholder<{ setAside: string | undefined; capturing: boolean }, { reason: string }>('start', 'setAsideSnapshot'),
+    pullSnapshot: placeholder<PullResult>('start', 'pullSnapshot'),
     coldBoot: coldBootMachine,
     capture: captureMachine,
     resume: resumeMachine,
@@ -122,6 +130,14 @@ const start = setup({
     // Another start took the capture lock meanwhile: this one boots cold and leaves the capture to it.
     recordCaptureLock: assign(({ context }, aside: { capturing: boolean }) => ({ captureAfterCold: context.captureAfterCold && aside.capturing })),
     skipCapture: assign({ captureAfterCold: false }),
+    // A fresh snapshot: no resume of it has failed yet.
+    recordPulled: assign({ failuresInARow: 0 }),
+    // A pull that did not give a usable snapshot is not the fast path failing: the cold boot (and capture) runs, with a warning.
+    warnPullFailed: assign(({ context }, reason: string) => ({
+      warnings: [...context.warnings, `the snapshot pull failed, so the guest booted cold: ${reason}`],
+      // The path names the steps that made the VM that runs: a failed pull made none of it.
+      steps: context.steps.filter((step) => step !== 'pull'),
+    })),
     recordColdFailure: assign((_, output: ColdBootOutput) => (output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {})),
     recordNoFallback: assign((_, output: ChildOutput) =>
       output.outcome === 'failed' ? { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError } : {},
@@ -131,6 +147,8 @@ const start = setup({
     forceCold: ({ context }) => context.forceCold,
     snapshotUsable: (_, choice: SnapshotChoice) => choice.status === 'usable',
     otherCapturing: (_, choice: SnapshotChoice) => choice.status === 'capturing',
+    shouldPull: ({ context }, choice: SnapshotChoice) => context.pull && (choice.status === 'missing' || choice.status === 'setAside'),
+    pulled: (_, result: PullResult) => result.status === 'usable',
     resumeHealthy: (_, output: ResumeOutput) => output.outcome === 'healthy',
     coldReady: (_, output: ColdBootOutput) => output.outcome === 'ready',
     coldReadyToCapture: ({ context }, output: ColdBootOutput) => output.outcome === 'ready' && context.captureAfterCold,
@@ -141,7 +159,7 @@ const start = setup({
     snapshotDamaged: ({ context }, output: ResumeOutput) =>
       fallbackAllowed(context, output) && (snapshotDamaged(output.failure) || (failedAfterCont(output.failure) && context.failuresInARow + 1 >= FAILURES_BEFORE_SET_ASIDE)),
   },
-  delays: boundDelays('preflightMs', 'imageMs', 'accelMs', 'chooseMs', 'captureWaitMs', 'setAsideMs'),
+  delays: boundDelays('preflightMs', 'imageMs', 'accelMs', 'chooseMs', 'captureWaitMs', 'setAsideMs', 'pullMs'),
 });
 
 const { bounded, failOnError, failOnCancel } = boundedSteps(start);
@@ -161,6 +179,7 @@ export const startMachine = start.createMachine({
     capture: input.capture && !input.forceCold,
     rotation: input.rotation,
     captureAfterCold: false,
+    pull: (input.pull ?? false) && !input.forceCold,
     fallbackTaken: false,
     fallbackReason: undefined,
     failuresInARow: 0,
@@ -212,6 +231,7 @@ export const startMachine = start.createMachine({
         done: [
           { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume', actions: { type: 'recordUsable', params: doneOutput } },
           { guard: { type: 'otherCapturing', params: doneOutput }, target: 'awaitingCapture' },
+          { guard: { type: 'shouldPull', params: doneOutput }, target: 'pulling', actions: { type: 'recordChoice', params: doneOutput } },
           { target: 'coldBoot', actions: { type: 'recordChoice', params: doneOutput } },
         ],
         bound: 'chooseMs',
@@ -226,6 +246,7 @@ export const startMachine = start.createMachine({
       state: 'start.awaitingCapture',
       done: [
         { guard: { type: 'snapshotUsable', params: doneOutput }, target: 'resume', actions: { type: 'recordUsable', params: doneOutput } },
+        { guard: { type: 'shouldPull', params: doneOutput }, target: 'pulling', actions: { type: 'recordChoice', params: doneOutput } },
         { target: 'coldBoot', actions: { type: 'recordChoice', params: doneOutput } },
       ],
       bound: 'captureWaitMs',
@@ -233,6 +254,20 @@ export const startMachine = start.createMachine({
       hint: 'see that start\'s trace; "warmvm list" shows the instances',
       failTo: 'failed',
     }),
+    // No usable snapshot here: one from the config's registry, under the capture lock; any failure boots cold instead.
+    pulling: {
+      entry: { type: 'enterStep', params: { step: 'pull' } },
+      invoke: {
+        src: 'pullSnapshot',
+        onDone: [
+          { guard: { type: 'pulled', params: doneOutput }, target: 'resume', actions: 'recordPulled' },
+          { target: 'coldBoot', actions: { type: 'warnPullFailed', params: ({ event }) => (event.output.status === 'failed' ? event.output.reason : 'no usable snapshot') } },
+        ],
+        onError: { target: 'coldBoot', actions: { type: 'warnPullFailed', params: ({ event }) => (event.error instanceof Error ? event.error.message : String(event.error)) } },
+      },
+      after: { pullBound: { target: 'coldBoot', actions: { type: 'warnPullFailed', params: ({ context }) => `it did not finish within ${context.bounds.pullMs / 1000} s` } } },
+      on: { CANCEL: failOnCancel('failed', 'start.pulling') },
+    },
     resume: {
       entry: { type: 'enterStep', params: { step: 'resume' } },
       invoke: {

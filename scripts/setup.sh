@@ -6,7 +6,8 @@
 #   - with --tests: what only the tests need (Debian's chromium, driven by playwright-core;
 #     isoinfo from genisoimage, which checks warmvm's own ISO writer: warmvm never runs it;
 #     syslinux, mtools, dosfstools and sfdisk, which make the user-image test's BIOS-bootable disk;
-#     strace, which makes a QEMU slow to answer so that a test can interrupt a capture midway)
+#     strace, which makes a QEMU slow to answer so that a test can interrupt a capture midway;
+#     docker-registry and htpasswd, a real OCI registry with and without auth for push and pull)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,7 +55,7 @@ $SUDO apt-get update -q >/dev/null
 PACKAGES=(ca-certificates procps iproute2 zstd xz-utils curl debootstrap e2fsprogs)
 # The inspector's browser test (Debian's browser, never a download of playwright's own), and
 # isoinfo, an independent reader for the ISO writer's tests.
-[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium genisoimage syslinux syslinux-common mtools dosfstools fdisk strace)
+[ "$TESTS" -eq 1 ] && PACKAGES+=(chromium genisoimage syslinux syslinux-common mtools dosfstools fdisk strace docker-registry apache2-utils)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

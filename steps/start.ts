@@ -7,18 +7,16 @@ import { chooseAccelerator } from '../adapters/qemu/accel-probe.js';
 import { inspectQemuCached } from '../adapters/qemu/binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from '../adapters/qemu/process.js';
 import { tryLock, type InstanceLock } from '../adapters/instance/lock.js';
-import { manifestMismatch, type HostFacts } from '../adapters/snapshot/manifest.js';
-import { readResumeFailures } from '../adapters/snapshot/resume-failures.js';
 import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/store.js';
 import { WarmvmError } from '../adapters/support/errors.js';
 import { fileExists } from '../adapters/support/file-exists.js';
-import { FAILURES_BEFORE_SET_ASIDE } from '../shapes/snapshot-policy.js';
 import { sleep } from '../adapters/support/sleep.js';
-import type { AccelResult, CaptureWait, ImageResult, PreflightResult, SnapshotChoice } from '../machines/start.js';
+import type { AccelResult, CaptureWait, ImageResult, PreflightResult, PullResult, SnapshotChoice } from '../machines/start.js';
 import { holdCaptureLock, releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
 import { need, type Run } from './run.js';
-import { cpuModel, specHash, specSummary } from './spec-facts.js';
-import { launchDevices } from './vm.js';
+import { judge } from './judge.js';
+import { pullGuestImage, pullSnapshot } from './pull.js';
+import { specHash } from './spec-facts.js';
 
 /** The root machine's own steps, one per actor. */
 export interface StartSteps {
@@ -28,6 +26,7 @@ export interface StartSteps {
   chooseSnapshot(capture: boolean): Promise<SnapshotChoice>;
   awaitCapture(signal: AbortSignal): Promise<CaptureWait>;
   setAsideSnapshot(reason: string): Promise<{ setAside: string | undefined; capturing: boolean }>;
+  pullSnapshot(signal: AbortSignal): Promise<PullResult>;
 }
 
 /** How often a start waiting for another's capture looks again. */
@@ -41,6 +40,7 @@ export function startSteps(run: Run): StartSteps {
     chooseSnapshot: (capture) => chooseSnapshot(run, capture),
     awaitCapture: (signal) => awaitCapture(run, signal),
     setAsideSnapshot: (reason) => setAsideResumed(run, reason),
+    pullSnapshot: (signal) => pullSnapshot(run, signal),
   };
 }
 
@@ -64,6 +64,7 @@ async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult
 
 /** The kernel, initrd or disk QEMU boots (the demo guest built when missing). */
 export async function prepareImage(run: Run, signal: AbortSignal): Promise<ImageResult> {
+  await pullGuestImage(run, signal);
   run.boot = await prepareBootFiles(run.spec.boot, {
     imagesDir: homePaths(run.home).images,
     overlay: run.paths.overlay,
@@ -90,20 +91,6 @@ async function chooseAccel(run: Run, signal: AbortSignal): Promise<AccelResult> 
   });
   run.accel = { accel: verdict.accel, reason: verdict.reason };
   return { accel: verdict.accel, reason: verdict.reason };
-}
-
-/** What a snapshot must match to be resumed on this host with this config. */
-function hostFacts(run: Run): HostFacts {
-  const qemu = need(run.qemu, 'QEMU');
-  return {
-    qemuVersion: qemu.version.text,
-    machineType: qemu.machineType,
-    accel: need(run.accel, 'the accelerator').accel,
-    cpuModel: cpuModel(run),
-    specHash: specHash(run),
-    spec: specSummary(run),
-    deviceArgv: launchDevices(run),
-  };
 }
 
 /**
@@ -142,20 +129,6 @@ async function underCaptureLock(run: Run, lock: InstanceLock, capture: boolean, 
   if (verdict.reason !== undefined) await setAside(need(run.snapshot, 'the snapshot'), verdict.reason);
   if (verdict.usable || !capture) await releaseCaptureLock(run);
   return verdict.usable ?? notUsable(verdict.reason ?? oldFormat);
-}
-
-/** The config's snapshot when this host can resume it; else why not, or nothing when there is none. Changes nothing. */
-async function judge(run: Run): Promise<{ usable?: Extract<SnapshotChoice, { status: 'usable' }>; reason?: string }> {
-  const snapshot = need(run.snapshot, 'the snapshot');
-  const found = await readSnapshot(snapshot);
-  if (found.kind === 'missing') return {};
-  if (found.kind === 'unreadable') return { reason: found.reason };
-  const mismatch = manifestMismatch(found.manifest, hostFacts(run));
-  if (mismatch !== undefined) return { reason: mismatch };
-  const failuresInARow = await readResumeFailures(snapshot);
-  if (failuresInARow >= FAILURES_BEFORE_SET_ASIDE) return { reason: `its guest failed after ${failuresInARow} resumes in a row (rotation or health)` };
-  run.manifest = found.manifest;
-  return { usable: { status: 'usable', failuresInARow } };
 }
 
 function notUsable(reason: string | undefined): Exclude<CaptureWait, { status: 'usable' }> {

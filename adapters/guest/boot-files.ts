@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ensureDemoGuest } from './demo/guest.js';
+import { demoGuestDir, ensureDemoGuest } from './demo/guest.js';
 import { WarmvmError } from '../support/errors.js';
 import type { BootSource } from '../spec/vm.js';
 
@@ -31,6 +31,19 @@ export interface BootFilesOptions {
 
 /** Kernel command line of the demo guest: serial console, quiet enough to boot fast under TCG. */
 export const DEMO_APPEND = 'console=ttyS0 quiet panic=-1';
+
+/**
+ * The folder under `images/` that the guest warmvm builds for this source lives in, whether it is
+ * built or not (a pulled snapshot can bring it); undefined for a user's own image.
+ */
+export async function builtImageDir(source: BootSource, options: { imagesDir: string; signal?: AbortSignal; logger?: Logger }): Promise<string | undefined> {
+  if (source.kind === 'demo') return await demoGuestDir(options.imagesDir, options);
+  if (source.kind === 'profile') {
+    const { debianGuestDir } = await import('./debian/guest.js');
+    return await debianGuestDir();
+  }
+  return undefined;
+}
 
 /**
  * Resolves what QEMU boots: the demo guest (built when missing), a kernel, or a disk. A disk's

@@ -1,5 +1,6 @@
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tryLock } from '../instance/lock.js';
 import { syncDir } from '../support/durable.js';
 import { WarmvmError } from '../support/errors.js';
 import { isProcessAlive } from '../support/process-alive.js';
@@ -203,6 +204,106 @@ async function removeAbandonedCaptures(root: string): Promise<void> {
     const pid = Number.parseInt(entry.slice(CAPTURE_PREFIX.length), 10);
     if (!(await isProcessAlive(pid))) await rm(join(root, entry), { recursive: true, force: true });
   }
+}
+
+/** A version of a snapshot moved out of the way because it could not be resumed (setAside). */
+export interface SetAsideVersion {
+  /** The config key it was the snapshot of. */
+  key: string;
+  /** Its folder's name in the store: `<key>.set-aside-<time>`. */
+  name: string;
+  dir: string;
+  /** When it was set aside (ISO 8601, from its name); undefined when its name does not say. */
+  setAsideAt: string | undefined;
+  /** The first line of its reason.txt; undefined when there is none. */
+  reason: string | undefined;
+}
+
+/** Every set-aside version in the store, by key, oldest first. */
+export async function listSetAsides(snapshotsRoot: string): Promise<SetAsideVersion[]> {
+  const found: SetAsideVersion[] = [];
+  for (const name of (await readdir(snapshotsRoot).catch(() => [] as string[])).sort()) {
+    const at = name.indexOf(SET_ASIDE_INFIX);
+    if (name.startsWith('.') || at <= 0) continue;
+    const dir = join(snapshotsRoot, name);
+    const reason = (await readFile(join(dir, 'reason.txt'), 'utf8').catch(() => '')).split('\n')[0]?.trim();
+    found.push({ key: name.slice(0, at), name, dir, setAsideAt: setAsideTime(name.slice(at + SET_ASIDE_INFIX.length)), reason: reason || undefined });
+  }
+  return found;
+}
+
+/** `2026-11-22T00-00-00-000Z` (setAside's name for a time) back to `2026-11-22T00:00:00.000Z`. */
+function setAsideTime(stamp: string): string | undefined {
+  const match = /^(\d{4}-\d{2}-\d{2}T\d{2})-(\d{2})-(\d{2})-(\d{3})Z$/.exec(stamp);
+  return match ? `${match[1]}:${match[2]}:${match[3]}.${match[4]}Z` : undefined;
+}
+
+/** A folder a dead warmvm left in the store: a capture it never committed, or the old snapshot of a commit it finished. */
+export interface StoreLeftover {
+  kind: 'capture' | 'replaced';
+  /** The config key (of a `replaced` folder); undefined for a capture, whose key its name does not say. */
+  key: string | undefined;
+  name: string;
+  dir: string;
+  /** The warmvm that made it, now dead. */
+  pid: number;
+}
+
+/**
+ * The folders of dead processes that are garbage: `.capture-<pid>-<ms>` ones, and
+ * `<key>.replaced-<pid>-<ms>` ones whose `<key>/` is in place (without it, the newest is the
+ * snapshot that an interrupted commit must put back: recoverInterruptedCommit, not garbage).
+ */
+export async function listDeadLeftovers(snapshotsRoot: string): Promise<StoreLeftover[]> {
+  const entries = (await readdir(snapshotsRoot).catch(() => [] as string[])).sort();
+  const found: StoreLeftover[] = [];
+  for (const name of entries) {
+    const dir = join(snapshotsRoot, name);
+    if (name.startsWith(CAPTURE_PREFIX)) {
+      const pid = Number.parseInt(name.slice(CAPTURE_PREFIX.length), 10);
+      if (!(await isProcessAlive(pid))) found.push({ kind: 'capture', key: undefined, name, dir, pid });
+      continue;
+    }
+    const at = name.indexOf(REPLACED_INFIX);
+    const match = at > 0 && !name.startsWith('.') ? /^(\d+)-\d+$/.exec(name.slice(at + REPLACED_INFIX.length)) : null;
+    if (!match || !entries.includes(name.slice(0, at)) || (await isProcessAlive(Number(match[1])))) continue;
+    found.push({ kind: 'replaced', key: name.slice(0, at), name, dir, pid: Number(match[1]) });
+  }
+  return found;
+}
+
+/** The live process that holds this config's capture lock (a capture in progress), if any. Only reads. */
+export async function captureLockHolder(paths: SnapshotPaths): Promise<number | undefined> {
+  const pid = Number.parseInt((await readFile(paths.captureLock, 'utf8').catch(() => '')).trim(), 10);
+  return Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isProcessAlive(pid)) ? pid : undefined;
+}
+
+/**
+ * Runs `action` holding this config's capture lock, so that no start captures, commits or sets
+ * aside this config meanwhile; or gives the live holder's pid, and runs nothing, when another holds it.
+ */
+export async function withCaptureLock<T>(paths: SnapshotPaths, action: () => Promise<T>): Promise<{ done: T } | { holder: number }> {
+  await mkdir(paths.root, { recursive: true });
+  const taken = await tryLock(paths.captureLock);
+  if ('holder' in taken) return { holder: taken.holder };
+  try {
+    return { done: await action() };
+  } finally {
+    await taken.lock.release();
+  }
+}
+
+/** Removes one folder of the store by its name (never a path out of it). */
+export async function removeStoreDir(snapshotsRoot: string, name: string): Promise<void> {
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new Error(`not a folder name in the store: ${name}`);
+  await rm(join(snapshotsRoot, name), { recursive: true, force: true });
+}
+
+/** The blocks allocated to the files of a store folder (stat.blocks is in 512-byte units whatever the file system's block size). */
+export async function bytesOnDisk(dir: string): Promise<number> {
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  const sizes = await Promise.all(entries.map(async (entry) => ((await lstat(join(dir, entry)).catch(() => undefined))?.blocks ?? 0) * 512));
+  return sizes.reduce((sum, bytes) => sum + bytes, 0);
 }
 
 /** Temp capture folders present now (for tests asserting none is left). */

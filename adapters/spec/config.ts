@@ -5,7 +5,7 @@ import { defaultSpec, GUEST_PROFILES, profileSpec, type AccelChoice, type BootSo
 
 type Json = Record<string, unknown>;
 
-const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'rotation', 'readyMarker', 'settings', 'bounds'] as const;
+const TOP_FIELDS = ['memoryMb', 'cpus', 'accel', 'cpuModel', 'image', 'ports', 'health', 'agent', 'rotation', 'readyMarker', 'settings', 'snapshot', 'bounds'] as const;
 const ACCELS: readonly AccelChoice[] = ['auto', 'kvm', 'tcg', 'hvf'];
 
 /** Reads and validates a config file; relative paths in it are taken from the file's folder. */
@@ -70,6 +70,17 @@ export function parseConfig(value: unknown, where: { file: string; baseDir: stri
       // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
       if (/[\u0000-\u001f\u007f]/.test(text)) fail(`settings.${key}`, 'must be one line of printable text');
       spec.settings[key] = text;
+    }
+  }
+  if (obj.snapshot !== undefined) {
+    const snapshot = expectObject(obj.snapshot, 'snapshot', fail);
+    rejectUnknown(snapshot, ['pull'], 'snapshot.', fail);
+    if (snapshot.pull !== undefined) {
+      const ref = expectString(snapshot.pull, 'snapshot.pull', fail);
+      // The full grammar is checked where it is used; a config error names the shape early.
+      if (!/^[^/\s]+\/[^\s]+$/.test(ref))
+        fail('snapshot.pull', `must be a registry reference HOST[:PORT]/REPO[:TAG|@DIGEST], got ${show(ref)}`, 'for example "ghcr.io/acme/backend-snapshot:main"');
+      spec.snapshotPull = ref;
     }
   }
   if (obj.bounds !== undefined) {

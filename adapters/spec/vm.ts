@@ -78,6 +78,8 @@ export interface VmSpec {
    * in the instance folder. Undefined: no such disk is attached.
    */
   settings: Record<string, string> | undefined;
+  /** Where a start with no local snapshot of this config pulls one from (`HOST[:PORT]/REPO[:TAG|@DIGEST]`); undefined: it captures its own. */
+  snapshotPull: string | undefined;
   bounds: Bounds;
 }
 
@@ -104,6 +106,7 @@ export function defaultSpec(): VmSpec {
     rotation: DEMO_ROTATION,
     readyMarker: undefined,
     settings: undefined,
+    snapshotPull: undefined,
     // TCG on a shared 2-core machine: the demo guest boots in ~4 s and resumes in ~0.3 s,
     // so these leave wide room.
     bounds: { launchMs: 10_000, bootMs: 120_000, healthMs: 60_000, stopMs: 10_000, incomingMs: 60_000, rotateMs: 30_000, captureMs: 300_000 },

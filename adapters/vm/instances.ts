@@ -1,8 +1,7 @@
-import { lstat, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
 import { homePaths, instancePaths, validateInstanceName, type InstancePaths } from '../instance/paths.js';
 import { parseManifest } from '../snapshot/manifest.js';
-import { listSnapshotKeys, snapshotPaths } from '../snapshot/store.js';
+import { bytesOnDisk, listSnapshotKeys, snapshotPaths } from '../snapshot/store.js';
 import { instanceStatus, type InstanceStatus } from './control.js';
 
 /** One published snapshot as `warmvm list` shows it, with the running instances that map its RAM. */
@@ -14,6 +13,8 @@ export interface SnapshotSummary {
   createdAt: string | undefined;
   memoryMb: number | undefined;
   qemuVersion: string | undefined;
+  /** The versioned machine type (`pc-q35-10.0`). */
+  machineType: string | undefined;
   accel: string | undefined;
   cpuModel: string | undefined;
   /** What its files take on the disk (allocated blocks): a sparse memory file counts only its data. */
@@ -51,7 +52,7 @@ export async function listSnapshots(home: string, instances: InstanceStatus[]): 
 async function summarize(root: string, key: string, instances: InstanceStatus[]): Promise<SnapshotSummary> {
   const paths = snapshotPaths(root, key);
   const base = { key, bytesOnDisk: await bytesOnDisk(paths.dir), usedBy: runningFrom(instances, key) };
-  const unknown = { capturedBy: undefined, createdAt: undefined, memoryMb: undefined, qemuVersion: undefined, accel: undefined, cpuModel: undefined };
+  const unknown = { capturedBy: undefined, createdAt: undefined, memoryMb: undefined, qemuVersion: undefined, machineType: undefined, accel: undefined, cpuModel: undefined };
   let text: string;
   try {
     text = await readFile(paths.manifest, 'utf8');
@@ -60,18 +61,11 @@ async function summarize(root: string, key: string, instances: InstanceStatus[])
   }
   try {
     const manifest = parseManifest(text);
-    const { capturedBy, createdAt, memoryMb, qemuVersion, accel, cpuModel } = manifest;
-    return { ...base, problem: undefined, capturedBy, createdAt, memoryMb, qemuVersion, accel, cpuModel };
+    const { capturedBy, createdAt, memoryMb, qemuVersion, machineType, accel, cpuModel } = manifest;
+    return { ...base, problem: undefined, capturedBy, createdAt, memoryMb, qemuVersion, machineType, accel, cpuModel };
   } catch (error) {
     return { ...base, ...unknown, problem: `manifest.json cannot be read: ${(error as Error).message}` };
   }
-}
-
-/** The blocks allocated to a snapshot's files (stat.blocks is in 512-byte units whatever the file system's block size). */
-async function bytesOnDisk(dir: string): Promise<number> {
-  const entries = await readdir(dir).catch(() => [] as string[]);
-  const sizes = await Promise.all(entries.map(async (entry) => ((await lstat(join(dir, entry)).catch(() => undefined))?.blocks ?? 0) * 512));
-  return sizes.reduce((sum, bytes) => sum + bytes, 0);
 }
 
 function validName(name: string): boolean {

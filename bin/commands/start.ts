@@ -55,6 +55,8 @@ export function startBounds(spec: VmSpec): StartBounds {
     // The longest another start's cold boot and capture may take within their own bounds.
     captureWaitMs: 2 * launchMs + bootMs + rotateMs + healthMs + 2 * stopMs + 2 * captureMs,
     setAsideMs: 10_000,
+    // Blobs of a few GB from a registry; a slower pull is cut off and the cold boot runs instead.
+    pullMs: 10 * 60_000,
     launchMs,
     bootMs,
     rotateMs,
@@ -110,7 +112,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     }
     const forward = inspector?.inspect;
     const actor = createActor(machine, {
-      input: { bounds, forceCold: options.cold, capture: options.capture, rotation },
+      input: { bounds, forceCold: options.cold, capture: options.capture, rotation, pull: spec.snapshotPull !== undefined },
       inspect: forward
         ? (event) => {
             trace.inspect(event);

@@ -67,6 +67,7 @@ export function uniformBounds(ms = BOUND_MS): StartBounds {
     chooseMs: ms,
     captureWaitMs: ms,
     setAsideMs: ms,
+    pullMs: ms,
     launchMs: ms,
     bootMs: ms,
     rotateMs: ms,

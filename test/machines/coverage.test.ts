@@ -35,6 +35,10 @@ const OUTPUTS: Record<string, unknown[]> = {
     { setAside: '/x.set-aside', capturing: true },
     { setAside: '/x.set-aside', capturing: false },
   ],
+  pullSnapshot: [
+    { status: 'usable', failuresInARow: 0, digest: 'sha256:fake' },
+    { status: 'failed', reason: 'the registry is down' },
+  ],
   coldBoot: [
     { outcome: 'ready', pid: 1, health, rotated: true },
     { outcome: 'failed', failure: failure('coldBoot.booting', 'E_X'), stopError: undefined },
@@ -141,7 +145,7 @@ const flagSets = [false, true].flatMap((a) => [false, true].flatMap((b) => [fals
 
 describe('every state of every machine is reachable', () => {
   const cases: [string, AnyStateMachine, unknown[]][] = [
-    ['start', startMachine, flagSets.map(([forceCold, capture, rotation]) => ({ bounds, forceCold, capture, rotation }))],
+    ['start', startMachine, flagSets.flatMap(([forceCold, capture, rotation]) => [false, true].map((pull) => ({ bounds, forceCold, capture, rotation, pull })))],
     ['coldBoot', coldBootMachine, flagSets.map(([rotation, capturing]) => ({ bounds, rotation, capturing }))],
     ['resume', resumeMachine, [true, false].map((rotation) => ({ bounds, rotation }))],
     ['capture', captureMachine, [{ bounds }]],

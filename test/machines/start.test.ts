@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { captureMachine, type Migrated } from '../../machines/capture.js';
 import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine, type PreparedState } from '../../machines/resume.js';
-import { startMachine, type CaptureWait, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
+import { startMachine, type CaptureWait, type PullResult, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
 import { errorWithCode } from '../helpers/fake-actors.js';
 import { brokenInvariants } from '../helpers/invariants.js';
 import { runWorld, type WorldRun } from '../helpers/world-run.js';
@@ -13,7 +13,15 @@ const bounds: StartBounds = uniformBounds(1_000);
 const usable: SnapshotChoice = { status: 'usable', failuresInARow: 0 };
 
 /** A world of fake actors that counts live QEMUs, so "at most one at a time" can be checked. */
-function world(faults: { snapshot?: SnapshotChoice; awaited?: CaptureWait; setAsideCapturing?: boolean; resumeFails?: string[]; captureFails?: boolean }) {
+function world(faults: {
+  snapshot?: SnapshotChoice;
+  awaited?: CaptureWait;
+  setAsideCapturing?: boolean;
+  resumeFails?: string[];
+  captureFails?: boolean;
+  /** What pullSnapshot answers; `throw` rejects, `hang` never settles. */
+  pull?: PullResult | 'throw' | 'hang';
+}) {
   const calls: string[] = [];
   let live = 0;
   let maxLive = 0;
@@ -44,6 +52,12 @@ function world(faults: { snapshot?: SnapshotChoice; awaited?: CaptureWait; setAs
       chooseSnapshot: step('choose', () => faults.snapshot ?? { status: 'missing' }),
       awaitCapture: step('awaitCapture', () => faults.awaited ?? { status: 'usable', failuresInARow: 0 }),
       setAsideSnapshot: step('setAside', () => ({ setAside: '/s/x.set-aside', capturing: faults.setAsideCapturing ?? true })),
+      pullSnapshot: fromPromise<PullResult, void>(async () => {
+        calls.push('pull');
+        if (faults.pull === 'throw') throw errorWithCode('registry unreachable: connect ECONNREFUSED 127.0.0.1:5000', 'E_REGISTRY_UNREACHABLE');
+        if (faults.pull === 'hang') return await new Promise<never>(() => undefined);
+        return faults.pull ?? { status: 'usable', failuresInARow: 0, digest: 'sha256:fake' };
+      }),
       coldBoot: coldBootMachine.provide({
         actors: {
           prepareBoot: step('cold.prepare', () => ({ forwards: 1, overlay: true, runtimeDisk: true })),
@@ -102,13 +116,19 @@ function world(faults: { snapshot?: SnapshotChoice; awaited?: CaptureWait; setAs
   return { machine, calls, maxLive: () => maxLive };
 }
 
-async function run(faults: Parameters<typeof world>[0], input: { forceCold?: boolean; capture?: boolean; rotation?: boolean } = {}) {
+async function run(faults: Parameters<typeof world>[0], input: { forceCold?: boolean; capture?: boolean; rotation?: boolean; pull?: boolean } = {}) {
   const w = world(faults);
+  const clock = new SimulatedClock();
   const actor = createActor(w.machine, {
-    input: { bounds, forceCold: input.forceCold ?? false, capture: input.capture ?? true, rotation: input.rotation ?? true },
-    clock: new SimulatedClock(),
+    input: { bounds, forceCold: input.forceCold ?? false, capture: input.capture ?? true, rotation: input.rotation ?? true, pull: input.pull ?? false },
+    clock,
   });
   actor.start();
+  if (faults.pull === 'hang') {
+    // The pull never answers: its bound passes on the simulated clock.
+    await waitFor(actor, (snapshot) => snapshot.matches('pulling'), { timeout: 2_000 });
+    clock.increment(bounds.pullMs);
+  }
   const final = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 2_000 });
   return { output: final.output as StartOutput, calls: w.calls, maxLive: w.maxLive() };
 }
@@ -200,6 +220,46 @@ function script(over: Partial<Script>): Script {
 function startStates(run: WorldRun): string[] {
   return run.trace.filter((entry) => entry.machine === 'start').map((entry) => entry.state);
 }
+
+describe("start machine: pulling a snapshot from the config's registry", () => {
+  it('no snapshot here: the pull stores one and the start resumes it, with no cold boot', async () => {
+    const { output, calls } = await run({}, { pull: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'pull+resume', fallbackReason: undefined, warnings: [] });
+    expect(calls.some((call) => call.startsWith('cold.'))).toBe(false);
+  });
+
+  it('a snapshot set aside here (another QEMU, say) is replaced by a pull too', async () => {
+    const { output } = await run({ snapshot: { status: 'setAside', reason: 'QEMU changed' } }, { pull: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'pull+resume' });
+  });
+
+  it('a usable snapshot here is resumed without pulling', async () => {
+    const { output, calls } = await run({ snapshot: usable }, { pull: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'resume' });
+    expect(calls).not.toContain('pull');
+  });
+
+  it('a pull that gives no usable snapshot boots cold and captures, with the reason as a warning', async () => {
+    const { output, calls } = await run({ pull: { status: 'failed', reason: 'it was captured with QEMU 9.2.0' } }, { pull: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: undefined });
+    expect(output.warnings).toEqual([expect.stringContaining('captured with QEMU 9.2.0')]);
+    expect(calls).toContain('capture.store');
+  });
+
+  it('a pull that throws, or outlasts its bound, boots cold instead of failing the start', async () => {
+    for (const pull of ['throw', 'hang'] as const) {
+      const { output } = await run({ pull }, { pull: true });
+      expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
+      expect(output.warnings).toEqual([expect.stringContaining(pull === 'throw' ? 'ECONNREFUSED' : 'did not finish within 1 s')]);
+    }
+  });
+
+  it('--cold never pulls', async () => {
+    const { output, calls } = await run({}, { pull: true, forceCold: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold' });
+    expect(calls).not.toContain('pull');
+  });
+});
 
 describe('start machine: another start is capturing the same config', () => {
   it('waits in awaitingCapture, then resumes the snapshot the other start captured', async () => {

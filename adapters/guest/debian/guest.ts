@@ -68,6 +68,11 @@ export interface EnsureDebianGuestOptions {
   onProgress?: (line: string) => void;
 }
 
+/** The folder under `images/` the Debian profile of these inputs lives in (built or not), without building it. */
+export async function debianGuestDir(): Promise<string> {
+  return PREFIX + buildKey(await readTemplates());
+}
+
 /** The Debian profile's image, built on first use (a few minutes: debootstrap, then a provisioning boot). */
 export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Promise<DebianGuest> {
   const logger = moduleLogger(options.logger ?? silentLogger, 'debian-guest');

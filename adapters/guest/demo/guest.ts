@@ -7,7 +7,7 @@ import { moduleLogger, silentLogger } from '../../support/logger.js';
 import { DEMO_GUEST_BUILDER_VERSION, imageKey } from './key.js';
 import { digestLocalInputs, readLocalInputs } from './local-files.js';
 import { downloadCacheDir, resolvePackages } from './packages.js';
-import { createBuildDir, findNewestImage, imageDirFor, publishImage, readImage, removeAbandonedBuilds, type DemoGuest } from './store.js';
+import { createBuildDir, findNewestImage, IMAGE_PREFIX, imageDirFor, publishImage, readImage, removeAbandonedBuilds, type DemoGuest } from './store.js';
 
 /**
  * warmvm's demo guest: a Debian 12 kernel and a small initramfs (busybox, the QEMU guest agent,
@@ -30,6 +30,20 @@ export interface EnsureDemoGuestOptions {
   signal?: AbortSignal;
   /** Build again even when an image with this key exists. */
   force?: boolean;
+}
+
+/**
+ * The folder under `images/` the demo guest of this host's inputs lives in (built or not), without
+ * building it; undefined when apt cannot resolve the packages now.
+ */
+export async function demoGuestDir(imagesDir: string, options: { signal?: AbortSignal; logger?: Logger } = {}): Promise<string | undefined> {
+  const localDigest = digestLocalInputs(await readLocalInputs());
+  try {
+    const packages = await resolvePackages(imagesDir, { signal: options.signal, logger: moduleLogger(options.logger ?? silentLogger, 'demo-guest') });
+    return IMAGE_PREFIX + imageKey(packages, localDigest);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -1,0 +1,265 @@
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { compressFile, decompressFile } from '../oci/zstd-file.js';
+import { blobRelativePath, type Descriptor, type Digest } from '../oci/types.js';
+import { readBackingFile } from '../qemu/qcow2-header.js';
+import { rebaseOverlay } from '../qemu/overlay.js';
+import { syncDir, writeFileDurably } from '../support/durable.js';
+import { WarmvmError, throwIfAborted } from '../support/errors.js';
+import { fileExists } from '../support/file-exists.js';
+import { type DiskBacking, imageManifestFor, layerDescriptor, type LayerRole, type PackedLayer, type SnapshotArtifactConfig, serializeConfig } from './artifact.js';
+import { fileChecksum } from './checksum.js';
+import type { SnapshotManifest } from './manifest.js';
+import { commitCapture, createCaptureDir, type SnapshotPaths } from './store.js';
+import { recordVerified, verifyBeforeLaunch, verifyInFull } from './verify.js';
+
+/** Reports the bytes of one file done so far, as it is compressed, sent, received or unpacked. */
+export type TransferProgress = (what: string, doneBytes: number, totalBytes: number) => void;
+
+/** A snapshot packed: the image manifest's descriptor (its blob and every one it names are in the blob folder) and its layers. */
+export interface PackedSnapshot {
+  manifest: Descriptor;
+  manifestBody: Buffer;
+  config: SnapshotArtifactConfig;
+  /** The config blob's descriptor: pushed with the layers. */
+  configBlob: Descriptor;
+  layers: PackedLayer[];
+}
+
+/** `<home>/blobs/sha256/<hex>`: where a blob lives in a folder laid out like an OCI image layout's root. */
+export function blobPath(layoutRoot: string, digest: Digest): string {
+  return join(layoutRoot, blobRelativePath(digest));
+}
+
+/**
+ * Compressed once: the blob of each file packed before, by the file's checksum (a snapshot's
+ * files never change) or its inode stamp (an image's files are replaced, never written).
+ */
+const PACKED_INDEX = 'packed';
+
+/**
+ * The snapshot's files, and the guest image files a resume on another host needs, as zstd blobs
+ * in `layoutRoot/blobs/sha256/`, plus its config and image manifest blobs. Checked first: a
+ * damaged snapshot is never packed.
+ */
+export async function packSnapshot(
+  paths: SnapshotPaths,
+  manifest: SnapshotManifest,
+  options: { imagesDir: string; layoutRoot: string; signal?: AbortSignal; onProgress?: TransferProgress },
+): Promise<PackedSnapshot> {
+  await verifyBeforeLaunch(paths, manifest, { signal: options.signal });
+  await mkdir(join(options.layoutRoot, 'blobs', 'sha256'), { recursive: true });
+  const layers: PackedLayer[] = [];
+  const add = async (role: LayerRole, file: string, name: string, imageDir: string | undefined, cacheKey: string) => {
+    const blob = await packFile(file, cacheKey, name, options);
+    layers.push({ role, name, imageDir, descriptor: layerDescriptor(role, name, imageDir, blob) });
+  };
+  await add('memory', paths.memory, manifest.files.memory.name, undefined, manifest.files.memory.checksum);
+  await add('state', paths.state, manifest.files.state.name, undefined, manifest.files.state.checksum);
+  let diskBacking: DiskBacking | undefined;
+  if (manifest.files.disk) {
+    await add('disk', paths.disk, manifest.files.disk.name, undefined, manifest.files.disk.checksum);
+    diskBacking = await backingOf(paths.disk, options.imagesDir);
+  }
+  const image = typeof manifest.spec.image === 'string' ? manifest.spec.image : undefined;
+  for (const file of await imageFiles(options.imagesDir, image)) {
+    const found = await stat(file.path);
+    await add('image', file.path, file.name, file.dir, `image:${found.ino}:${found.size}:${found.mtimeMs}`);
+  }
+  const config: SnapshotArtifactConfig = { artifactFormat: 1, manifest, diskBacking };
+  const configBlob = await writeBlob(options.layoutRoot, serializeConfig(config));
+  const imageManifest = imageManifestFor(
+    configBlob,
+    layers.map((layer) => layer.descriptor),
+    manifest.createdAt,
+  );
+  const manifestBody = Buffer.from(JSON.stringify(imageManifest));
+  const manifestBlob = await writeBlob(options.layoutRoot, manifestBody);
+  return {
+    manifest: { mediaType: imageManifest.mediaType, artifactType: imageManifest.artifactType, ...manifestBlob },
+    manifestBody,
+    config,
+    configBlob: imageManifest.config,
+    layers,
+  };
+}
+
+/**
+ * A pulled or imported snapshot (every blob present and verified by digest in `layoutRoot`) put
+ * in the store: the guest image files it boots installed where they are missing, its files
+ * unpacked into a capture folder, the frozen disk rebased onto this home's image, every file
+ * checksummed against the manifest, then published by the same rename as a capture. The caller
+ * holds the config's capture lock.
+ */
+export async function unpackSnapshot(
+  input: { layoutRoot: string; config: SnapshotArtifactConfig; layers: PackedLayer[] },
+  target: { paths: SnapshotPaths; imagesDir: string; signal?: AbortSignal; onProgress?: TransferProgress },
+): Promise<{ manifest: SnapshotManifest; imagesInstalled: string[] }> {
+  const { config, layers, layoutRoot } = input;
+  const { signal, onProgress } = target;
+  const imagesInstalled = await installGuestImages(layoutRoot, layers, target.imagesDir, signal, onProgress);
+  const dir = await createCaptureDir(target.paths);
+  try {
+    const files = config.manifest.files;
+    const unpack = async (role: LayerRole, name: string, bytes: number) => {
+      const layer = layers.find((candidate) => candidate.role === role);
+      if (!layer) throw missingLayer(role);
+      await decompressFile(blobPath(layoutRoot, layer.descriptor.digest), join(dir, name), {
+        signal,
+        expectedBytes: bytes,
+        onProgress: onProgress && ((done, total) => onProgress(`unpacking ${name}`, done, total)),
+      });
+    };
+    await unpack('memory', files.memory.name, files.memory.bytes);
+    await unpack('state', files.state.name, files.state.bytes);
+    let manifest = config.manifest;
+    if (files.disk) {
+      await unpack('disk', files.disk.name, files.disk.bytes);
+      manifest = await rebaseFrozenDisk(join(dir, files.disk.name), manifest, config.diskBacking, target.imagesDir, signal);
+    }
+    const staged = {
+      ...target.paths,
+      dir,
+      memory: join(dir, files.memory.name),
+      state: join(dir, files.state.name),
+      disk: join(dir, files.disk?.name ?? 'disk.qcow2'),
+      verified: join(dir, 'verified.json'),
+    };
+    // What travelled was checked by digest; this proves what was unpacked is what was captured.
+    await verifyInFull(staged, manifest, signal);
+    for (const name of [files.memory.name, files.state.name, ...(files.disk ? [files.disk.name] : [])]) await chmod(join(dir, name), 0o444);
+    await writeFileDurably(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+    await recordVerified({ dir, verified: join(dir, 'verified.json') }, manifest);
+    throwIfAborted(signal, 'unpacking the snapshot');
+    await commitCapture(dir, target.paths);
+    return { manifest, imagesInstalled };
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** A small blob (config, manifest) written under its digest. */
+export async function writeBlob(layoutRoot: string, body: Buffer): Promise<{ digest: Digest; size: number }> {
+  const digest: Digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const path = blobPath(layoutRoot, digest);
+  await mkdir(dirname(path), { recursive: true });
+  // JSON text: its UTF-8 bytes are the ones hashed.
+  if (!(await fileExists(path))) await writeFileDurably(path, body.toString('utf8'));
+  return { digest, size: body.length };
+}
+
+async function packFile(
+  file: string,
+  cacheKey: string,
+  name: string,
+  options: { layoutRoot: string; signal?: AbortSignal; onProgress?: TransferProgress },
+): Promise<{ digest: Digest; size: number }> {
+  const index = join(options.layoutRoot, 'blobs', PACKED_INDEX, `${createHash('sha256').update(cacheKey).digest('hex').slice(0, 32)}.json`);
+  const cached = await readPacked(index);
+  if (cached && (await stat(blobPath(options.layoutRoot, cached.digest)).catch(() => undefined))?.size === cached.size) return cached;
+  const temp = join(options.layoutRoot, 'blobs', `.pack-${process.pid}-${name}`);
+  try {
+    const blob = await compressFile(file, temp, {
+      signal: options.signal,
+      onProgress: options.onProgress && ((done, total) => options.onProgress?.(`compressing ${name}`, done, total)),
+    });
+    await rename(temp, blobPath(options.layoutRoot, blob.digest));
+    await mkdir(dirname(index), { recursive: true });
+    await writeFileDurably(index, `${JSON.stringify({ digest: blob.digest, size: blob.size })}\n`);
+    return { digest: blob.digest, size: blob.size };
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+async function readPacked(index: string): Promise<{ digest: Digest; size: number } | undefined> {
+  try {
+    const value = JSON.parse(await readFile(index, 'utf8')) as { digest: Digest; size: number };
+    return typeof value.digest === 'string' && typeof value.size === 'number' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where the frozen disk's backing file is, named so that another home can find its own copy. */
+async function backingOf(disk: string, imagesDir: string): Promise<DiskBacking | undefined> {
+  const backing = await readBackingFile(disk);
+  if (backing === undefined) return undefined;
+  const inside = relative(imagesDir, backing);
+  const parts = inside.split(sep);
+  return !inside.startsWith('..') && parts.length === 2 ? { imageDir: parts[0] as string, file: parts[1] as string } : { path: backing };
+}
+
+/** The files of the guest image a snapshot boots, when warmvm built it (`images/<image>/`); a user's own image stays where it is. */
+async function imageFiles(imagesDir: string, image: string | undefined): Promise<{ dir: string; name: string; path: string }[]> {
+  if (image === undefined || image.includes('/') || image.startsWith('.')) return [];
+  const dir = join(imagesDir, image);
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => ({ dir: image, name: entry.name, path: join(dir, entry.name) }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Each guest image folder of these layers that this home lacks, unpacked beside and renamed into place whole. */
+export async function installGuestImages(
+  layoutRoot: string,
+  layers: PackedLayer[],
+  imagesDir: string,
+  signal: AbortSignal | undefined,
+  onProgress: TransferProgress | undefined,
+): Promise<string[]> {
+  const byDir = new Map<string, PackedLayer[]>();
+  for (const layer of layers) if (layer.role === 'image' && layer.imageDir) byDir.set(layer.imageDir, [...(byDir.get(layer.imageDir) ?? []), layer]);
+  const installed: string[] = [];
+  for (const [name, files] of byDir) {
+    const dir = join(imagesDir, name);
+    if (await fileExists(dir)) continue;
+    const staging = join(imagesDir, `.import-${process.pid}-${name}`);
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true });
+    try {
+      for (const file of files) {
+        await decompressFile(blobPath(layoutRoot, file.descriptor.digest), join(staging, file.name), {
+          signal,
+          onProgress: onProgress && ((done, total) => onProgress(`unpacking ${name}/${file.name}`, done, total)),
+        });
+      }
+      await syncDir(staging);
+      await rename(staging, dir);
+      await syncDir(imagesDir);
+      installed.push(dir);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      // Another import or build put it there meanwhile: that one is whole.
+      if (!(await fileExists(dir))) throw error;
+    }
+  }
+  return installed;
+}
+
+/** The frozen disk pointed at this home's copy of its backing file; the manifest's record of it follows the new header. */
+async function rebaseFrozenDisk(
+  disk: string,
+  manifest: SnapshotManifest,
+  backing: DiskBacking | undefined,
+  imagesDir: string,
+  signal: AbortSignal | undefined,
+): Promise<SnapshotManifest> {
+  if (backing === undefined || manifest.files.disk === undefined) return manifest;
+  const base = 'path' in backing ? backing.path : join(imagesDir, backing.imageDir, backing.file);
+  if (!(await fileExists(base))) {
+    throw new WarmvmError('E_SNAPSHOT_BACKING', `the snapshot's disk is an overlay over ${base}, which this host does not have`, {
+      hint: 'path' in backing ? `copy that image to ${base} (the config names it there), then pull again` : 'push the snapshot again from a warmvm that packs its guest image',
+    });
+  }
+  await rebaseOverlay({ overlay: disk, base, format: 'qcow2', signal });
+  const sum = await fileChecksum(disk, { signal });
+  return { ...manifest, files: { ...manifest.files, disk: { ...manifest.files.disk, bytes: sum.bytes, checksum: sum.checksum } } };
+}
+
+function missingLayer(role: LayerRole): WarmvmError {
+  return new WarmvmError('E_SNAPSHOT_ARTIFACT', `the snapshot has no ${role} layer`, { hint: 'push or export it again with this warmvm' });
+}
