@@ -34,8 +34,8 @@ export async function startLocalRegistry(parent: string): Promise<LocalRegistry>
     const onExit = (): void => void child.kill('SIGKILL');
     process.once('exit', onExit);
     const stop = async (): Promise<void> => {
+      await killChild(child);
       process.removeListener('exit', onExit);
-      await kill(child);
       await rm(dir, { recursive: true, force: true });
     };
     try {
@@ -44,8 +44,8 @@ export async function startLocalRegistry(parent: string): Promise<LocalRegistry>
       return { registry: `127.0.0.1:${port}`, stop: () => (stopped ??= stop()) };
     } catch (error) {
       lastError = error;
+      await killChild(child);
       process.removeListener('exit', onExit);
-      await kill(child);
     }
   }
   await rm(dir, { recursive: true, force: true });
@@ -69,7 +69,8 @@ async function waitReady(child: ChildProcess, port: number, logFile: string): Pr
   throw new Error(`docker-registry did not answer on 127.0.0.1:${port}/v2/ within ${READY_MS} ms`);
 }
 
-async function kill(child: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 5 s; resolves once it has exited (the tests' registries use it too). */
+export async function killChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
@@ -78,11 +79,12 @@ async function kill(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on `host` now (another may take it before it is bound: callers try again). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const address = server.address();
       server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
     });

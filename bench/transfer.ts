@@ -6,11 +6,14 @@
  *    of a home with only the guest image (cold+capture+resume); target: the pull ≥ 5× faster. The
  *    guest image travels with the snapshot: the pulling homes must get the capturing one's image
  *    (its manifest.json byte for byte) and build nothing.
- * 2. the largest layer blob moved by warmvm and by curl to and from the same registry: push (the
- *    whole `snapshot push` to a fresh repository, RegistryClient.pushBlob alone, and curl's POST +
- *    one monolithic PUT), pull (the whole `snapshot pull` from part 1, RegistryClient.pullBlob alone,
- *    and curl -o); target: ≥ 70% of curl's MB/s. Then where a pull's time goes: the blob's sha256,
- *    its decompression, the XXH128 checksum of the unpacked file, each alone.
+ * 2. the largest layer blob (and the memory file's, when that is another: the Debian profile's
+ *    largest are its image disks) moved by warmvm and by curl to and from the same registry: push
+ *    (RegistryClient.pushBlob to a fresh repository, since the registry checks presence per
+ *    repository, against curl's POST + one monolithic PUT), pull (RegistryClient.pullBlob against
+ *    curl -o, and curl -o plus the fdatasync pullBlob does); target: ≥ 70% of curl's MB/s. The
+ *    whole `snapshot push` (to a fresh repository) and `snapshot pull` (part 1's) too. Then where
+ *    a pull's time goes: Node's fetch alone, the blob's sha256, its decompression, the XXH128
+ *    checksum of the unpacked file, each alone.
  * Every run alternates who goes first; ratios are taken pair by pair within a run. The image is
  * built once (not timed) in /tmp/bench-xfer-<profile>/image; each first start runs in a fresh home
  * with that image hard-linked in, each pull in a fresh empty home.
@@ -72,9 +75,19 @@ const cleanup = (): Promise<void> =>
     for (const home of homes) await execa('node', [CLI, 'stop', '--name', NAME], { reject: false, env: { WARMVM_HOME: home } });
     await registry?.stop();
   })());
-process.once('SIGINT', () => {
-  process.stderr.write('\ninterrupted: stopping the instances and the registry\n');
-  void cleanup().finally(() => process.exit(130));
+// `on`, not `once`: execa's signal-exit re-raises a SIGINT that no other listener is left to take,
+// which would kill this process before the cleanup ran. A second Ctrl-C exits at once (the registry
+// is killed on exit all the same).
+let interrupted = false;
+process.on('SIGINT', () => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  process.stderr.write('\ninterrupted: stopping the instances and the registry (Ctrl-C again to force)\n');
+  void cleanup()
+    .then(async () => {
+      for (const home of homes) await rm(home, { recursive: true, force: true });
+    })
+    .finally(() => process.exit(130));
 });
 
 async function freshHome(prefix: string): Promise<string> {
@@ -161,19 +174,20 @@ const ratioConfigPull: number[] = [];
 const pullStartPhases: Record<string, number[]> = {};
 const configPullPhases: Record<string, number[]> = {};
 const wholePullMBs: number[] = [];
-const push = { cli: [] as number[], blob: [] as number[], curl: [] as number[], ratioBlob: [] as number[], ratioCli: [] as number[] };
-const pull = {
-  cli: [] as number[],
-  blob: [] as number[],
-  curl: [] as number[],
-  curlSynced: [] as number[],
-  ratioBlob: [] as number[],
-  ratioSynced: [] as number[],
-  ratioCli: [] as number[],
-};
-const split = { fetch: [] as number[], sha256: [] as number[], decompress: [] as number[], checksum: [] as number[] };
+/** The whole `snapshot push` and `snapshot pull` (MB/s of every byte they moved), and against curl on the largest blob. */
+const whole = { push: [] as number[], pull: [] as number[], pushRatio: [] as number[], pullRatio: [] as number[] };
+interface BlobFigures {
+  layer: PackedLayer;
+  /** The file it unpacks to. */
+  fileBytes: number;
+  push: { blob: number[]; curl: number[]; ratio: number[] };
+  pull: { blob: number[]; curl: number[]; curlSynced: number[]; ratio: number[]; ratioSynced: number[] };
+  split: { fetch: number[]; sha256: number[]; decompress: number[]; checksum: number[] };
+}
+/** The largest layer blob, and the memory file's when that is another. */
+let measured: BlobFigures[] = [];
+let layers: PackedLayer[] = [];
 let pushedOnce: { wall: number; sentBytes: number; sentBlobs: number; blobs: number } | undefined;
-let largest: PackedLayer | undefined;
 let accel = '?';
 let succeeded = false;
 
@@ -203,8 +217,16 @@ try {
       const pushed = await warmvm(a, ['snapshot', 'push', ref, '--name', NAME]);
       pushedOnce = { wall: pushed.wall, sentBytes: Number(pushed.json.sentBytes), sentBlobs: Number(pushed.json.sentBlobs), blobs: Number(pushed.json.blobs) };
       const body = await readFile(blobPath(a, String(pushed.json.digest) as Digest));
-      const { layers } = parseSnapshotArtifact(body, ref);
-      largest = layers.reduce((best, layer) => (layer.descriptor.size > best.descriptor.size ? layer : best));
+      layers = parseSnapshotArtifact(body, ref).layers;
+      const largest = layers.reduce((best, layer) => (layer.descriptor.size > best.descriptor.size ? layer : best));
+      const memory = layers.find((layer) => layer.role === 'memory') as PackedLayer;
+      measured = [...new Set([largest, memory])].map((layer) => ({
+        layer,
+        fileBytes: 0,
+        push: { blob: [], curl: [], ratio: [] },
+        pull: { blob: [], curl: [], curlSynced: [], ratio: [], ratioSynced: [] },
+        split: { fetch: [], sha256: [], decompress: [], checksum: [] },
+      }));
       imageDir = layers.find((layer) => layer.imageDir !== undefined)?.imageDir ?? '';
       if (imageDir === '') throw new Error('the pushed snapshot carries no guest image layer');
       imageManifest = await readFile(join(a, 'images', imageDir, 'manifest.json'), 'utf8');
@@ -237,71 +259,91 @@ try {
     await rm(c, { recursive: true, force: true });
     homes.delete(c);
 
-    // 2. The largest blob, by warmvm and by curl, to fresh repositories (the registry checks presence per repository).
-    const blob = largest as PackedLayer;
-    const { digest, size } = blob.descriptor;
-    const file = blobPath(pusher, digest);
+    // 2. Each measured blob, by warmvm and by curl, to fresh repositories (the registry checks presence per repository).
     const client = (repo: string) => new RegistryClient({ registry: registry?.registry ?? '', host: '127.0.0.1', repository: repo }, { credentials: null });
+    const from = pusher;
     const pushes: (() => Promise<void>)[] = [
       async () => {
-        const whole = await warmvm(pusher as string, ['snapshot', 'push', `${registry?.registry}/xfer/cli-${i}:bench`, '--name', NAME]);
-        if (Number(whole.json.sentBlobs) !== Number(whole.json.blobs))
-          throw new Error(`the push to xfer/cli-${i} sent ${String(whole.json.sentBlobs)} of ${String(whole.json.blobs)} blobs`);
-        push.cli.push(Number(whole.json.sentBytes) / MB / whole.wall);
+        const pushed = await warmvm(from, ['snapshot', 'push', `${registry?.registry}/xfer/cli-${i}:bench`, '--name', NAME]);
+        if (Number(pushed.json.sentBlobs) !== Number(pushed.json.blobs))
+          throw new Error(`the push to xfer/cli-${i} sent ${String(pushed.json.sentBlobs)} of ${String(pushed.json.blobs)} blobs`);
+        whole.push.push(Number(pushed.json.sentBytes) / MB / pushed.wall);
       },
-      async () => {
-        let sent = false;
-        const seconds = await timed(async () => {
-          sent = (await client(`xfer/blob-${i}`).pushBlob(file, digest, size)).sent;
-        });
-        if (!sent) throw new Error(`pushBlob to xfer/blob-${i} sent nothing: the registry had the blob`);
-        push.blob.push(size / MB / seconds);
-      },
-      async () => {
-        push.curl.push(size / MB / (await timed(() => curlPush(base, `xfer/curl-${i}`, file, digest))));
-      },
+      ...measured.flatMap((one, k) => {
+        const { digest, size } = one.layer.descriptor;
+        const file = blobPath(from, digest);
+        return [
+          async () => {
+            let sent = false;
+            const seconds = await timed(async () => {
+              sent = (await client(`xfer/blob-${i}-${k}`).pushBlob(file, digest, size)).sent;
+            });
+            if (!sent) throw new Error(`pushBlob to xfer/blob-${i}-${k} sent nothing: the registry had the blob`);
+            one.push.blob.push(size / MB / seconds);
+          },
+          async () => {
+            one.push.curl.push(size / MB / (await timed(() => curlPush(base, `xfer/curl-${i}-${k}`, file, digest))));
+          },
+        ];
+      }),
     ];
-    for (const one of i % 2 === 0 ? pushes : [...pushes].reverse()) await one();
-    push.ratioBlob.push((push.blob.at(-1) as number) / (push.curl.at(-1) as number));
-    push.ratioCli.push((push.cli.at(-1) as number) / (push.curl.at(-1) as number));
+    for (const task of i % 2 === 0 ? pushes : [...pushes].reverse()) await task();
 
     const scratch = await mkdtemp(join(root, `run${i}-pull-`));
-    const pulls: (() => Promise<void>)[] = [
-      async () => {
-        const dest = join(scratch, 'warmvm.blob');
-        pull.blob.push(size / MB / (await timed(() => client(repository).pullBlob(digest, size, dest))));
-        await rm(dest, { force: true });
-      },
-      async () => {
-        split.fetch.push(size / MB / (await timed(() => fetchOnly(`${base}/v2/${repository}/blobs/${digest}`, size))));
-      },
-      async () => {
-        const dest = join(scratch, 'curl.blob');
-        const download = await timed(() => curlPull(base, repository, digest, dest, size));
-        // pullBlob flushes what it wrote before it renames it into place; curl does not.
-        const flush = await timed(() => datasync(dest));
-        pull.curl.push(size / MB / download);
-        pull.curlSynced.push(size / MB / (download + flush));
-        await rm(dest, { force: true });
-      },
-    ];
-    for (const one of i % 2 === 0 ? pulls : [...pulls].reverse()) await one();
-    pull.cli.push(wholePullMBs.at(-1) as number);
-    pull.ratioBlob.push((pull.blob.at(-1) as number) / (pull.curl.at(-1) as number));
-    pull.ratioSynced.push((pull.blob.at(-1) as number) / (pull.curlSynced.at(-1) as number));
-    pull.ratioCli.push((pull.cli.at(-1) as number) / (pull.curl.at(-1) as number));
+    const pulls = measured.flatMap((one) => {
+      const { digest, size } = one.layer.descriptor;
+      return [
+        async () => {
+          const dest = join(scratch, 'warmvm.blob');
+          one.pull.blob.push(size / MB / (await timed(() => client(repository).pullBlob(digest, size, dest))));
+          await rm(dest, { force: true });
+        },
+        async () => {
+          one.split.fetch.push(size / MB / (await timed(() => fetchOnly(`${base}/v2/${repository}/blobs/${digest}`, size))));
+        },
+        async () => {
+          const dest = join(scratch, 'curl.blob');
+          const download = await timed(() => curlPull(base, repository, digest, dest, size));
+          // pullBlob flushes what it wrote before it renames it into place; curl does not.
+          const flush = await timed(() => datasync(dest));
+          one.pull.curl.push(size / MB / download);
+          one.pull.curlSynced.push(size / MB / (download + flush));
+          await rm(dest, { force: true });
+        },
+      ];
+    });
+    for (const task of i % 2 === 0 ? pulls : [...pulls].reverse()) await task();
 
-    // Where a pull's time goes besides the download: each step alone, on the same blob.
-    split.sha256.push(await timed(() => sha256File(file)));
-    const unpacked = join(scratch, blob.name);
-    split.decompress.push(await timed(() => decompressFile(file, unpacked)));
-    split.checksum.push(await timed(() => fileChecksum(unpacked)));
+    for (const one of measured) {
+      const last = (values: number[]) => values.at(-1) as number;
+      one.push.ratio.push(last(one.push.blob) / last(one.push.curl));
+      one.pull.ratio.push(last(one.pull.blob) / last(one.pull.curl));
+      one.pull.ratioSynced.push(last(one.pull.blob) / last(one.pull.curlSynced));
+      // Where a pull's time goes besides the download: each step alone, on the same blob.
+      const file = blobPath(from, one.layer.descriptor.digest);
+      one.split.sha256.push(await timed(() => sha256File(file)));
+      const unpacked = join(scratch, one.layer.name);
+      one.split.decompress.push(
+        await timed(async () => {
+          one.fileBytes = (await decompressFile(file, unpacked)).bytes;
+        }),
+      );
+      one.split.checksum.push(await timed(() => fileChecksum(unpacked)));
+      await rm(unpacked, { force: true });
+    }
     await rm(scratch, { recursive: true, force: true });
+    const largest = measured[0] as BlobFigures;
+    whole.pull.push(wholePullMBs.at(-1) as number);
+    whole.pushRatio.push((whole.push.at(-1) as number) / (largest.push.curl.at(-1) as number));
+    whole.pullRatio.push((whole.pull.at(-1) as number) / (largest.pull.curl.at(-1) as number));
 
+    const rates = measured.map(
+      (one) =>
+        `${one.layer.name} push ${(one.push.blob.at(-1) as number).toFixed(0)}/${(one.push.curl.at(-1) as number).toFixed(0)}, pull ${(one.pull.blob.at(-1) as number).toFixed(0)}/${(one.pull.curl.at(-1) as number).toFixed(0)}`,
+    );
     process.stderr.write(
       `  run ${i + 1}/${runs}: first start ${capture.wall.toFixed(2)} s; pull ${pulled.wall.toFixed(2)} s + start ${resumed.wall.toFixed(2)} s; ` +
-        `start with snapshot.pull ${pulling.wall.toFixed(2)} s; push MB/s cli ${(push.cli.at(-1) as number).toFixed(0)} blob ${(push.blob.at(-1) as number).toFixed(0)} ` +
-        `curl ${(push.curl.at(-1) as number).toFixed(0)}; pull MB/s cli ${(pull.cli.at(-1) as number).toFixed(0)} blob ${(pull.blob.at(-1) as number).toFixed(0)} curl ${(pull.curl.at(-1) as number).toFixed(0)}\n`,
+        `start with snapshot.pull ${pulling.wall.toFixed(2)} s; MB/s warmvm/curl: ${rates.join('; ')}; whole push ${(whole.push.at(-1) as number).toFixed(0)}, pull ${(whole.pull.at(-1) as number).toFixed(0)}\n`,
     );
   }
   succeeded = true;
@@ -316,7 +358,6 @@ try {
 
 const s = summarize;
 const mbs = (label: string, summary: Summary) => formatSummary(label, summary, 'MB/s');
-const blob = largest as PackedLayer;
 const once = pushedOnce as NonNullable<typeof pushedOnce>;
 console.log(`warmvm snapshots through a registry on 127.0.0.1 (docker-registry), profile ${profile}, ${accel}, ${runs} runs, whole CLI processes`);
 console.log(
@@ -335,23 +376,29 @@ for (const [phase, values] of Object.entries(pullStartPhases)) console.log(`    
 console.log('   phases of the start with snapshot.pull:');
 for (const [phase, values] of Object.entries(configPullPhases)) console.log(`     ${formatSummary(phase, s(values))}`);
 console.log(
-  `2. the largest layer blob: ${blob.name} (${blob.role}), ${(blob.descriptor.size / MB).toFixed(1)} MB compressed; MB/s of that blob (the whole push and pull: of every byte they moved)`,
+  `2. throughput (MB/s of the compressed blob); the snapshot's layers: ${layers.map((layer) => `${layer.name} ${(layer.descriptor.size / MB).toFixed(1)} MB`).join(', ')}`,
 );
-console.log(mbs('push: warmvm snapshot push (whole)', s(push.cli)));
-console.log(mbs('push: RegistryClient.pushBlob', s(push.blob)));
-console.log(mbs('push: curl POST + one PUT', s(push.curl)));
-console.log(`${formatSummary('push: pushBlob / curl', s(push.ratioBlob), '×')}   target ≥ 0.7×`);
-console.log(formatSummary('push: snapshot push / curl', s(push.ratioCli), '×'));
-console.log(mbs('pull: warmvm snapshot pull (whole)', s(pull.cli)));
-console.log(mbs('pull: RegistryClient.pullBlob', s(pull.blob)));
-console.log(mbs('pull: curl -o', s(pull.curl)));
-console.log(mbs('pull: curl -o, then fdatasync', s(pull.curlSynced)));
-console.log(`${formatSummary('pull: pullBlob / curl', s(pull.ratioBlob), '×')}   target ≥ 0.7×`);
-console.log(formatSummary('pull: pullBlob / (curl + fdatasync)', s(pull.ratioSynced), '×'));
-console.log(formatSummary('pull: snapshot pull / curl', s(pull.ratioCli), '×'));
-console.log(`   a pull's parts on that blob, each alone (pullBlob = fetch + write + sha256 + fdatasync):`);
-console.log(`     ${mbs('Node fetch, body dropped', s(split.fetch))}`);
-console.log(`     ${formatSummary('sha256 of the blob', s(split.sha256))}`);
-console.log(`     ${formatSummary('decompress (sparse zstd)', s(split.decompress))}`);
-console.log(`     ${formatSummary('XXH128 checksum of the file', s(split.checksum))}`);
+console.log(mbs('warmvm snapshot push (whole)', s(whole.push)));
+console.log(formatSummary('  / curl on the largest blob', s(whole.pushRatio), '×'));
+console.log(mbs('warmvm snapshot pull (whole)', s(whole.pull)));
+console.log(formatSummary('  / curl on the largest blob', s(whole.pullRatio), '×'));
+for (const one of measured) {
+  const { layer } = one;
+  console.log(
+    `   ${layer.name} (${layer.role}${layer === measured[0]?.layer ? ', the largest' : ''}): ${(layer.descriptor.size / MB).toFixed(1)} MB compressed, ${(one.fileBytes / MB).toFixed(1)} MB unpacked`,
+  );
+  console.log(mbs('push: RegistryClient.pushBlob', s(one.push.blob)));
+  console.log(mbs('push: curl POST + one PUT', s(one.push.curl)));
+  console.log(`${formatSummary('push: pushBlob / curl', s(one.push.ratio), '×')}   target ≥ 0.7×`);
+  console.log(mbs('pull: RegistryClient.pullBlob', s(one.pull.blob)));
+  console.log(mbs('pull: curl -o', s(one.pull.curl)));
+  console.log(mbs('pull: curl -o, then fdatasync', s(one.pull.curlSynced)));
+  console.log(`${formatSummary('pull: pullBlob / curl', s(one.pull.ratio), '×')}   target ≥ 0.7×`);
+  console.log(formatSummary('pull: pullBlob / (curl + fdatasync)', s(one.pull.ratioSynced), '×'));
+  console.log('     the parts of its pull, each alone (pullBlob = fetch + write + sha256 + fdatasync):');
+  console.log(`     ${mbs('Node fetch, body dropped', s(one.split.fetch))}`);
+  console.log(`     ${formatSummary('sha256 of the blob', s(one.split.sha256))}`);
+  console.log(`     ${formatSummary('decompress (sparse zstd)', s(one.split.decompress))}`);
+  console.log(`     ${formatSummary('XXH128 checksum of the file', s(one.split.checksum))}`);
+}
 console.log(`command: node ${relative(process.cwd(), process.argv[1] ?? '')} ${process.argv.slice(2).join(' ')}`.trimEnd());

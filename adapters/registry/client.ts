@@ -38,6 +38,8 @@ const MAX_REDIRECTS = 5;
 const MAX_SMALL_BODY = 1 << 20;
 /** Downloaded bytes are gathered into writes of about this size. */
 const WRITE_BYTES = 1 << 20;
+/** Writes of a download in flight at once, while the next bytes are received and hashed. */
+const WRITES_AHEAD = 4;
 const USER_AGENT = 'warmvm';
 
 export interface TransferOptions {
@@ -436,16 +438,35 @@ export class RegistryClient {
     let written = start;
     const pending: Uint8Array[] = [];
     let pendingBytes = 0;
+    // Writes go on while the next bytes arrive and are hashed: waiting for each one halved the rate.
+    const inFlight = new Set<Promise<void>>();
+    let writeError: unknown;
+    let durable = start;
     const flush = async (): Promise<void> => {
       if (pendingBytes === 0) return;
       const buffer = pending.length === 1 ? (pending[0] as Uint8Array) : Buffer.concat(pending, pendingBytes);
-      let done = 0;
-      while (done < buffer.length) done += (await handle.write(buffer, done, buffer.length - done, written + done)).bytesWritten;
+      const at = written;
       hash.update(buffer);
       written += buffer.length;
       pending.length = 0;
       pendingBytes = 0;
-      onProgress?.(written, size);
+      const write = writeAll(handle, buffer, at).then(
+        () => {
+          durable += buffer.length;
+          onProgress?.(durable, size);
+        },
+        (error: unknown) => {
+          writeError ??= error;
+        },
+      );
+      inFlight.add(write);
+      void write.finally(() => inFlight.delete(write));
+      if (inFlight.size >= WRITES_AHEAD) await Promise.race(inFlight);
+      if (writeError !== undefined) throw writeError;
+    };
+    const settle = async (): Promise<void> => {
+      await Promise.all(inFlight);
+      if (writeError !== undefined) throw writeError;
     };
     try {
       for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
@@ -455,9 +476,11 @@ export class RegistryClient {
         if (pendingBytes >= WRITE_BYTES) await flush();
       }
       await flush();
+      await settle();
     } catch (error) {
       // What arrived before the cut stays in the partial file for the next pull to continue from.
       if (!(error instanceof WarmvmError)) await flush().catch(() => undefined);
+      await Promise.allSettled(inFlight);
       if (error instanceof WarmvmError) throw error;
       throw this.networkError(call, error);
     }
@@ -824,4 +847,10 @@ function systemCode(error: unknown): string | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** All of `buffer` at `position`: a positional write may write less than asked. */
+async function writeAll(handle: FileHandle, buffer: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < buffer.length) done += (await handle.write(buffer, done, buffer.length - done, position + done)).bytesWritten;
 }

@@ -15,6 +15,8 @@ export const LAYER_MEDIA_TYPE = 'application/vnd.warmvm.snapshot.file.v1+zstd';
 export const ROLE_ANNOTATION = 'dev.warmvm.role';
 /** The guest image's folder under `images/` that an image layer belongs in. */
 export const IMAGE_DIR_ANNOTATION = 'dev.warmvm.image.dir';
+/** What the store writes beside a snapshot's own files: none of those may be named so. */
+const STORE_OWN_FILES = new Set(['manifest.json', 'verified.json', 'resume-failures', 'reason.txt']);
 /** Bounded: the config is read before anything large, and must stay small. */
 export const MAX_CONFIG_BYTES = 1 << 20;
 export const MAX_MANIFEST_BYTES = 1 << 20;
@@ -111,6 +113,9 @@ export function parseConfig(body: Buffer, where: string): SnapshotArtifactConfig
   const names = [manifest.files.memory.name, manifest.files.state.name, ...(manifest.files.disk ? [manifest.files.disk.name] : [])];
   if (!safeName(manifest.specHash) || manifest.specHash.startsWith('.') || !names.every(safeName)) {
     throw notASnapshot(where, 'its config key or file names are not names of one folder or file');
+  }
+  if (new Set(names).size !== names.length || names.some((name) => STORE_OWN_FILES.has(name))) {
+    throw notASnapshot(where, `its file names (${names.join(', ')}) repeat, or take the name of a file the store keeps beside them`);
   }
   const backing: unknown = value.diskBacking;
   const backingOk =

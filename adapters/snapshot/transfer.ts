@@ -124,7 +124,8 @@ export interface PortableHost {
 export function portableMismatch(manifest: SnapshotManifest, host: PortableHost): string | undefined {
   if (manifest.qemuVersion !== host.qemuVersion) return `it was captured with QEMU ${manifest.qemuVersion}, this host has ${host.qemuVersion}`;
   if (manifest.machineType !== host.machineType) return `its machine type is ${manifest.machineType}, this host's QEMU makes ${host.machineType}`;
-  if (!host.accelerators.includes(manifest.accel)) return `it was captured under ${manifest.accel}, which this host's QEMU does not offer (it has ${host.accelerators.join(', ')})`;
+  if (!host.accelerators.includes(manifest.accel))
+    return `it was captured under ${manifest.accel}, which this host's QEMU does not offer (it has ${host.accelerators.length === 0 ? 'none' : host.accelerators.join(', ')})`;
   return undefined;
 }
 

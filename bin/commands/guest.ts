@@ -23,8 +23,17 @@ export async function guestBuildCommand(options: { home: string; profile: 'demo'
     if (options.profile === 'debian') {
       const guest = await ensureDebianGuest(common);
       options.output.result(
-        { outcome: outcome(guest.built), profile: 'debian', key: guest.key, disk: guest.disk, base: guest.base, kernel: guest.kernel, initrd: guest.initrd, seconds: seconds() },
-        `Debian guest ${guest.built ? 'built' : 'already built'} (${seconds().toFixed(1)} s):\n  disk   ${guest.disk}\n  base   ${guest.base} (before provisioning: cloud-init on, for your own userData)\n` +
+        {
+          outcome: outcome(guest.built),
+          profile: 'debian',
+          key: guest.key,
+          disk: guest.disk,
+          base: guest.base ?? null,
+          kernel: guest.kernel,
+          initrd: guest.initrd,
+          seconds: seconds(),
+        },
+        `Debian guest ${guest.built ? 'built' : 'already built'} (${seconds().toFixed(1)} s):\n  disk   ${guest.disk}\n  base   ${guest.base ?? 'not here: this image came with a pulled snapshot ("guest build --profile debian --force" makes it)'} (before provisioning: cloud-init on, for your own userData)\n` +
           `  kernel ${guest.kernel}\n  initrd ${guest.initrd}\n` +
           'start it with a config holding {"image": {"profile": "debian"}}',
       );

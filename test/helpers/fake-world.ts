@@ -15,6 +15,7 @@ export const ACTOR_NAMES = [
   'choose',
   'awaitCapture',
   'setAside',
+  'pull',
   'cold.prepare',
   'cold.launch',
   'cold.guest',
@@ -51,6 +52,8 @@ export interface Script {
   awaited?: CaptureWait['status'];
   /** Whether setAsideSnapshot gets the capture lock (true when left out; false: another start took it meanwhile). */
   setAsideCapturing?: boolean;
+  /** What a pull from the config's registry gives when its call succeeds (`usable` when left out); only with the `pull` flag. */
+  pulled?: 'usable' | 'failed';
   /** The runstate QEMU reports when migrate-incoming settles. */
   incomingRunstate: string;
   /** Ctrl-C right after this actor call (1-based), if any. */
@@ -253,6 +256,9 @@ export class World {
           this.setAsides.push(input.reason);
           return side.setAside(input.reason);
         }),
+        pullSnapshot: step('pull', () =>
+          this.script.pulled === 'failed' ? { status: 'failed', reason: 'the registry has no such tag' } : { status: 'usable', failuresInARow: 0, digest: 'sha256:fake' },
+        ),
         coldBoot: coldBootMachine.provide({
           actors: {
             prepareBoot: step('cold.prepare', () => {

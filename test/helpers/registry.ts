@@ -3,11 +3,11 @@ import { createSign, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
+import { freePort, killChild } from '../../bench/local-registry.js';
 
 /*
  * A real OCI registry for the tests: Debian's docker-registry (CNCF distribution 2.8.2) on
@@ -107,7 +107,7 @@ export async function startRegistry(options: TestRegistryOptions = {}): Promise<
     }
 
     const { child, port } = await spawnRegistry(dir, storageDir, authConfig);
-    cleanups.push(() => killProcess(child));
+    cleanups.push(() => killChild(child));
     // The storage relay stands in for the credentials a presigned URL carries.
     const storageAuth = options.auth === undefined ? undefined : `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`;
     const storage = await startProxy(port, { inject: storageAuth });
@@ -199,7 +199,7 @@ async function spawnRegistry(dir: string, storageDir: string, authConfig: string
       return { child, port };
     } catch (error) {
       lastError = error;
-      await killProcess(child);
+      await killChild(child);
     }
   }
   throw lastError;
@@ -227,26 +227,6 @@ async function waitReady(child: ChildProcess, port: number, dir: string): Promis
     await Promise.race([new Promise((resolve) => setTimeout(resolve, 50)), exited]);
   }
   throw new Error(`docker-registry did not answer on 127.0.0.1:${port}/v2/ within ${READY_MS} ms`);
-}
-
-async function killProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 interface Proxy {

@@ -24,7 +24,7 @@ export interface WorldRun {
  */
 export async function runWorld(
   script: Script,
-  flags: { forceCold: boolean; capture: boolean; rotation: boolean },
+  flags: { forceCold: boolean; capture: boolean; rotation: boolean; pull?: boolean },
   race?: { settle: Settle; pending: () => number; settleOne: () => Promise<void>; preferSettle: () => boolean },
 ): Promise<WorldRun> {
   const clock = new SimulatedClock();
@@ -77,7 +77,8 @@ export function nextTimer(clock: SimulatedClock): number | undefined {
 /** A generous ceiling: every bound of every machine, each machine run at most twice (the one fallback). */
 export const RUN_CEILING_MS = 2 * Object.values(uniformBounds()).reduce((sum, ms) => sum + ms, 0);
 
-const behaviour: fc.Arbitrary<Behaviour> = fc.oneof(
+/** What one call of a fake actor does, weighted towards success. */
+export const behaviourArb: fc.Arbitrary<Behaviour> = fc.oneof(
   { weight: 8, arbitrary: fc.constant({ kind: 'ok' } as const) },
   { weight: 3, arbitrary: fc.constantFrom(...DAMAGE_CODES, ...OTHER_CODES).map((code) => ({ kind: 'fail', code }) as const) },
   { weight: 1, arbitrary: fc.constant({ kind: 'hang' } as const) },
@@ -87,7 +88,7 @@ const behaviour: fc.Arbitrary<Behaviour> = fc.oneof(
 );
 
 /** Faults of one run's actors: what each call does, how the incoming migration settles, when Ctrl-C comes. */
-export const behavioursArb: fc.Arbitrary<Script['behaviours']> = fc.dictionary(fc.constantFrom(...ACTOR_NAMES), fc.array(behaviour, { maxLength: 3 }), { maxKeys: 6 });
+export const behavioursArb: fc.Arbitrary<Script['behaviours']> = fc.dictionary(fc.constantFrom(...ACTOR_NAMES), fc.array(behaviourArb, { maxLength: 3 }), { maxKeys: 6 });
 export const incomingRunstateArb: fc.Arbitrary<string> = fc.constantFrom('paused', 'paused', 'paused', 'running', 'inmigrate', 'postmigrate');
 export const cancelAtCallArb: fc.Arbitrary<number | undefined> = fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined, freq: 4 });
 
@@ -97,8 +98,9 @@ export const scriptArb: fc.Arbitrary<Script> = fc.record({
   failuresInARow: fc.constantFrom(0, 0, 1),
   awaited: fc.constantFrom('usable', 'missing'),
   setAsideCapturing: fc.boolean(),
+  pulled: fc.constantFrom('usable', 'failed'),
   incomingRunstate: incomingRunstateArb,
   cancelAtCall: cancelAtCallArb,
 });
 
-export const flagsArb = fc.record({ forceCold: fc.boolean(), capture: fc.boolean(), rotation: fc.boolean() });
+export const flagsArb = fc.record({ forceCold: fc.boolean(), capture: fc.boolean(), rotation: fc.boolean(), pull: fc.boolean() });

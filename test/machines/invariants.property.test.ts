@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { brokenInvariants, describeRun } from '../helpers/invariants.js';
 import { propertyParams } from '../helpers/property-params.js';
 import { schedulerSeedArb, seededScheduler } from '../helpers/seeded-scheduler.js';
-import { flagsArb, runWorld, scriptArb } from '../helpers/world-run.js';
+import { behaviourArb, flagsArb, runWorld, scriptArb } from '../helpers/world-run.js';
 
 /*
  * DESIGN.md's invariants, held on every generated run of the root machine (and through it the
@@ -22,6 +22,24 @@ describe('the machines keep DESIGN.md invariants on every generated run', () => 
         if (broken.length > 0) throw new Error(`${broken.join('\n')}\n${describeRun(run)}`);
       }),
       propertyParams(300),
+    );
+  }, 120_000);
+
+  it('the same for a start that pulls: no usable snapshot here, the config names a registry, the pull meets any fault', async () => {
+    const pulling = fc.record({
+      script: scriptArb,
+      snapshot: fc.constantFrom('missing', 'setAside'),
+      pull: fc.array(behaviourArb, { minLength: 1, maxLength: 2 }),
+      capture: fc.boolean(),
+      rotation: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(pulling, async ({ script, snapshot, pull, capture, rotation }) => {
+        const run = await runWorld({ ...script, snapshot, behaviours: { ...script.behaviours, pull } }, { forceCold: false, capture, rotation, pull: true });
+        const broken = brokenInvariants(run);
+        if (broken.length > 0) throw new Error(`${broken.join('\n')}\n${describeRun(run)}`);
+      }),
+      propertyParams(150),
     );
   }, 120_000);
 

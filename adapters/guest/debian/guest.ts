@@ -42,8 +42,8 @@ const PROVISION_CPUS = 2;
 export interface DebianGuest {
   key: string;
   disk: string;
-  /** The image before provisioning: Debian 12 with cloud-init enabled, never booted. */
-  base: string;
+  /** The image before provisioning: Debian 12 with cloud-init enabled, never booted; undefined in an image that came with a pulled snapshot. */
+  base: string | undefined;
   kernel: string;
   initrd: string;
   built: boolean;
@@ -237,11 +237,20 @@ async function readImage(imageDir: string, key: string): Promise<DebianGuest | u
     return undefined;
   }
   if (manifest.key !== key || !manifest.files) return undefined;
-  for (const entry of Object.values(manifest.files)) {
+  const present = async (entry: { file: string; bytes: number }): Promise<boolean> => {
     const found = await stat(join(imageDir, entry.file)).catch(() => undefined);
-    if (!found?.isFile() || found.size !== entry.bytes) return undefined;
-  }
+    return found?.isFile() === true && found.size === entry.bytes;
+  };
   const { disk, base, kernel, initrd } = manifest.files;
-  if (!base) return undefined;
-  return { key, disk: join(imageDir, disk.file), base: join(imageDir, base.file), kernel: join(imageDir, kernel.file), initrd: join(imageDir, initrd.file), built: false };
+  for (const entry of [disk, kernel, initrd]) if (!entry || !(await present(entry))) return undefined;
+  // The unprovisioned base does not travel with a snapshot (nothing resumed boots from it): an image without it is whole.
+  const hasBase = base !== undefined && (await present(base));
+  return {
+    key,
+    disk: join(imageDir, disk.file),
+    base: hasBase ? join(imageDir, base.file) : undefined,
+    kernel: join(imageDir, kernel.file),
+    initrd: join(imageDir, initrd.file),
+    built: false,
+  };
 }

@@ -2,7 +2,6 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer as createNetServer } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -11,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Digest, OCI_MANIFEST_MEDIA_TYPE } from '../../../adapters/oci/types.js';
 import { RegistryClient, registryBaseUrl } from '../../../adapters/registry/client.js';
 import { parseReference } from '../../../adapters/registry/reference.js';
+import { freePort, killChild } from '../../../bench/local-registry.js';
 
 /*
  * The registry client over HTTPS to a registry that is not on loopback: Debian's docker-registry
@@ -98,7 +98,7 @@ async function startTlsRegistry(host: string): Promise<TlsRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'tls-helper-'));
   let child: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
-    if (child !== undefined) await killProcess(child);
+    if (child !== undefined) await killChild(child);
     await rm(dir, { recursive: true, force: true });
   };
   try {
@@ -139,7 +139,7 @@ async function startTlsRegistry(host: string): Promise<TlsRegistry> {
         return { registry: `${host}:${port}`, caFile, storageDir, log: () => readFile(logFile, 'utf8'), stop };
       } catch (error) {
         lastError = error;
-        await killProcess(started);
+        await killChild(started);
       }
     }
     throw lastError;
@@ -175,26 +175,6 @@ async function waitReady(child: ChildProcess, url: string, caFile: string, logFi
     await Promise.race([new Promise((resolve) => setTimeout(resolve, 50)), exited]);
   }
   throw new Error(`docker-registry did not answer ${url} (curl --cacert ${caFile}) within ${READY_MS} ms: ${last}`);
-}
-
-async function killProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** What the child asks the client to do. */

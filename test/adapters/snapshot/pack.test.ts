@@ -271,7 +271,7 @@ describe('unpackSnapshot', () => {
     expect(await listCaptureDirs(b.snapshots)).toEqual([]);
   });
 
-  // A config comes from a registry or a tar file; parseConfig passes its manifest's file names through as they are.
+  // A config comes from a registry or a tar file, and the unpack joins its manifest's file names to the capture folder.
   it('never writes a file outside the snapshot’s folder, whatever names the config’s manifest gives', async () => {
     const { a, b, paths, manifest } = await twoHomes();
     const packed = await pack(a, paths, manifest);
@@ -287,6 +287,7 @@ describe('unpackSnapshot', () => {
     expect(await exists(escaped), `${escaped} was written (the unpack's outcome: ${outcome})`).toBe(false);
     expect(outcome).toBe('E_SNAPSHOT_ARTIFACT');
   });
+
   // Found by trying: such a config unpacks "successfully", manifest.json (or verified.json) then overwrites the memory
   // file, and the first launch sets the snapshot aside (E_SNAPSHOT_CORRUPT: "manifest.json is 789 bytes, its manifest says 67112960").
   it('refuses a config whose file names are the store’s own files, storing nothing', async () => {
