@@ -142,12 +142,9 @@ export async function compressFile(src: string, destFile: string, options: Compr
       await Promise.allSettled(reads.values());
     }
     const blob = await writer.finish();
-    await output.datasync();
-    await output.close();
+    const done = output;
     output = undefined;
-    if (signal?.aborted) throw abortError(signal, `compressing ${src}`);
-    await rename(temp, destFile);
-    await syncDir(dirname(destFile));
+    await publish(done, temp, destFile, signal, `compressing ${src}`);
     return { digest: blob.digest, size: blob.size, uncompressedBytes: total };
   } catch (error) {
     await output?.close().catch(() => undefined);
@@ -222,12 +219,9 @@ export async function decompressFile(src: string, destFile: string, options: Dec
     onProgress?.(bytes, total ?? bytes);
     // Size last: the file stays sparse past its last data.
     await output.truncate(bytes);
-    await output.datasync();
-    await output.close();
+    const done = output;
     output = undefined;
-    if (signal?.aborted) throw abortError(signal, `decompressing ${src}`);
-    await rename(temp, destFile);
-    await syncDir(dirname(destFile));
+    await publish(done, temp, destFile, signal, `decompressing ${src}`);
     return { bytes };
   } catch (error) {
     await output?.close().catch(() => undefined);
@@ -236,6 +230,18 @@ export async function decompressFile(src: string, destFile: string, options: Dec
   } finally {
     await input.close();
   }
+}
+
+/** Flushed, closed, then renamed over `destFile` and its folder flushed; a late abort publishes nothing (the caller removes `temp`). */
+async function publish(output: FileHandle, temp: string, destFile: string, signal: AbortSignal | undefined, what: string): Promise<void> {
+  try {
+    await output.datasync();
+  } finally {
+    await output.close();
+  }
+  if (signal?.aborted) throw abortError(signal, what);
+  await rename(temp, destFile);
+  await syncDir(dirname(destFile));
 }
 
 /** Which chunks of the file any data extent touches: the others are holes, and never read. */

@@ -1,12 +1,13 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createSign, randomUUID } from 'node:crypto';
+import { createHash, createSign, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll } from 'vitest';
+import type { Digest } from '../../adapters/oci/types.js';
 import { freePort, killChild } from '../../bench/local-registry.js';
 
 /*
@@ -15,6 +16,18 @@ import { freePort, killChild } from '../../bench/local-registry.js';
  * (Bearer) authentication, and a small HTTP proxy in front of it that counts the response body
  * bytes it relays. The address handed out is the proxy's, so every byte a client pulls is counted.
  */
+
+/** An IPv4 address of this machine that is not loopback, if it has one. */
+export function externalAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((entry) => entry !== undefined && entry.family === 'IPv4' && !entry.internal)?.address;
+}
+
+/** The OCI digest of some bytes. */
+export function sha256Digest(data: Buffer): Digest {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
 
 export interface RelayedRequest {
   method: string;

@@ -1,16 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach } from 'vitest';
 import { homePaths } from '../../adapters/instance/paths.js';
 import { fileChecksum } from '../../adapters/snapshot/checksum.js';
 import type { SnapshotManifest } from '../../adapters/snapshot/manifest.js';
 import { FROZEN_DISK, MEMORY_FILE, STATE_FILE, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
 import { recordVerified } from '../../adapters/snapshot/verify.js';
 import { manifestFixture } from './manifest-fixture.js';
+import { useTempDirs } from './temp.js';
 
 export const run = promisify(execFile);
 
@@ -27,17 +26,7 @@ const MEMORY_PIECES: [number, () => Buffer][] = [
 export const MEMORY_DATA_BYTES = MIB + MIB + MIB / 2 + 300_000;
 
 /** Temp folders `/tmp/packtest-*`, removed after each test. */
-export function usePackTemp(): () => Promise<string> {
-  const made: string[] = [];
-  afterEach(async () => {
-    for (const dir of made.splice(0)) await rm(dir, { recursive: true, force: true });
-  });
-  return async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'packtest-'));
-    made.push(dir);
-    return dir;
-  };
-}
+export const usePackTemp = (): (() => Promise<string>) => useTempDirs('packtest-');
 
 export interface TestHome {
   home: string;

@@ -1,15 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Digest, OCI_MANIFEST_MEDIA_TYPE } from '../../../adapters/oci/types.js';
 import { isLoopbackHost, RegistryClient, registryBaseUrl } from '../../../adapters/registry/client.js';
 import { parseReference } from '../../../adapters/registry/reference.js';
 import { describeError } from '../../../adapters/support/errors.js';
-import { type TestRegistry, useRegistries } from '../../helpers/registry.js';
+import { externalAddress, sha256Digest, type TestRegistry, useRegistries } from '../../helpers/registry.js';
 
 const registries = useRegistries();
 const BLOB_BYTES = 40 << 20;
@@ -20,17 +20,6 @@ let dir: string;
 let blobFile: string;
 let blob: Buffer;
 let digest: Digest;
-
-/** An IPv4 address of this machine that is not loopback, if it has one. */
-function externalAddress(): string | undefined {
-  return Object.values(networkInterfaces())
-    .flat()
-    .find((entry) => entry !== undefined && entry.family === 'IPv4' && !entry.internal)?.address;
-}
-
-function sha256(data: Buffer): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -44,7 +33,7 @@ async function randomBlob(name: string, bytes: number): Promise<{ file: string; 
   const data = randomBytes(bytes);
   const file = join(dir, name);
   await writeFile(file, data);
-  return { file, data, digest: sha256(data) };
+  return { file, data, digest: sha256Digest(data) };
 }
 
 function client(repository: string, chunkBytes = CHUNK_BYTES): RegistryClient {
@@ -99,7 +88,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
   it('refuses to push a file that is not the blob it is pushed as, and cancels the upload', async () => {
     const snapshots = client('warmvm/wrong', 1 << 20);
     const small = await randomBlob('wrong', 3 << 20);
-    const claimed = sha256(Buffer.from('something else'));
+    const claimed = sha256Digest(Buffer.from('something else'));
     await expect(snapshots.pushBlob(small.file, claimed, small.data.length + 1)).rejects.toMatchObject({
       code: 'E_REGISTRY_DIGEST',
       message: expect.stringContaining(`has ${small.data.length} bytes, not the`),
@@ -226,7 +215,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
     const snapshots = client('warmvm/manifest');
     const configBytes = Buffer.from(JSON.stringify({ artifactFormat: 1, hello: 'registry' }));
     await writeFile(join(dir, 'config.json'), configBytes);
-    const config = { mediaType: 'application/vnd.warmvm.snapshot.config.v1+json', digest: sha256(configBytes), size: configBytes.length };
+    const config = { mediaType: 'application/vnd.warmvm.snapshot.config.v1+json', digest: sha256Digest(configBytes), size: configBytes.length };
     await snapshots.pushBlob(join(dir, 'config.json'), config.digest, config.size);
     const layer = await randomBlob('layer', 1 << 20);
     await snapshots.pushBlob(layer.file, layer.digest, layer.data.length);
@@ -243,7 +232,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
     const body = Buffer.from(JSON.stringify(manifest, null, 1));
 
     const pushed = await snapshots.putManifest('web-1', body, OCI_MANIFEST_MEDIA_TYPE);
-    expect(pushed).toBe(sha256(body));
+    expect(pushed).toBe(sha256Digest(body));
     const byTag = await snapshots.getManifest('web-1');
     expect(byTag).toEqual({ body, mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: pushed });
     expect(JSON.parse(byTag.body.toString('utf8'))).toMatchObject({ artifactType: 'application/vnd.warmvm.snapshot.v1', config: { mediaType: config.mediaType } });

@@ -1,8 +1,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -11,6 +11,7 @@ import { type Digest, OCI_MANIFEST_MEDIA_TYPE } from '../../../adapters/oci/type
 import { RegistryClient, registryBaseUrl } from '../../../adapters/registry/client.js';
 import { parseReference } from '../../../adapters/registry/reference.js';
 import { freePort, killChild } from '../../../bench/local-registry.js';
+import { externalAddress, sha256Digest } from '../../helpers/registry.js';
 
 /*
  * The registry client over HTTPS to a registry that is not on loopback: Debian's docker-registry
@@ -36,17 +37,6 @@ const BUILT = [
   ['dist/adapters/registry/credentials.js', 'adapters/registry/credentials.ts'],
   ['dist/adapters/support/errors.js', 'adapters/support/errors.ts'],
 ] as const;
-
-/** An IPv4 address of this machine that is not loopback, if it has one. */
-function externalAddress(): string | undefined {
-  return Object.values(networkInterfaces())
-    .flat()
-    .find((entry) => entry !== undefined && entry.family === 'IPv4' && !entry.internal)?.address;
-}
-
-function sha256(data: Buffer): Digest {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
 
 interface TlsRegistry {
   /** `ADDRESS:PORT`. */
@@ -276,7 +266,7 @@ describe.skipIf(ADDRESS === undefined)(`the registry client over HTTPS to a regi
       referenceUrl: pathToFileURL(join(ROOT, 'dist/adapters/registry/reference.js')).href,
       reference: `${registry.registry}/${repository}`,
       blobs: [
-        { file: configFile, digest: sha256(config), size: config.length },
+        { file: configFile, digest: sha256Digest(config), size: config.length },
         { file: blobFile, digest: blobDigest, size: blob.length },
       ],
       tag: 'tls-1',
@@ -301,7 +291,7 @@ describe.skipIf(ADDRESS === undefined)(`the registry client over HTTPS to a regi
     dir = await mkdtemp(join(tmpdir(), 'tls-helper-'));
     registry = await startTlsRegistry(address);
     blob = randomBytes(BLOB_BYTES);
-    blobDigest = sha256(blob);
+    blobDigest = sha256Digest(blob);
     blobFile = join(dir, 'blob');
     await writeFile(blobFile, blob);
     config = Buffer.from('{}');
@@ -311,7 +301,7 @@ describe.skipIf(ADDRESS === undefined)(`the registry client over HTTPS to a regi
       JSON.stringify({
         schemaVersion: 2,
         mediaType: OCI_MANIFEST_MEDIA_TYPE,
-        config: { mediaType: CONFIG_MEDIA_TYPE, digest: sha256(config), size: config.length },
+        config: { mediaType: CONFIG_MEDIA_TYPE, digest: sha256Digest(config), size: config.length },
         layers: [{ mediaType: LAYER_MEDIA_TYPE, digest: blobDigest, size: blob.length }],
       }),
     );
@@ -334,8 +324,8 @@ describe.skipIf(ADDRESS === undefined)(`the registry client over HTTPS to a regi
     expect(report?.error).toBeUndefined();
     expect(report).toMatchObject({ baseUrl: `https://${registry.registry}`, step: 'done' });
     expect(exitCode).toBe(0);
-    expect(report?.putDigest).toBe(sha256(manifest));
-    expect(report?.manifest).toEqual({ body: manifest.toString('base64'), mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: sha256(manifest) });
+    expect(report?.putDigest).toBe(sha256Digest(manifest));
+    expect(report?.manifest).toEqual({ body: manifest.toString('base64'), mediaType: OCI_MANIFEST_MEDIA_TYPE, digest: sha256Digest(manifest) });
     expect((await readFile(dest)).equals(blob)).toBe(true);
     // The bytes went to this registry, not somewhere else.
     const hex = blobDigest.slice('sha256:'.length);
@@ -351,7 +341,7 @@ describe.skipIf(ADDRESS === undefined)(`the registry client over HTTPS to a regi
     expect(error).toMatchObject({ name: 'WarmvmError', code: 'E_REGISTRY_UNREACHABLE' });
     // The first request of a push (HEAD, is the blob there?) is the one refused; the registry and the certificate's verdict are named.
     expect(error?.message).toBe(
-      `could not reach ${registry.registry} for the check for blob ${sha256(config)} in ${registry.registry}/warmvm/untrusted: its certificate is not trusted here (UNABLE_TO_VERIFY_LEAF_SIGNATURE)`,
+      `could not reach ${registry.registry} for the check for blob ${sha256Digest(config)} in ${registry.registry}/warmvm/untrusted: its certificate is not trusted here (UNABLE_TO_VERIFY_LEAF_SIGNATURE)`,
     );
     expect(error?.hint).toMatch(/private CA.*NODE_EXTRA_CA_CERTS/);
     expect(error?.causes).toContainEqual({ message: 'unable to verify the first certificate', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
