@@ -27,6 +27,13 @@ function pullProgress(run: Run): TransferProgress {
   };
 }
 
+/** The config's registry and what its reference names: the manifest and config, read before anything large. */
+async function registryHead(run: Run, ref: string) {
+  const reference = parseReference(ref);
+  const client = new RegistryClient(reference, { logger: run.logger });
+  return { reference, client, head: await pullHead(client, reference.digest ?? reference.tag ?? 'latest', reference.text) };
+}
+
 /**
  * Before the image step builds a guest warmvm makes (the Debian profile takes minutes): when the
  * config names a registry and this home lacks the guest, its files are taken from the snapshot
@@ -39,9 +46,7 @@ export async function pullGuestImage(run: Run, signal: AbortSignal): Promise<voi
   const dir = ref === undefined ? undefined : await builtImageDir(run.spec.boot, { imagesDir, signal, logger: run.logger });
   if (ref === undefined || dir === undefined || (await fileExists(join(imagesDir, dir)))) return;
   try {
-    const reference = parseReference(ref);
-    const client = new RegistryClient(reference, { logger: run.logger });
-    const head = await pullHead(client, reference.digest ?? reference.tag ?? 'latest', reference.text);
+    const { reference, client, head } = await registryHead(run, ref);
     const qemu = need(run.qemu, 'QEMU');
     const mismatch = portableMismatch(head.config.manifest, { qemuVersion: qemu.version.text, machineType: qemu.machineType, accelerators: qemu.accelerators });
     if (mismatch !== undefined) throw mismatchError(reference.text, mismatch);
@@ -70,9 +75,7 @@ export async function pullSnapshot(run: Run, signal: AbortSignal): Promise<PullR
   const taken = await takeCaptureLock(run);
   if ('holder' in taken) return { status: 'failed', reason: `another start (pid ${taken.holder}) is replacing this config's snapshot` };
   try {
-    const reference = parseReference(ref);
-    const client = new RegistryClient(reference, { logger: run.logger });
-    const head = await pullHead(client, reference.digest ?? reference.tag ?? 'latest', reference.text);
+    const { reference, client, head } = await registryHead(run, ref);
     const mismatch = manifestMismatch(head.config.manifest, hostFacts(run));
     if (mismatch !== undefined) throw mismatchError(reference.text, mismatch);
     run.progress(`  pull: ${reference.text} (${head.digest.slice(0, 19)}…), ${head.layers.length} layers`);
