@@ -12,6 +12,6 @@ export function resumeActors(steps: ResumeSteps) {
     cont: fromPromise<Resumed, void>(({ signal }) => steps.cont(signal)),
     rotateSecrets: fromPromise<RotateResult, void>(({ signal }) => steps.rotateSecrets(signal)),
     probeHealth: fromPromise<HealthResult[], void>(({ signal }) => steps.probeHealth(signal)),
-    stopQemu: fromPromise<{ how: string }, { countFailure: boolean }>(({ input }) => steps.stopQemu(input.countFailure)),
+    stopQemu: fromPromise<{ how: string }, { countFailure: boolean; reason: string | undefined }>(({ input }) => steps.stopQemu(input.countFailure, input.reason)),
   };
 }

@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import type { AccelResult, CaptureWait, ImageResult, PreflightResult, PullResult, SnapshotChoice } from '../machines/start.js';
+import type { AccelResult, CaptureWait, ImageResult, PreflightResult, PullResult, SnapshotChoice, SuspendedChoice } from '../machines/start.js';
 import type { StartSteps } from '../steps/start.js';
 
 /** The root machine's actors: one step each, the AbortSignal passed down. */
@@ -12,5 +12,6 @@ export function startActors(steps: StartSteps) {
     awaitCapture: fromPromise<CaptureWait, void>(({ signal }) => steps.awaitCapture(signal)),
     setAsideSnapshot: fromPromise<{ setAside: string | undefined; capturing: boolean }, { reason: string }>(({ input }) => steps.setAsideSnapshot(input.reason)),
     pullSnapshot: fromPromise<PullResult, void>(({ signal }) => steps.pullSnapshot(signal)),
+    findSuspended: fromPromise<SuspendedChoice, void>(() => steps.findSuspended()),
   };
 }

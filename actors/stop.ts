@@ -1,5 +1,5 @@
 import { fromPromise } from 'xstate';
-import type { Cleaned, Gone, InstanceFound } from '../machines/stop.js';
+import type { Cleaned, Gone, InstanceFound, Suspended } from '../machines/stop.js';
 import type { StopSteps } from '../steps/stop.js';
 
 /** The stop machine's actors: one step each, the AbortSignal passed down. */
@@ -9,5 +9,6 @@ export function stopActors(steps: StopSteps) {
     terminate: fromPromise<Gone, { pid: number }>(({ input, signal }) => steps.signalAndWait(input.pid, 'SIGTERM', signal)),
     kill: fromPromise<Gone, { pid: number }>(({ input, signal }) => steps.signalAndWait(input.pid, 'SIGKILL', signal)),
     clean: fromPromise<Cleaned, void>(() => steps.clean()),
+    suspend: fromPromise<Suspended, { pid: number }>(({ input, signal }) => steps.suspend(input.pid, signal)),
   };
 }

@@ -96,9 +96,15 @@ program
   .command('stop')
   .description("Stop an instance's QEMU (SIGTERM, then SIGKILL) and remove its sockets and pidfile")
   .addOption(nameOption())
+  .option(
+    '--suspend',
+    'keep the instance exactly where it is: its RAM and devices are written out, its disk overlay and secrets kept, and the next ' +
+      '"warmvm start --name N" wakes it instead of resuming the snapshot, with the same secrets (nothing rotated). A changed config ' +
+      'sets the suspended state aside with the reason; "warmvm reset" drops it; "start --cold" leaves it for a later start',
+  )
   .addOption(jsonOption())
-  .action(async (opts: { name: string; json?: boolean }) => {
-    await run(opts.json, async (output) => (await import('./commands/stop.js')).stopCommand({ name: opts.name, home: resolveHome(), output }));
+  .action(async (opts: { name: string; suspend?: boolean; json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/stop.js')).stopCommand({ name: opts.name, home: resolveHome(), suspend: opts.suspend ?? false, output }));
   });
 
 program

@@ -19,6 +19,8 @@ export interface ResumeInput {
   bounds: ResumeBounds;
   /** The user turned rotation off: the guest keeps the snapshot's placeholder secrets. */
   rotation: boolean;
+  /** Waking a suspended instance that had fresh secrets: it keeps them, and nothing is rotated. */
+  kept?: boolean;
 }
 
 /** Actor results: small and secret-free, since they become trace events. */
@@ -42,10 +44,12 @@ export type ResumeOutput = { outcome: 'healthy'; pid: number; health: HealthResu
 interface ResumeContext extends GuestRun {
   bounds: ResumeBounds;
   rotation: boolean;
+  kept: boolean;
 }
 
 export type ResumeEvent = { type: 'CANCEL' };
 
+export const KEPT_NOTE = 'woken from its suspended state: the guest keeps the secrets it had, none are rotated';
 export const UNROTATED_WARNING = 'rotation is off: the guest runs with the placeholder secrets captured in the snapshot';
 
 const resume = setup({
@@ -62,7 +66,7 @@ const resume = setup({
     cont: placeholder<Resumed>('resume', 'cont'),
     rotateSecrets: placeholder<RotateResult>('resume', 'rotateSecrets'),
     probeHealth: placeholder<HealthResult[]>('resume', 'probeHealth'),
-    stopQemu: placeholder<{ how: string }, { countFailure: boolean }>('resume', 'stopQemu'),
+    stopQemu: placeholder<{ how: string }, { countFailure: boolean; reason: string | undefined }>('resume', 'stopQemu'),
   },
   actions: {
     recordFailure: assign((_, failure: Failure) => ({ failure })),
@@ -82,7 +86,8 @@ const resume = setup({
   },
   guards: {
     isPaused: (_, incoming: Incoming) => incoming.runstate === 'paused',
-    rotationWanted: ({ context }) => context.rotation,
+    rotationWanted: ({ context }) => context.rotation && !context.kept,
+    secretsKept: ({ context }) => context.kept,
   },
   delays: boundDelays('prepareMs', 'launchMs', 'incomingMs', 'contMs', 'rotateMs', 'healthMs', 'stopMs'),
 });
@@ -98,7 +103,7 @@ const { bounded, cleanup } = boundedSteps(resume, { hint: 'the cold boot runs in
  */
 export const resumeMachine = resume.createMachine({
   id: 'resume',
-  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, ...newGuestRun() }),
+  context: ({ input }) => ({ bounds: input.bounds, rotation: input.rotation, kept: input.kept ?? false, ...newGuestRun() }),
   initial: 'preparing',
   states: {
     preparing: bounded({
@@ -134,7 +139,7 @@ export const resumeMachine = resume.createMachine({
     cont: bounded({
       src: 'cont',
       state: 'resume.cont',
-      done: [{ guard: 'rotationWanted', target: 'rotating' }, { target: 'unrotated' }],
+      done: [{ guard: 'rotationWanted', target: 'rotating' }, { guard: 'secretsKept', target: 'kept' }, { target: 'unrotated' }],
       bound: 'contMs',
       waitingFor: 'QEMU reporting runstate "running" after cont',
       failTo: 'stopping',
@@ -150,6 +155,11 @@ export const resumeMachine = resume.createMachine({
     // Passed through only when rotation is off: the trace and the inspector carry the warning.
     unrotated: {
       meta: { warning: UNROTATED_WARNING },
+      always: 'probing',
+    },
+    // Passed through only when a suspended instance is woken with the secrets it had.
+    kept: {
+      meta: { note: KEPT_NOTE },
       always: 'probing',
     },
     probing: bounded({
@@ -168,7 +178,10 @@ export const resumeMachine = resume.createMachine({
       to: 'failed',
       late: (ms) => `QEMU did not stop within ${ms} ms`,
       // The guest failed after it ran from the snapshot: counted against the snapshot (twice in a row sets it aside).
-      input: ({ context }) => ({ countFailure: context.failure !== undefined && failedAfterCont(context.failure) }),
+      input: ({ context }) => ({
+        countFailure: context.failure !== undefined && failedAfterCont(context.failure),
+        reason: context.failure && `${context.failure.state}: ${context.failure.message}`,
+      }),
     }),
     failed: { type: 'final' },
   },

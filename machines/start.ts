@@ -57,11 +57,23 @@ export type SnapshotChoice =
   | { status: 'capturing'; holder: number };
 /** What a start that waited for another's capture found once that one let go. */
 export type CaptureWait = Exclude<SnapshotChoice, { status: 'capturing' }>;
+/** What `stop --suspend` left of this instance: a state to wake (with the fresh secrets it had, or not), none, or one set aside, and why. */
+export type SuspendedChoice = { status: 'wakeable'; suspendedAt: string; secrets: boolean } | { status: 'none' } | { status: 'setAside'; reason: string };
 /** A pull from the config's registry: a snapshot put in the store and judged usable, or why not (the cold boot runs instead). */
 export type PullResult = { status: 'usable'; failuresInARow: number; digest: string } | { status: 'failed'; reason: string };
 
 export type StartOutput =
-  | { outcome: 'healthy'; pid: number; health: HealthResult[]; path: string; fallbackReason: string | undefined; rotated: boolean; warnings: string[] }
+  | {
+      outcome: 'healthy';
+      pid: number;
+      health: HealthResult[];
+      path: string;
+      fallbackReason: string | undefined;
+      rotated: boolean;
+      /** Woken from its suspended state with the fresh secrets it had: kept, not rotated. */
+      kept: boolean;
+      warnings: string[];
+    }
   | { outcome: 'failed'; failure: Failure; stopError: string | undefined; path: string; fallbackReason: string | undefined; warnings: string[] };
 
 interface StartContext {
@@ -72,6 +84,8 @@ interface StartContext {
   /** Whether the cold boot in progress is followed by a capture. */
   captureAfterCold: boolean;
   pull: boolean;
+  /** The suspended state being woken had fresh secrets: it keeps them. */
+  keptSecrets: boolean;
   fallbackTaken: boolean;
   fallbackReason: string | undefined;
   /** Resumes of the chosen snapshot in a row whose guest failed after `cont`, before this one. */
@@ -83,6 +97,7 @@ interface StartContext {
   pid: number | undefined;
   health: HealthResult[];
   rotated: boolean;
+  kept: boolean;
   failure: Failure | undefined;
   stopError: string | undefined;
   warnings: string[];
@@ -107,6 +122,7 @@ const start = setup({
     awaitCapture: placeholder<CaptureWait>('start', 'awaitCapture'),
     setAsideSnapshot: placeholder<{ setAside: string | undefined; capturing: boolean }, { reason: string }>('start', 'setAsideSnapshot'),
     pullSnapshot: placeholder<PullResult>('start', 'pullSnapshot'),
+    findSuspended: placeholder<SuspendedChoice>('start', 'findSuspended'),
     coldBoot: coldBootMachine,
     capture: captureMachine,
     resume: resumeMachine,
@@ -124,6 +140,20 @@ const start = setup({
     })),
     // Each of these runs where a guard has told the outcome apart; they narrow it again for the compiler.
     recordHealthy: assign((_, output: ResumeOutput | ColdBootOutput) => (output.outcome === 'failed' ? {} : { pid: output.pid, health: output.health, rotated: output.rotated })),
+    recordWoken: assign(({ context }) => ({ kept: context.keptSecrets })),
+    recordWakeable: assign((_, choice: SuspendedChoice) => ({ keptSecrets: choice.status === 'wakeable' && choice.secrets })),
+    // Not the fast path failing: the state is set aside and the start goes on as if there were none.
+    warnSuspendedSetAside: assign(({ context }, choice: SuspendedChoice) =>
+      choice.status === 'setAside' ? { warnings: [...context.warnings, `the suspended state was set aside: ${choice.reason}`] } : {},
+    ),
+    warnWakeFailed: assign(({ context }, output: ResumeOutput) => ({
+      warnings: [
+        ...context.warnings,
+        `waking the suspended state failed, so it was set aside: ${output.outcome === 'failed' ? `${output.failure.state}: ${output.failure.message}` : 'no result'}`,
+      ],
+      steps: context.steps.filter((step) => step !== 'wake'),
+      keptSecrets: false,
+    })),
     // The fallback edge to a cold boot: one that replaces a set-aside snapshot captures again.
     fallBack: assign((_, output: ChildOutput) => fallbackEdge(output, false)),
     fallBackToCapture: assign(({ context }, output: ChildOutput) => fallbackEdge(output, context.capture)),
@@ -147,6 +177,7 @@ const start = setup({
     forceCold: ({ context }) => context.forceCold,
     snapshotUsable: (_, choice: SnapshotChoice) => choice.status === 'usable',
     otherCapturing: (_, choice: SnapshotChoice) => choice.status === 'capturing',
+    wakeable: (_, choice: SuspendedChoice) => choice.status === 'wakeable',
     shouldPull: ({ context }, choice: SnapshotChoice) => context.pull && (choice.status === 'missing' || choice.status === 'setAside'),
     pulled: (_, result: PullResult) => result.status === 'usable',
     resumeHealthy: (_, output: ResumeOutput) => output.outcome === 'healthy',
@@ -180,6 +211,7 @@ export const startMachine = start.createMachine({
     rotation: input.rotation,
     captureAfterCold: false,
     pull: (input.pull ?? false) && !input.forceCold,
+    keptSecrets: false,
     fallbackTaken: false,
     fallbackReason: undefined,
     failuresInARow: 0,
@@ -188,6 +220,7 @@ export const startMachine = start.createMachine({
     pid: undefined,
     health: [],
     rotated: false,
+    kept: false,
     failure: undefined,
     stopError: undefined,
     warnings: input.rotation ? [] : [NO_ROTATION_WARNING],
@@ -215,12 +248,44 @@ export const startMachine = start.createMachine({
     accelerator: bounded({
       src: 'chooseAccelerator',
       state: 'start.accelerator',
-      done: 'choosing',
+      done: 'suspended',
       bound: 'accelMs',
       waitingFor: 'proving an accelerator',
       hint: 'set "accel": "tcg" in the config',
       failTo: 'failed',
     }),
+    // A state `stop --suspend` kept is woken before any snapshot is looked at; --cold leaves it for a later start.
+    suspended: {
+      always: { guard: 'forceCold', target: 'choosing' },
+      ...bounded({
+        src: 'findSuspended',
+        state: 'start.suspended',
+        done: [
+          { guard: { type: 'wakeable', params: doneOutput }, target: 'waking', actions: { type: 'recordWakeable', params: doneOutput } },
+          { target: 'choosing', actions: { type: 'warnSuspendedSetAside', params: doneOutput } },
+        ],
+        bound: 'chooseMs',
+        waitingFor: "reading the instance's suspended state",
+        hint: 'check the instance folder',
+        failTo: 'failed',
+      }),
+    },
+    // The resume machine on the suspended state: its own RAM, disk and secrets. A failed wake is set aside, and the start goes on to the snapshot.
+    waking: {
+      entry: { type: 'enterStep', params: { step: 'wake' } },
+      invoke: {
+        id: 'resume',
+        src: 'resume',
+        input: ({ context }) => ({ bounds: context.bounds, rotation: context.rotation && !context.keptSecrets, kept: context.keptSecrets }),
+        onDone: [
+          { guard: { type: 'resumeHealthy', params: doneOutput }, target: 'running', actions: [{ type: 'recordHealthy', params: doneOutput }, 'recordWoken'] },
+          { guard: { type: 'fallbackAllowed', params: doneOutput }, target: 'choosing', actions: { type: 'warnWakeFailed', params: doneOutput } },
+          { target: 'failed', actions: { type: 'recordNoFallback', params: doneOutput } },
+        ],
+        onError: failOnError('failed', 'start.waking'),
+      },
+      on: { CANCEL: { actions: ['recordInterrupt', sendTo('resume', { type: 'CANCEL' })] } },
+    },
     choosing: {
       // --cold: the store is neither read nor changed.
       always: { guard: 'forceCold', target: 'coldBoot' },
@@ -337,6 +402,7 @@ export const startMachine = start.createMachine({
           path: context.steps.join('+'),
           fallbackReason: context.fallbackReason,
           rotated: context.rotated,
+          kept: context.kept,
           warnings: context.warnings,
         }
       : {

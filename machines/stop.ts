@@ -9,10 +9,14 @@ export interface StopBounds {
   termMs: number;
   killMs: number;
   cleanMs: number;
+  /** How long a suspend may take to write the RAM and devices out; past it the VM runs on. */
+  suspendMs: number;
 }
 
 export interface StopInput {
   bounds: StopBounds;
+  /** `--suspend`: keep the instance's RAM, devices, disk and secrets for the next start, instead of dropping them. */
+  suspend?: boolean;
 }
 
 /** What `checking` found: the instance's QEMU when it runs, and the runtime files lying about. */
@@ -27,10 +31,17 @@ export interface Gone {
 export interface Cleaned {
   removed: string[];
 }
+/** What a suspend kept: where, and the size of its stream. */
+export interface Suspended {
+  dir: string;
+  stateBytes: number;
+  ms: number;
+}
 
 export type StopOutput =
   | { outcome: 'stopped'; pid: number; how: 'terminated' | 'killed'; removed: string[] }
   | { outcome: 'stale-cleaned'; pid: number | undefined; removed: string[] }
+  | { outcome: 'suspended'; pid: number; suspended: Suspended; removed: string[] }
   | { outcome: 'failed'; failure: Failure };
 
 interface StopContext {
@@ -39,6 +50,8 @@ interface StopContext {
   running: boolean;
   how: 'terminated' | 'killed';
   removed: string[];
+  suspend: boolean;
+  suspended: Suspended | undefined;
   failure: Failure | undefined;
 }
 
@@ -53,11 +66,13 @@ const stop = setup({
     terminate: placeholder<Gone, { pid: number }>('stop', 'terminate'),
     kill: placeholder<Gone, { pid: number }>('stop', 'kill'),
     clean: placeholder<Cleaned>('stop', 'clean'),
+    suspend: placeholder<Suspended, { pid: number }>('stop', 'suspend'),
   },
   actions: {
     recordFailure: assign((_, failure: Failure) => ({ failure })),
     recordFound: assign((_, found: InstanceFound) => ({ pid: found.pid, running: found.running })),
     recordKilled: assign({ how: 'killed' }),
+    recordSuspended: assign((_, suspended: Suspended) => ({ suspended })),
     recordRemoved: assign((_, cleaned: Cleaned) => ({ removed: cleaned.removed })),
     recordNotRunning: assign({ failure: (): Failure => ({ state: 'stop.checking', code: 'E_NOT_RUNNING', message: 'the instance is not running', hint: undefined }) }),
     recordSurvivedKill: assign({
@@ -71,10 +86,12 @@ const stop = setup({
   },
   guards: {
     running: (_, found: InstanceFound) => found.running,
+    suspendRunning: ({ context }, found: InstanceFound) => context.suspend && found.running,
     leftovers: (_, found: InstanceFound) => found.leftovers.length > 0,
     wasRunning: ({ context }) => context.running,
+    wasSuspended: ({ context }) => context.suspended !== undefined,
   },
-  delays: boundDelays('checkMs', 'termMs', 'killMs', 'cleanMs'),
+  delays: boundDelays('checkMs', 'termMs', 'killMs', 'cleanMs', 'suspendMs'),
 });
 
 // `warmvm stop` takes no Ctrl-C of its own, so its states use the failure transitions without CANCEL.
@@ -87,13 +104,23 @@ const { failOnError, failOnBound } = boundedSteps(stop);
  */
 export const stopMachine = stop.createMachine({
   id: 'stop',
-  context: ({ input }) => ({ bounds: input.bounds, pid: undefined, running: false, how: 'terminated', removed: [], failure: undefined }),
+  context: ({ input }) => ({
+    bounds: input.bounds,
+    pid: undefined,
+    running: false,
+    how: 'terminated',
+    removed: [],
+    suspend: input.suspend ?? false,
+    suspended: undefined,
+    failure: undefined,
+  }),
   initial: 'checking',
   states: {
     checking: {
       invoke: {
         src: 'findInstance',
         onDone: [
+          { guard: { type: 'suspendRunning', params: doneOutput }, target: 'suspending', actions: { type: 'recordFound', params: doneOutput } },
           { guard: { type: 'running', params: doneOutput }, target: 'terminating', actions: { type: 'recordFound', params: doneOutput } },
           { guard: { type: 'leftovers', params: doneOutput }, target: 'cleaning', actions: { type: 'recordFound', params: doneOutput } },
           { target: 'failed', actions: 'recordNotRunning' },
@@ -101,6 +128,16 @@ export const stopMachine = stop.createMachine({
         onError: failOnError('failed', 'stop.checking'),
       },
       after: failOnBound('failed', 'stop.checking', 'checkMs', 'reading the instance folder', 'check the warmvm home'),
+    },
+    // Paused, written out (RAM and devices), quit, its overlay and secrets moved beside: the VM is gone but nothing of it is lost. A failure lets it run on.
+    suspending: {
+      invoke: {
+        src: 'suspend',
+        input: ({ context }) => ({ pid: context.pid as number }),
+        onDone: { target: 'cleaning', actions: { type: 'recordSuspended', params: doneOutput } },
+        onError: failOnError('failed', 'stop.suspending'),
+      },
+      after: failOnBound('failed', 'stop.suspending', 'suspendMs', 'the RAM and devices written out', 'free disk space in the warmvm home, or stop without --suspend'),
     },
     terminating: {
       invoke: { src: 'terminate', input: ({ context }) => ({ pid: context.pid as number }), onDone: 'cleaning', onError: failOnError('failed', 'stop.terminating') },
@@ -115,6 +152,7 @@ export const stopMachine = stop.createMachine({
       invoke: {
         src: 'clean',
         onDone: [
+          { guard: 'wasSuspended', target: 'suspended', actions: { type: 'recordRemoved', params: doneOutput } },
           { guard: 'wasRunning', target: 'stopped', actions: { type: 'recordRemoved', params: doneOutput } },
           { target: 'staleCleaned', actions: { type: 'recordRemoved', params: doneOutput } },
         ],
@@ -123,11 +161,13 @@ export const stopMachine = stop.createMachine({
       after: failOnBound('failed', 'stop.cleaning', 'cleanMs', 'removing the runtime files', 'check the instance folder'),
     },
     stopped: { type: 'final' },
+    suspended: { type: 'final' },
     staleCleaned: { type: 'final' },
     failed: { type: 'final' },
   },
   output: ({ context }): StopOutput => {
     if (context.failure !== undefined) return { outcome: 'failed', failure: context.failure };
+    if (context.suspended && context.pid !== undefined) return { outcome: 'suspended', pid: context.pid, suspended: context.suspended, removed: context.removed };
     if (context.running && context.pid !== undefined) return { outcome: 'stopped', pid: context.pid, how: context.how, removed: context.removed };
     return { outcome: 'stale-cleaned', pid: context.pid, removed: context.removed };
   },

@@ -50,6 +50,8 @@ export const ERROR_CODES = [
   'E_NO_KERNEL',
   'E_NOT_PAUSED',
   'E_NOT_CAPTURABLE',
+  'E_NOT_SUSPENDABLE',
+  'E_SUSPEND',
   'E_NOT_RUNNING',
   'E_OCI_BLOB',
   'E_OCI_DIGEST',

@@ -1,25 +1,10 @@
-import { manifestMismatch, type HostFacts } from '../adapters/snapshot/manifest.js';
+import { manifestMismatch } from '../adapters/snapshot/manifest.js';
 import { readResumeFailures } from '../adapters/snapshot/resume-failures.js';
 import { readSnapshot } from '../adapters/snapshot/store.js';
 import type { SnapshotChoice } from '../machines/start.js';
 import { FAILURES_BEFORE_SET_ASIDE } from '../shapes/snapshot-policy.js';
 import { need, type Run } from './run.js';
-import { cpuModel, specHash, specSummary } from './spec-facts.js';
-import { launchDevices } from './vm.js';
-
-/** What a snapshot must match to be resumed on this host with this config. */
-export function hostFacts(run: Run): HostFacts {
-  const qemu = need(run.qemu, 'QEMU');
-  return {
-    qemuVersion: qemu.version.text,
-    machineType: qemu.machineType,
-    accel: need(run.accel, 'the accelerator').accel,
-    cpuModel: cpuModel(run),
-    specHash: specHash(run),
-    spec: specSummary(run),
-    deviceArgv: launchDevices(run),
-  };
-}
+import { hostFacts } from './vm.js';
 
 /** The config's snapshot when this host can resume it; else why not, or nothing when there is none. Changes nothing. */
 export async function judge(run: Run): Promise<{ usable?: Extract<SnapshotChoice, { status: 'usable' }>; reason?: string }> {

@@ -10,7 +10,8 @@ import { mismatchError, portableMismatch, pullHead, pullLayers } from '../adapte
 import { describeError, WarmvmError } from '../adapters/support/errors.js';
 import type { PullResult } from '../machines/start.js';
 import { releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
-import { hostFacts, judge } from './judge.js';
+import { judge } from './judge.js';
+import { hostFacts } from './vm.js';
 import { need, type Run } from './run.js';
 
 /** Progress lines of a pull: one per file, and one each quarter of a large one. */

@@ -12,6 +12,7 @@ import type { Incoming, PreparedState, Resumed } from '../machines/resume.js';
 import { QEMU_IMG } from './cold-boot.js';
 import { rotateOn } from './rotate.js';
 import { need, type Run } from './run.js';
+import { prepareWake, setAsideWake, wakeArgv } from './wake.js';
 import { chooseForwards, cloneArgv, probeHealth, stopIfLaunched, vmRunner, writeRuntimeDisk } from './vm.js';
 
 /** The resume machine's steps, one per actor. */
@@ -23,7 +24,7 @@ export interface ResumeSteps {
   rotateSecrets(signal: AbortSignal): Promise<RotateResult>;
   probeHealth(signal: AbortSignal): Promise<HealthResult[]>;
   /** `countFailure`: the guest failed after `cont`, which counts against the snapshot. */
-  stopQemu(countFailure: boolean): Promise<{ how: string }>;
+  stopQemu(countFailure: boolean, reason: string | undefined): Promise<{ how: string }>;
 }
 
 /** QEMU's words when it cannot load a state: the snapshot's fault, not a kill's. */
@@ -32,9 +33,9 @@ const LOAD_FAILED = /load of migration failed|Failed to load|Unknown savevm sect
 export function resumeSteps(run: Run): ResumeSteps {
   const vm = () => need(run.resumed, 'the resuming VM');
   return {
-    prepareState: (signal) => prepareState(run, signal),
+    prepareState: (signal) => (run.suspended ? prepareWake(run) : prepareState(run, signal)),
     launchIncoming: (signal) => {
-      run.resumed = vmRunner(run, [...cloneArgv(run), '-incoming', 'defer']);
+      run.resumed = vmRunner(run, [...(run.suspended ? wakeArgv(run) : cloneArgv(run)), '-incoming', 'defer']);
       return run.resumed.launch(signal);
     },
     migrateIncoming: (signal) => migrateIncoming(run, signal),
@@ -44,9 +45,10 @@ export function resumeSteps(run: Run): ResumeSteps {
     },
     rotateSecrets: (signal) => rotateOn(run, vm(), signal),
     probeHealth: (signal) => probeHealth(vm(), signal),
-    stopQemu: async (countFailure) => {
+    stopQemu: async (countFailure, reason) => {
       const stopped = await stopIfLaunched(run.resumed);
-      if (countFailure) await countResumeFailure(need(run.pinned, 'the pinned snapshot'));
+      if (run.suspended) await setAsideWake(run, reason);
+      else if (countFailure) await countResumeFailure(need(run.pinned, 'the pinned snapshot'));
       return stopped;
     },
   };
@@ -85,7 +87,9 @@ async function prepareState(run: Run, signal: AbortSignal): Promise<PreparedStat
 
 async function migrateIncoming(run: Run, signal: AbortSignal): Promise<Incoming> {
   const runner = need(run.resumed, 'the resuming VM');
-  const work = incomingFromFile(runner.qmpConnection(), need(run.pinned, 'the pinned snapshot').state, { timeoutMs: run.spec.bounds.incomingMs, signal });
+  const work = run.suspended
+    ? incomingFromFile(runner.qmpConnection(), run.suspended.paths.state, { timeoutMs: run.spec.bounds.incomingMs, signal, ram: 'stream' })
+    : incomingFromFile(runner.qmpConnection(), need(run.pinned, 'the pinned snapshot').state, { timeoutMs: run.spec.bounds.incomingMs, signal });
   try {
     return { runstate: (await runner.whileRunning('loading the snapshot', work)).runstate };
   } catch (error) {

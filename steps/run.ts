@@ -3,6 +3,7 @@ import type { BootFiles } from '../adapters/guest/boot-files.js';
 import type { Exchange } from '../adapters/trace/record.js';
 import type { InstanceLock } from '../adapters/instance/lock.js';
 import type { InstancePaths } from '../adapters/instance/paths.js';
+import type { SuspendPaths, SuspendRecord } from '../adapters/instance/suspended.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import type { QemuInfo } from '../adapters/qemu/binary.js';
 import type { SnapshotManifest } from '../adapters/snapshot/manifest.js';
@@ -56,6 +57,8 @@ export interface Run {
   captureDir?: string;
   /** `warmvm capture` adopted a QEMU the user started: a failed capture lets it run on. */
   adopted: boolean;
+  /** The suspended state this start wakes, from the moment it was judged wakeable until it ends healthy or is set aside. */
+  suspended?: { paths: SuspendPaths; record: SuspendRecord };
 }
 
 export interface RunOptions {

@@ -11,11 +11,12 @@ import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/stor
 import { WarmvmError } from '../adapters/support/errors.js';
 import { fileExists } from '../adapters/support/file-exists.js';
 import { sleep } from '../adapters/support/sleep.js';
-import type { AccelResult, CaptureWait, ImageResult, PreflightResult, PullResult, SnapshotChoice } from '../machines/start.js';
+import type { AccelResult, CaptureWait, ImageResult, PreflightResult, PullResult, SnapshotChoice, SuspendedChoice } from '../machines/start.js';
 import { holdCaptureLock, releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
 import { need, type Run } from './run.js';
 import { judge } from './judge.js';
 import { pullGuestImage, pullSnapshot } from './pull.js';
+import { findSuspended } from './wake.js';
 import { specHash } from './spec-facts.js';
 
 /** The root machine's own steps, one per actor. */
@@ -27,6 +28,7 @@ export interface StartSteps {
   awaitCapture(signal: AbortSignal): Promise<CaptureWait>;
   setAsideSnapshot(reason: string): Promise<{ setAside: string | undefined; capturing: boolean }>;
   pullSnapshot(signal: AbortSignal): Promise<PullResult>;
+  findSuspended(): Promise<SuspendedChoice>;
 }
 
 /** How often a start waiting for another's capture looks again. */
@@ -41,6 +43,7 @@ export function startSteps(run: Run): StartSteps {
     awaitCapture: (signal) => awaitCapture(run, signal),
     setAsideSnapshot: (reason) => setAsideResumed(run, reason),
     pullSnapshot: (signal) => pullSnapshot(run, signal),
+    findSuspended: () => findSuspended(run),
   };
 }
 

@@ -3,7 +3,8 @@ import { findFreePort } from '../adapters/instance/ports.js';
 import { buildQemuArgv, deviceArgv, type LaunchPlan } from '../adapters/qemu/argv.js';
 import type { InstanceState } from '../adapters/instance/state.js';
 import { VmRunner } from '../adapters/vm/runner.js';
-import { cpuModel, specHash } from './spec-facts.js';
+import type { HostFacts } from '../adapters/snapshot/manifest.js';
+import { cpuModel, specHash, specSummary } from './spec-facts.js';
 import { emitExchange, need, type Run } from './run.js';
 
 /** The health checks' URLs on the host ports forwarded now. */
@@ -21,7 +22,7 @@ export async function chooseForwards(run: Run): Promise<void> {
 }
 
 /** The launch plan from the image, accelerator and ports this run chose, with the RAM where `memory` says. */
-function launchPlan(run: Run, memory: NonNullable<LaunchPlan['memory']>): LaunchPlan {
+export function launchPlan(run: Run, memory: NonNullable<LaunchPlan['memory']>): LaunchPlan {
   const qemu = need(run.qemu, 'QEMU');
   const boot = need(run.boot, 'the boot files');
   return {
@@ -61,6 +62,20 @@ export function launchDevices(run: Run): string[] {
   // From the config's ports, not the forwards: a later start knows its devices before it chooses ports.
   const forwards = run.spec.ports.map((forward) => ({ guest: forward.guest, host: 0 }));
   return deviceArgv({ ...launchPlan(run, { path: run.paths.memoryFile, access: 'shared' }), forwards });
+}
+
+/** What a snapshot must match to be resumed on this host with this config. */
+export function hostFacts(run: Run): HostFacts {
+  const qemu = need(run.qemu, 'QEMU');
+  return {
+    qemuVersion: qemu.version.text,
+    machineType: qemu.machineType,
+    accel: need(run.accel, 'the accelerator').accel,
+    cpuModel: cpuModel(run),
+    specHash: specHash(run),
+    spec: specSummary(run),
+    deviceArgv: launchDevices(run),
+  };
 }
 
 /** A cold boot's memory file, once its QEMU is gone: a capture has moved it, anything else drops it. */
@@ -122,6 +137,8 @@ export function instanceState(run: Run, pid: number, path: string, runner: VmRun
     snapshot: path.endsWith('resume') ? run.snapshot?.key : undefined,
     forwards: run.forwards,
     health: healthChecks(run),
+    facts: hostFacts(run),
+    diskSnapshot: run.suspended ? run.suspended.record.snapshot : run.boot?.disk && run.manifest?.files.disk ? run.snapshot?.key : undefined,
   };
 }
 

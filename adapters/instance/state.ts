@@ -1,4 +1,5 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { HostFacts } from '../snapshot/manifest.js';
 
 /** What a running instance's `state.json` says; read by `status` and `stop`. No secrets. */
 export interface InstanceState {
@@ -17,6 +18,10 @@ export interface InstanceState {
   snapshot?: string | undefined;
   forwards: { guest: number; host: number }[];
   health: { url: string; expectStatus: number }[];
+  /** What the VM's state depends on, as a snapshot's manifest records it: a suspend keeps them, the next start checks them. */
+  facts?: HostFacts;
+  /** The snapshot (config key) whose frozen disk the instance's overlay backs onto; absent without a disk. */
+  diskSnapshot?: string | undefined;
 }
 
 export async function writeInstanceState(file: string, state: InstanceState): Promise<void> {

@@ -24,8 +24,9 @@ export interface LaunchPlan {
   /**
    * The file the guest's RAM lives in. `shared`: a cold boot writes its RAM through to it, so a
    * capture leaves it there. `private`: a clone maps a snapshot's file read-only and copy-on-write.
+   * `anonymous`: no file at all, for an instance woken from its suspended state (its RAM came in the stream).
    */
-  memory?: { path: string; access: 'shared' | 'private' } | undefined;
+  memory?: { path: string; access: 'shared' | 'private' } | { access: 'anonymous' } | undefined;
 }
 
 /** The RAM backend's id: `pc.ram` keeps the RAM block's usual name, so the migration stream matches. */
@@ -121,6 +122,7 @@ export function deviceArgv(plan: LaunchPlan): string[] {
  * file would punch holes in the file every clone shares.
  */
 function memoryBackend(memoryMb: number, memory: NonNullable<LaunchPlan['memory']>): string {
+  if (memory.access === 'anonymous') return `memory-backend-ram,id=${RAM_BACKEND},size=${memoryMb}M`;
   const access = memory.access === 'shared' ? 'share=on,discard-data=off' : 'share=off,readonly=on,rom=off';
   return `memory-backend-file,id=${RAM_BACKEND},size=${memoryMb}M,mem-path=${optionValue(memory.path)},${access},prealloc=off`;
 }

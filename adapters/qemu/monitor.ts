@@ -26,26 +26,39 @@ interface QueryMigrate {
 }
 
 /**
- * x-ignore-shared leaves out of the stream every RAM block backed by a shared file: the guest's
- * RAM stays in its memory file, and the stream holds the devices and the small ROM blocks. Both
- * ends set it. No mapped-ram: on QEMU 10.0.2 it fails together with x-ignore-shared.
+ * Where the guest's RAM goes. `file`: x-ignore-shared leaves out of the stream every RAM block
+ * backed by a shared file, so the RAM stays in its memory file and the stream holds the devices
+ * and the small ROM blocks (no mapped-ram: on QEMU 10.0.2 it fails together with x-ignore-shared).
+ * `stream`: the RAM is written into the stream, for a suspend, whose RAM is the instance's own
+ * (a clone's private pages are in no file); mapped-ram puts each page at its own offset, so
+ * zero pages stay holes, and multifd writes and loads it on several channels. Both ends set the same.
  */
-const CAPABILITIES = [{ capability: 'x-ignore-shared', state: true }];
+export type RamIn = 'file' | 'stream';
 
-async function setCapabilities(qmp: QmpClient, signal: AbortSignal | undefined): Promise<void> {
-  await qmp.execute('migrate-set-capabilities', { capabilities: CAPABILITIES }, { signal });
+const CAPABILITIES: Record<RamIn, { capability: string; state: boolean }[]> = {
+  file: [{ capability: 'x-ignore-shared', state: true }],
+  // Every one named: a clone's QEMU keeps the x-ignore-shared its own resume set.
+  stream: [
+    { capability: 'x-ignore-shared', state: false },
+    { capability: 'mapped-ram', state: true },
+    { capability: 'multifd', state: true },
+  ],
+};
+
+async function setCapabilities(qmp: QmpClient, ram: RamIn, signal: AbortSignal | undefined): Promise<void> {
+  await qmp.execute('migrate-set-capabilities', { capabilities: CAPABILITIES[ram] }, { signal });
 }
 
 /** stop → capabilities → `migrate file:` → poll until completed. The VM stays paused. */
 export async function captureToFile(
   qmp: QmpClient,
   file: string,
-  options: MigrationOptions & { onProgress?: (progress: MigrationProgress) => void },
+  options: MigrationOptions & { onProgress?: (progress: MigrationProgress) => void; ram?: RamIn },
 ): Promise<{ ms: number; status: 'completed' }> {
   const started = Date.now();
   const status = await qmp.execute<{ status: string }>('query-status', undefined, { signal: options.signal });
   if (status.status === 'running') await qmp.execute('stop', undefined, { signal: options.signal });
-  await setCapabilities(qmp, options.signal);
+  await setCapabilities(qmp, options.ram ?? 'file', options.signal);
   await qmp.execute('migrate', { uri: `file:${file}` }, { signal: options.signal });
   await pollMigration(qmp, 'capture', options, (state) => {
     options.onProgress?.({ status: state.status ?? 'unknown', transferredBytes: state.ram?.transferred, totalBytes: state.ram?.total });
@@ -58,9 +71,9 @@ export async function captureToFile(
  * For a QEMU launched with `-incoming defer`: load the state file, and wait until QEMU's runstate
  * is `paused`. Migration status `none` means nothing has started yet; it is never taken for done.
  */
-export async function incomingFromFile(qmp: QmpClient, file: string, options: MigrationOptions): Promise<{ runstate: string; ms: number }> {
+export async function incomingFromFile(qmp: QmpClient, file: string, options: MigrationOptions & { ram?: RamIn }): Promise<{ runstate: string; ms: number }> {
   const started = Date.now();
-  await setCapabilities(qmp, options.signal);
+  await setCapabilities(qmp, options.ram ?? 'file', options.signal);
   await qmp.execute('migrate-incoming', { uri: `file:${file}` }, { signal: options.signal });
   let runstate = 'unknown';
   await pollMigration(qmp, 'incoming', options, async (state) => {

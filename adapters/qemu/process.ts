@@ -120,6 +120,11 @@ export async function signalAndWaitGone(pid: number, how: NodeJS.Signals, signal
   return { gone: true };
 }
 
+/** Resolves true once `pid` is gone (a QEMU that was told to quit), false when it is still there after `boundMs`. */
+export async function waitUntilGone(pid: number, boundMs: number): Promise<boolean> {
+  return await waitGone(pid, boundMs);
+}
+
 function signalProcess(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);

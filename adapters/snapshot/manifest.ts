@@ -66,8 +66,11 @@ export function hashSpec(spec: unknown): string {
   return createHash('sha256').update(stableJson(spec)).digest('hex').slice(0, 16);
 }
 
-/** Why this manifest cannot be resumed here, or undefined when it can. */
-export function manifestMismatch(manifest: SnapshotManifest, host: HostFacts): string | undefined {
+/** What was recorded: a snapshot's manifest, or an instance's suspended state. */
+export type RecordedState = 'snapshot' | 'suspended state';
+
+/** Why this manifest (or a suspended state's record) cannot be resumed here, or undefined when it can. */
+export function manifestMismatch(manifest: HostFacts, host: HostFacts, of: RecordedState = 'snapshot'): string | undefined {
   const checks: [string, string, string][] = [
     ['QEMU version', manifest.qemuVersion, host.qemuVersion],
     ['machine type', manifest.machineType, host.machineType],
@@ -77,18 +80,18 @@ export function manifestMismatch(manifest: SnapshotManifest, host: HostFacts): s
   ];
   for (const [what, captured, now] of checks) {
     if (captured !== now) {
-      if (what === 'spec' && manifest.spec && host.spec) return specChange(manifest.spec, host.spec) ?? `the snapshot's spec is ${captured}, this host's is ${now}`;
-      return `the snapshot's ${what} is ${captured}, this host's is ${now}`;
+      if (what === 'spec' && manifest.spec && host.spec) return specChange(manifest.spec, host.spec, of) ?? `the ${of}'s spec is ${captured}, this host's is ${now}`;
+      return `the ${of}'s ${what} is ${captured}, this host's is ${now}`;
     }
   }
   if (JSON.stringify(manifest.deviceArgv) !== JSON.stringify(host.deviceArgv)) {
-    return "the snapshot's QEMU devices differ from the ones this warmvm launches (warmvm changed how it starts QEMU)";
+    return `the ${of}'s QEMU devices differ from the ones this warmvm launches (warmvm changed how it starts QEMU)`;
   }
   return undefined;
 }
 
 /** "the config changed since the capture: memoryMb 256 → 512, settings", or undefined when no part differs. */
-function specChange(captured: SpecFacts, now: SpecFacts): string | undefined {
+function specChange(captured: SpecFacts, now: SpecFacts, of: RecordedState): string | undefined {
   const show = (value: unknown): string => {
     const text = value === undefined ? 'none' : typeof value === 'string' ? value : stableJson(value);
     return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS - 1)}…` : text;
@@ -98,7 +101,7 @@ function specChange(captured: SpecFacts, now: SpecFacts): string | undefined {
     .filter((key) => stableJson(captured[key]) !== stableJson(now[key]))
     // A setting's value is never shown, only that the settings differ.
     .map((key) => (key === 'settings' ? key : `${key} ${show(captured[key])} → ${show(now[key])}`));
-  return changed.length === 0 ? undefined : `the config changed since the capture: ${changed.join(', ')}`;
+  return changed.length === 0 ? undefined : `the config changed since the ${of === 'snapshot' ? 'capture' : 'suspend'}: ${changed.join(', ')}`;
 }
 
 /** Earlier formats, named so that a snapshot set aside for its format says which it was. */

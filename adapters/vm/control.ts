@@ -1,6 +1,7 @@
 import { WarmvmError } from '../support/errors.js';
 import { getStatus } from './health-probe.js';
 import { readInstanceState } from '../instance/state.js';
+import { readSuspended, suspendPaths } from '../instance/suspended.js';
 import type { InstancePaths } from '../instance/paths.js';
 import { fileExists } from '../support/file-exists.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles } from '../qemu/process.js';
@@ -18,6 +19,10 @@ export interface InstanceStatus {
   startedAt: string | undefined;
   /** A pidfile whose QEMU is gone (a crash): `stop` cleans it. */
   stale: boolean;
+  /** When `stop --suspend` kept it, if it is stopped with a state the next start wakes. */
+  suspendedAt: string | undefined;
+  /** The snapshot whose frozen disk the suspended state's overlay backs onto: it must stay. */
+  suspendedOn: string | undefined;
 }
 
 /**
@@ -28,6 +33,8 @@ export async function instanceStatus(paths: InstancePaths, options: { health?: b
   const pid = await readPidFile(paths.pidFile);
   const saved = await readInstanceState(paths.stateFile);
   const running = pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket));
+  const suspended = running ? undefined : await readSuspended(suspendPaths(paths.dir));
+  const record = suspended?.kind === 'found' ? suspended.record : undefined;
   const health =
     running && saved && options.health !== false
       ? await Promise.all(
@@ -47,6 +54,8 @@ export async function instanceStatus(paths: InstancePaths, options: { health?: b
     health,
     startedAt: running ? saved?.startedAt : undefined,
     stale: !running && (pid !== undefined || saved !== undefined),
+    suspendedAt: record?.suspendedAt,
+    suspendedOn: record?.snapshot,
   };
 }
 

@@ -38,9 +38,11 @@ export async function listInstances(home: string, options: { health?: boolean } 
   return Promise.all(names.map((name) => instanceStatus(instancePaths(home, name), options)));
 }
 
-/** The running instances whose RAM is mapped from the snapshot `key`. */
+/** The running instances whose RAM is mapped from the snapshot `key`, and the suspended ones whose disk backs onto it. */
 export function runningFrom(instances: InstanceStatus[], key: string): string[] {
-  return instances.filter((instance) => instance.state === 'running' && instance.snapshot === key).map((instance) => instance.name);
+  return instances
+    .filter((instance) => (instance.state === 'running' && instance.snapshot === key) || instance.suspendedOn === key)
+    .map((instance) => (instance.suspendedOn === key ? `${instance.name} (suspended)` : instance.name));
 }
 
 /** Every published snapshot, read without touching the store, with which of `instances` run from it. */

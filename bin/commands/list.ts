@@ -26,6 +26,7 @@ function instanceJson(instance: InstanceStatus): Record<string, unknown> {
     health: instance.health.map((answer) => ({ url: answer.url, status: answer.status ?? null, expectStatus: answer.expectStatus })),
     startedAt: instance.startedAt ?? null,
     stale: instance.stale,
+    suspendedAt: instance.suspendedAt ?? null,
   };
 }
 
@@ -37,7 +38,7 @@ function instanceLines(home: string, instances: InstanceStatus[]): string[] {
   if (instances.length === 0) return [`no instances in ${home}/instances`];
   const rows = instances.map((instance) => [
     instance.name,
-    instance.state,
+    instance.suspendedAt === undefined ? instance.state : 'suspended',
     instance.pid === undefined ? NONE : String(instance.pid),
     instance.path ?? NONE,
     instance.snapshot ?? NONE,

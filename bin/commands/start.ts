@@ -141,7 +141,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
       const state = await handOffHealthy(run, result.pid, result.path);
       await cleanup.runAll();
       const health = result.health.map((answer) => ({ url: answer.url, status: answer.status }));
-      const secretsFile = result.rotated ? paths.secretsFile : undefined;
+      const secretsFile = result.rotated || result.kept ? paths.secretsFile : undefined;
       output.result(
         {
           name: options.name,
@@ -154,6 +154,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
           seconds: phaseSeconds,
           health,
           rotated: result.rotated,
+          keptSecrets: result.kept,
           secretsFile: secretsFile ?? null,
           warnings: result.warnings,
           instanceDir: paths.dir,
@@ -164,7 +165,12 @@ export async function startCommand(options: StartOptions): Promise<number> {
           ...(result.fallbackReason ? [`  the fast path failed and a cold boot ran instead: ${result.fallbackReason}`] : []),
           ...(state.snapshot ? [`  running from snapshot ${state.snapshot} (its memory shared with every instance of this config)`] : []),
           ...health.map((answer) => `  ${answer.url}  → ${answer.status}`),
-          secretsFile ? `  fresh secrets: ${secretsFile} (mode 0600)` : '  secrets: not rotated',
+          ...(result.path === 'wake' ? ['  woken from its suspended state (its own RAM, devices and disk, as they were)'] : []),
+          result.kept
+            ? `  secrets: kept from before the suspend, none rotated: ${secretsFile} (mode 0600)`
+            : secretsFile
+              ? `  fresh secrets: ${secretsFile} (mode 0600)`
+              : '  secrets: not rotated',
           ...result.warnings.map((warning) => `  WARNING: ${warning}`),
           `  stop it with: warmvm stop --name ${options.name}`,
         ].join('\n'),

@@ -11,9 +11,21 @@ export async function statusCommand(options: { name: string; home: string; outpu
           status.snapshot === undefined ? '  snapshot: none (cold-booted: its RAM is its own)' : `  snapshot: ${status.snapshot} (its RAM is mapped from it)`,
           ...status.health.map((answer) => `  ${answer.url}  → ${answer.status ?? 'no answer'}`),
         ]
-      : [`instance "${status.name}": stopped${status.stale ? ' (a stale pidfile from a crash is left: "warmvm stop" cleans it)' : ''}`];
+      : status.suspendedAt !== undefined
+        ? [
+            `instance "${status.name}": suspended (since ${status.suspendedAt}): "warmvm start --name ${status.name}" wakes it where it was; "warmvm reset --name ${status.name}" drops it`,
+          ]
+        : [`instance "${status.name}": stopped${status.stale ? ' (a stale pidfile from a crash is left: "warmvm stop" cleans it)' : ''}`];
   options.output.result(
-    { ...status, path: status.path ?? null, pid: status.pid ?? null, startedAt: status.startedAt ?? null, snapshot: status.snapshot ?? null },
+    {
+      ...status,
+      path: status.path ?? null,
+      pid: status.pid ?? null,
+      startedAt: status.startedAt ?? null,
+      snapshot: status.snapshot ?? null,
+      suspendedAt: status.suspendedAt ?? null,
+      suspendedOn: status.suspendedOn ?? null,
+    },
     lines.join('\n'),
   );
   return 0;

@@ -5,34 +5,52 @@ import { fileExists } from '../../adapters/support/file-exists.js';
 import { notRunning } from '../../adapters/vm/control.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
 import { instancePaths } from '../../adapters/instance/paths.js';
+import { suspendPaths } from '../../adapters/instance/suspended.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import { stopMachine, type StopBounds } from '../../machines/stop.js';
 import { stopSteps } from '../../steps/stop.js';
 import type { Output } from '../output.js';
 
-export const STOP_BOUNDS: StopBounds = { checkMs: 10_000, termMs: 5_000, killMs: 5_000, cleanMs: 10_000 };
+// A suspend writes the guest's RAM: a few GB at disk speed, with room for a slow, shared disk.
+export const STOP_BOUNDS: StopBounds = { checkMs: 10_000, termMs: 5_000, killMs: 5_000, cleanMs: 10_000, suspendMs: 10 * 60_000 };
 
-/** Stops an instance's QEMU through the stop machine, recording its trace like any run. */
-export async function stopCommand(options: { name: string; home: string; output: Output }): Promise<number> {
+/** Stops (or, with `suspend`, suspends) an instance's QEMU through the stop machine, recording its trace like any run. */
+export async function stopCommand(options: { name: string; home: string; suspend?: boolean; output: Output }): Promise<number> {
   const paths = instancePaths(options.home, options.name);
   if (!(await fileExists(paths.dir))) throw notRunning(paths.name);
   const lock = await acquireInstanceLock(paths.lockFile, paths.name);
   try {
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
-    const machine = stopMachine.provide({
-      actors: stopActors(stopSteps(paths)),
-    });
-    const actor = createActor(machine, { input: { bounds: STOP_BOUNDS }, inspect: trace.inspect });
+    const steps = stopSteps(paths, { suspendMs: STOP_BOUNDS.suspendMs, progress: (line) => options.output.progress(line) });
+    const machine = stopMachine.provide({ actors: stopActors(steps) });
+    const actor = createActor(machine, { input: { bounds: STOP_BOUNDS, suspend: options.suspend ?? false }, inspect: trace.inspect });
     actor.start();
     const report = (await waitFor(actor, (snapshot) => snapshot.status !== 'active', { timeout: Infinity })).output;
+    await steps.settled();
     if (!report || report.outcome === 'failed') {
       const failure = report?.failure;
+      if (failure?.code === 'E_NOT_RUNNING' && options.suspend && (await fileExists(suspendPaths(paths.dir).dir))) {
+        throw new WarmvmError('E_NOT_RUNNING', `instance "${paths.name}" is suspended already`, {
+          hint: `"warmvm start --name ${paths.name}" wakes it; "warmvm reset --name ${paths.name}" drops it`,
+        });
+      }
       if (failure?.code === 'E_NOT_RUNNING') throw notRunning(paths.name);
       throw new WarmvmError(failure?.code ?? 'E_UNEXPECTED', `stop failed in ${failure?.state ?? 'stop'}: ${failure?.message ?? 'no result'}`, {
         hint: failure?.hint ?? `see the trace: ${paths.traceFile}`,
       });
+    }
+    if (report.outcome === 'suspended') {
+      const { dir, stateBytes, ms } = report.suspended;
+      options.output.result(
+        { name: paths.name, outcome: 'suspended', pid: report.pid, dir, stateBytes, ms, removed: report.removed },
+        [
+          `instance "${paths.name}" suspended in ${(ms / 1000).toFixed(2)} s (QEMU pid ${report.pid} quit; ${(stateBytes / 1e6).toFixed(0)} MB of RAM and devices kept in ${dir})`,
+          `  "warmvm start --name ${paths.name}" wakes it with the secrets it has now; "warmvm reset --name ${paths.name}" drops it`,
+        ].join('\n'),
+      );
+      return 0;
     }
     const human =
       report.outcome === 'stale-cleaned'

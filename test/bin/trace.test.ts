@@ -33,7 +33,7 @@ describe('warmvm trace check', () => {
     const result = await cli(['trace', 'check', resumeExpected, fallbackRun], { WARMVM_HOME: await temp() });
     expect(result.exitCode).toBe(1);
     expect(result.stdout).toContain(`trace check FAILED: ${fallbackRun} does not match ${resumeExpected}`);
-    expect(result.stdout).toMatch(/\n {2}> +6 {2}resume\.launching +#6 +\+0\.055s {2}resume\.stopping +<- diverges here\n/);
+    expect(result.stdout).toMatch(/\n {2}> +7 {2}resume\.launching +#7 +\+0\.055s {2}resume\.stopping +<- diverges here\n/);
     expect(result.stdout).toContain('E_SNAPSHOT_CORRUPT the compressed state');
     expect(result.stderr).toBe('');
   });
@@ -44,7 +44,7 @@ describe('warmvm trace check', () => {
     expect(result.json).toMatchObject({ ok: false, expected: resumeExpected, actual: fallbackRun });
     const problems = result.json.problems as { kind: string; item?: unknown; entry?: { state: string } }[];
     expect(problems.map((problem) => problem.kind)).toEqual(['sequence', 'absent', 'absent', 'absent', 'absent']);
-    expect(problems[0]).toMatchObject({ item: { index: 6, pattern: 'resume.launching' }, entry: { index: 6, state: 'resume.stopping' } });
+    expect(problems[0]).toMatchObject({ item: { index: 7, pattern: 'resume.launching' }, entry: { index: 7, state: 'resume.stopping' } });
     const ok = await cli(['trace', 'check', resumeExpected, resumeRun, '--json'], { WARMVM_HOME: await temp() });
     expect(ok.exitCode).toBe(0);
     expect(ok.json).toMatchObject({ ok: true, problems: [] });
@@ -104,9 +104,9 @@ describe('warmvm trace show', () => {
     const result = await cli(['trace', 'show', '--name', 'ci3'], { WARMVM_HOME: home });
     expect(result.exitCode).toBe(0);
     const lines = result.stdout.trim().split('\n');
-    expect(lines).toHaveLength(33);
-    expect(lines[7]).toMatch(/^ {2}\+0\.055s {4}resume\.stopping +preparing 2 ms +error resume\.preparing: E_SNAPSHOT_CORRUPT the compressed state .* is corrupt/);
-    expect(lines.at(-1)).toBe('6.394s in all, 31 states, ended in start.running');
+    expect(lines).toHaveLength(34);
+    expect(lines[8]).toMatch(/^ {2}\+0\.055s {4}resume\.stopping +preparing 2 ms +error resume\.preparing: E_SNAPSHOT_CORRUPT the compressed state .* is corrupt/);
+    expect(lines.at(-1)).toBe('6.394s in all, 32 states, ended in start.running');
   });
 
   it('with --json, prints the file and its entries', async () => {
@@ -117,7 +117,7 @@ describe('warmvm trace show', () => {
     expect((result.json.entries as { state: string }[]).map((entry) => entry.state).at(-1)).toBe('start.running');
     const byName = await cli(['trace', 'show', '--name', 'ci4', '--json'], { WARMVM_HOME: await homeWith('ci4', resumeRun) });
     expect(byName.json).toMatchObject({ name: 'ci4' });
-    expect(byName.json.entries).toHaveLength(14);
+    expect(byName.json.entries).toHaveLength(15);
   });
 
   it('fails with the missing file named', async () => {

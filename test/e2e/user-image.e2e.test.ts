@@ -90,6 +90,29 @@ describe("a user's cloud image (bootloader on the disk) with the user's cloud-in
     await expectResumeWithNewSecrets(name, config, tokenFingerprint, firstPrint);
   }, 1_800_000);
 
+  it('stop --suspend keeps its own disk overlay too: a file written to the disk and the secrets are there after the wake', async () => {
+    const resumed = await cli(['start', '--name', name, '--config', config, '--json']);
+    expect(resumed.json.outcome, resumed.stderr).toBe('healthy');
+    const print = await tokenFingerprint(resumed);
+    await withGuestAgent(name, async (qga) => {
+      const wrote = await qga.exec('/bin/sh', ['-c', 'echo kept-on-disk > /var/tmp/suspend-proof && sync']);
+      expect(wrote.exitCode, wrote.stderr.toString()).toBe(0);
+    });
+    const suspended = await cli(['stop', '--name', name, '--suspend', '--json']);
+    expect(suspended.json.outcome, suspended.stderr).toBe('suspended');
+    // The overlay went with the state: what backs it (the snapshot's frozen disk) is in use, and `status` says suspended.
+    const status = await cli(['status', '--name', name, '--json']);
+    expect(status.json).toMatchObject({ state: 'stopped', suspendedOn: resumed.json.snapshot });
+    const woken = await cli(['start', '--name', name, '--config', config, '--json']);
+    expect(woken.json, woken.stderr).toMatchObject({ outcome: 'healthy', path: 'wake', keptSecrets: true });
+    expect(await tokenFingerprint(woken)).toBe(print);
+    await withGuestAgent(name, async (qga) => {
+      const read = await qga.exec('/bin/cat', ['/var/tmp/suspend-proof']);
+      expect(read.stdout.toString().trim(), read.stderr.toString()).toBe('kept-on-disk');
+    });
+    await cli(['stop', '--name', name]);
+  }, 1_800_000);
+
   it('falls back to a cold boot (cloud-init again, on a fresh overlay) when the stored state is corrupt', async () => {
     await expectCorruptStateFallsBack(name, config);
   }, 1_800_000);

@@ -149,7 +149,7 @@ export function describeModel(model: SnapshotModel): string {
   return model.kind === 'none' ? 'none' : `${model.kind}, ${model.failures} failed resume(s) in a row`;
 }
 
-const PREFIX = ['start.preflight', 'start.image', 'start.accelerator', 'start.choosing'];
+const PREFIX = ['start.preflight', 'start.image', 'start.accelerator', 'start.suspended', 'start.choosing'];
 const RESUME_STATES = ['resume.preparing', 'resume.launching', 'resume.incoming', 'resume.paused', 'resume.cont', 'resume.rotating', 'resume.probing'];
 const RESUMED = ['start.resume', ...RESUME_STATES, 'resume.healthy', 'start.running'];
 const CAPTURED = ['start.capture', 'capture.stopping', 'capture.migrating', 'capture.quitting', 'capture.storing', 'capture.captured'];

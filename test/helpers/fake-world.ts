@@ -12,6 +12,7 @@ export const ACTOR_NAMES = [
   'preflight',
   'image',
   'accel',
+  'suspended',
   'choose',
   'awaitCapture',
   'setAside',
@@ -54,6 +55,8 @@ export interface Script {
   setAsideCapturing?: boolean;
   /** What a pull from the config's registry gives when its call succeeds (`usable` when left out); only with the `pull` flag. */
   pulled?: 'usable' | 'failed';
+  /** What `stop --suspend` left (`none` when left out): a state with fresh secrets, one without (suspended after --no-rotation), or one set aside. */
+  suspended?: 'none' | 'wakeable' | 'wakeableUnrotated' | 'setAside';
   /** The runstate QEMU reports when migrate-incoming settles. */
   incomingRunstate: string;
   /** Ctrl-C right after this actor call (1-based), if any. */
@@ -221,6 +224,8 @@ export class World {
   launchesAfterCancel = 0;
   readonly snapshots: SnapshotSide;
   private current: number | undefined;
+  /** From a wakeable findSuspended until that wake's QEMU is stopped: resume calls act on the suspended state. */
+  private waking = false;
   private resumeQemu: number | undefined;
   /** The current cold boot's QEMU, and whether its ports, overlay and runtime disk were made first. */
   private coldQemu: number | undefined;
@@ -250,6 +255,7 @@ export class World {
         preflight: step('preflight', () => ({ qemuVersion: '10.0.2', machineType: 'pc-q35-10.0' })),
         prepareImage: step('image', () => ({ image: 'demo', built: false })),
         chooseAccelerator: step('accel', () => ({ accel: 'tcg', reason: 'fake' })),
+        findSuspended: step('suspended', () => this.findSuspended()),
         chooseSnapshot: step('choose', async (input: { capture: boolean }) => this.chosen(await side.choose(input.capture))),
         awaitCapture: step('awaitCapture', async (_input: undefined, signal) => this.chosen(await side.awaitCapture(signal, (ms) => this.sleep(ms, signal)))),
         setAsideSnapshot: step('setAside', (input: { reason: string }) => {
@@ -299,28 +305,34 @@ export class World {
         resume: resumeMachine.provide({
           actors: {
             prepareState: step('resume.prepare', async () => {
-              await side.prepare();
+              // A wake reads the instance's own state, not the store.
+              if (!this.waking) await side.prepare();
               return { checked: [], forwards: 1, overlay: true };
             }),
             // QEMU maps the memory file as it starts: one it cannot open makes it exit at once.
-            launchIncoming: step('resume.launch', () => ({ pid: this.requireCurrent() }), { launches: true, begin: (pid) => side.map(pid ?? -1) }),
+            launchIncoming: step('resume.launch', () => ({ pid: this.requireCurrent() }), {
+              launches: true,
+              begin: (pid) => (this.waking ? this.wake(pid ?? -1) : side.map(pid ?? -1)),
+            }),
             migrateIncoming: step('resume.incoming', async () => {
               const pid = this.requireCurrent();
-              await side.incoming(pid);
+              if (!this.waking) await side.incoming(pid);
               this.incoming.set(pid, this.script.incomingRunstate);
               return { runstate: this.script.incomingRunstate };
             }),
             cont: step('resume.cont', async () => {
               const pid = this.requireCurrent();
               if (this.incoming.get(pid) !== 'paused') this.violations.push(`cont sent to QEMU ${pid} whose incoming migration left runstate ${String(this.incoming.get(pid))}`);
-              await side.cont(pid);
+              if (!this.waking) await side.cont(pid);
               return { runstate: 'running' };
             }),
             rotateSecrets: step('resume.rotate', () => this.rotate()),
             probeHealth: step('resume.health', () => [{ url: 'http://127.0.0.1:1/health', status: 200 }]),
             stopQemu: step('resume.stop', async (input: { countFailure: boolean }) => {
               const stopped = this.resumeQemu === undefined ? { how: 'nothing was launched' } : this.stopCurrent();
-              if (input.countFailure) await side.countFailure();
+              // A failed wake sets its state aside; the start goes on to the store.
+              if (this.waking) this.waking = false;
+              else if (input.countFailure) await side.countFailure();
               return stopped;
             }),
           },
@@ -332,6 +344,20 @@ export class World {
   /** The QEMU a healthy run ends with, and what its guest's secrets are. */
   finalSecrets(pid: number): 'placeholder' | 'fresh' | undefined {
     return this.secrets.get(pid);
+  }
+
+  /** findSuspended: what the script left, judged; a wakeable state is what the next resume wakes. */
+  private findSuspended(): { status: 'none' } | { status: 'setAside'; reason: string } | { status: 'wakeable'; suspendedAt: string; secrets: boolean } {
+    const kept = this.script.suspended ?? 'none';
+    if (kept === 'none') return { status: 'none' };
+    if (kept === 'setAside') return { status: 'setAside', reason: 'the config changed since the suspend' };
+    this.waking = true;
+    return { status: 'wakeable', suspendedAt: '2026-12-02T00:00:00.000Z', secrets: kept === 'wakeable' };
+  }
+
+  /** The woken QEMU's guest has the secrets it was suspended with: fresh ones, unless it was suspended after --no-rotation. */
+  private async wake(pid: number): Promise<void> {
+    this.secrets.set(pid, this.script.suspended === 'wakeable' ? 'fresh' : 'placeholder');
   }
 
   cancel(): void {

@@ -99,6 +99,7 @@ export const scriptArb: fc.Arbitrary<Script> = fc.record({
   awaited: fc.constantFrom('usable', 'missing'),
   setAsideCapturing: fc.boolean(),
   pulled: fc.constantFrom('usable', 'failed'),
+  suspended: fc.constantFrom('none', 'none', 'none', 'wakeable', 'wakeableUnrotated', 'setAside'),
   incomingRunstate: incomingRunstateArb,
   cancelAtCall: cancelAtCallArb,
 });

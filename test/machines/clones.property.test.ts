@@ -114,7 +114,7 @@ describe('clones of one config share one snapshot store', () => {
     // The capture failed: recoverVm let go of the lock first, and its run fell back to a cold boot.
     expect(first?.output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('capture.migrating') });
     expect(second?.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
-    expect(startStates(second?.trace ?? []).slice(3, 6)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.coldBoot']);
+    expect(startStates(second?.trace ?? []).slice(4, 7)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.coldBoot']);
     // The waiter captured and resumed while the failed capturer's fallback still waited for its guest's health.
     expect(second?.elapsedMs).toBeLessThan(800);
     expect(first?.elapsedMs).toBeGreaterThanOrEqual(800);

@@ -35,6 +35,7 @@ const OUTPUTS: Record<string, unknown[]> = {
     { setAside: '/x.set-aside', capturing: true },
     { setAside: '/x.set-aside', capturing: false },
   ],
+  findSuspended: [{ status: 'wakeable', suspendedAt: '2026-12-02T00:00:00.000Z', secrets: true }, { status: 'none' }, { status: 'setAside', reason: 'the config changed' }],
   pullSnapshot: [
     { status: 'usable', failuresInARow: 0, digest: 'sha256:fake' },
     { status: 'failed', reason: 'the registry is down' },
@@ -78,6 +79,7 @@ const OUTPUTS: Record<string, unknown[]> = {
   terminate: [{ gone: true }],
   kill: [{ gone: true }],
   clean: [{ removed: [] }],
+  suspend: [{ dir: '/x/suspended', stateBytes: 1, ms: 1 }],
 };
 
 interface StateNodeLike {
@@ -147,9 +149,9 @@ describe('every state of every machine is reachable', () => {
   const cases: [string, AnyStateMachine, unknown[]][] = [
     ['start', startMachine, flagSets.flatMap(([forceCold, capture, rotation]) => [false, true].map((pull) => ({ bounds, forceCold, capture, rotation, pull })))],
     ['coldBoot', coldBootMachine, flagSets.map(([rotation, capturing]) => ({ bounds, rotation, capturing }))],
-    ['resume', resumeMachine, [true, false].map((rotation) => ({ bounds, rotation }))],
+    ['resume', resumeMachine, [true, false].flatMap((rotation) => [false, true].map((kept) => ({ bounds, rotation, kept })))],
     ['capture', captureMachine, [{ bounds }]],
-    ['stop', stopMachine, [{ bounds: { checkMs: 1_000, termMs: 1_000, killMs: 1_000, cleanMs: 1_000 } }]],
+    ['stop', stopMachine, [false, true].map((suspend) => ({ bounds: { checkMs: 1_000, termMs: 1_000, killMs: 1_000, cleanMs: 1_000, suspendMs: 1_000 }, suspend }))],
   ];
   for (const [name, machine, inputs] of cases) {
     it(`${name}: each state, and each final state, is entered on some path`, () => {

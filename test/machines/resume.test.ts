@@ -28,7 +28,7 @@ async function run(options: {
       cont: fakeActor(options.cont ?? { ok: { runstate: 'running' } }, calls, 'cont'),
       rotateSecrets: fakeActor(options.rotate ?? { ok: { secrets: 4, exitCode: 0 } }, calls, 'rotate'),
       probeHealth: fakeActor(options.health ?? { ok: [{ url: 'http://127.0.0.1:1/health', status: 200 }] }, calls, 'health'),
-      stopQemu: fromPromise<{ how: string }, { countFailure: boolean }>(async ({ input }) => {
+      stopQemu: fromPromise<{ how: string }, { countFailure: boolean; reason: string | undefined }>(async ({ input }) => {
         calls.push('stop');
         counted.push(input.countFailure);
         return { how: 'terminated' };

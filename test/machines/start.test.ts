@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { captureMachine, type Migrated } from '../../machines/capture.js';
 import { coldBootMachine } from '../../machines/cold-boot.js';
 import { resumeMachine, type PreparedState } from '../../machines/resume.js';
-import { startMachine, type CaptureWait, type PullResult, type SnapshotChoice, type StartBounds, type StartOutput } from '../../machines/start.js';
+import { startMachine, type CaptureWait, type PullResult, type SnapshotChoice, type StartBounds, type StartOutput, type SuspendedChoice } from '../../machines/start.js';
 import { errorWithCode } from '../helpers/fake-actors.js';
 import { brokenInvariants } from '../helpers/invariants.js';
 import { runWorld, type WorldRun } from '../helpers/world-run.js';
@@ -21,6 +21,8 @@ function world(faults: {
   captureFails?: boolean;
   /** What pullSnapshot answers; `throw` rejects, `hang` never settles. */
   pull?: PullResult | 'throw' | 'hang';
+  /** What findSuspended answers (`none` when left out). */
+  suspended?: SuspendedChoice;
 }) {
   const calls: string[] = [];
   let live = 0;
@@ -49,6 +51,7 @@ function world(faults: {
       preflight: step('preflight', () => ({ qemuVersion: '10.0.2', machineType: 'pc-q35-10.0' })),
       prepareImage: step('image', () => ({ image: 'demo', built: false })),
       chooseAccelerator: step('accel', () => ({ accel: 'tcg', reason: 'test' })),
+      findSuspended: step('suspended', () => faults.suspended ?? { status: 'none' }),
       chooseSnapshot: step('choose', () => faults.snapshot ?? { status: 'missing' }),
       awaitCapture: step('awaitCapture', () => faults.awaited ?? { status: 'usable', failuresInARow: 0 }),
       setAsideSnapshot: step('setAside', () => ({ setAside: '/s/x.set-aside', capturing: faults.setAsideCapturing ?? true })),
@@ -198,10 +201,10 @@ describe('start machine', () => {
   it('Ctrl-C while the cold boot prepares ends the start in failed, with no QEMU launched', async () => {
     // Calls: preflight, image, accel, choose, cold.prepare (the 5th, which hangs): Ctrl-C comes then.
     const run = await runWorld(
-      { behaviours: { 'cold.prepare': [{ kind: 'hang' }] }, snapshot: 'missing', incomingRunstate: 'paused', cancelAtCall: 5 },
+      { behaviours: { 'cold.prepare': [{ kind: 'hang' }] }, snapshot: 'missing', incomingRunstate: 'paused', cancelAtCall: 6 },
       { forceCold: false, capture: true, rotation: true },
     );
-    expect(run.world.calls).toEqual(['preflight', 'image', 'accel', 'choose', 'cold.prepare', 'cold.stop']);
+    expect(run.world.calls).toEqual(['preflight', 'image', 'accel', 'suspended', 'choose', 'cold.prepare', 'cold.stop']);
     expect(run.world.launched).toEqual([]);
     expect(run.output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.preparing', code: 'E_INTERRUPTED' }, stopError: undefined, path: 'cold' });
     expect(run.trace.map((entry) => entry.state).slice(-5)).toEqual(['start.coldBoot', 'coldBoot.preparing', 'coldBoot.stopping', 'coldBoot.failed', 'start.failed']);
@@ -265,8 +268,8 @@ describe('start machine: another start is capturing the same config', () => {
   it('waits in awaitingCapture, then resumes the snapshot the other start captured', async () => {
     const run = await runWorld(script({ snapshot: 'capturing', awaited: 'usable' }), FLAGS);
     expect(run.output).toMatchObject({ outcome: 'healthy', path: 'resume', fallbackReason: undefined, rotated: true });
-    expect(startStates(run).slice(3)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.resume', 'start.running']);
-    expect(run.world.calls.slice(0, 6)).toEqual(['preflight', 'image', 'accel', 'choose', 'awaitCapture', 'resume.prepare']);
+    expect(startStates(run).slice(4)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.resume', 'start.running']);
+    expect(run.world.calls.slice(0, 7)).toEqual(['preflight', 'image', 'accel', 'suspended', 'choose', 'awaitCapture', 'resume.prepare']);
     expect(run.world.calls.some((call) => call.startsWith('cold.') || call.startsWith('capture.'))).toBe(false);
     expect(brokenInvariants(run)).toEqual([]);
   });
@@ -274,7 +277,7 @@ describe('start machine: another start is capturing the same config', () => {
   it('the other start let go of the lock without a snapshot: this one boots cold and captures it', async () => {
     const run = await runWorld(script({ snapshot: 'capturing', awaited: 'missing' }), FLAGS);
     expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: undefined, rotated: true });
-    expect(startStates(run).slice(3, 7)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.coldBoot', 'start.capture']);
+    expect(startStates(run).slice(4, 8)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.coldBoot', 'start.capture']);
     // The cold VM is about to be captured: it keeps its placeholders, and the resume rotates.
     expect(run.world.calls).not.toContain('cold.rotate');
     expect(run.world.calls).toContain('capture.store');
@@ -303,9 +306,9 @@ describe('start machine: another start is capturing the same config', () => {
 
   it('Ctrl-C while awaitingCapture ends the start in failed at once, with no QEMU launched', async () => {
     // Calls: preflight, image, accel, choose, awaitCapture (the 5th, which hangs): Ctrl-C comes then.
-    const run = await runWorld(script({ snapshot: 'capturing', behaviours: { awaitCapture: [{ kind: 'hang' }] }, cancelAtCall: 5 }), FLAGS);
+    const run = await runWorld(script({ snapshot: 'capturing', behaviours: { awaitCapture: [{ kind: 'hang' }] }, cancelAtCall: 6 }), FLAGS);
     expect(run.output).toMatchObject({ outcome: 'failed', failure: { state: 'start.awaitingCapture', code: 'E_INTERRUPTED' }, stopError: undefined });
-    expect(run.world.calls).toEqual(['preflight', 'image', 'accel', 'choose', 'awaitCapture']);
+    expect(run.world.calls).toEqual(['preflight', 'image', 'accel', 'suspended', 'choose', 'awaitCapture']);
     expect(run.world.launched).toEqual([]);
     expect(run.elapsedMs).toBe(0);
     expect(brokenInvariants(run)).toEqual([]);
@@ -352,7 +355,7 @@ describe('start machine: setting a snapshot aside', () => {
     it(`a second failure in a row in ${state} sets the snapshot aside and the cold boot captures anew`, async () => {
       const run = await runWorld(script({ failuresInARow: 1, behaviours: { [actor]: [{ kind: 'fail', code }] } }), FLAGS);
       expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining(state) });
-      expect(startStates(run).slice(4, 8)).toEqual(['start.resume', 'start.settingAside', 'start.coldBoot', 'start.capture']);
+      expect(startStates(run).slice(5, 9)).toEqual(['start.resume', 'start.settingAside', 'start.coldBoot', 'start.capture']);
       expect(run.world.setAsides).toEqual([expect.stringMatching(new RegExp(`^${state.replace('.', '\\.')}: `))]);
       expect(run.world.calls).not.toContain('cold.rotate');
       expect(brokenInvariants(run)).toEqual([]);
@@ -368,7 +371,7 @@ describe('start machine: setting a snapshot aside', () => {
       { status: 'capturing', holder: expect.any(Number) },
       { status: 'usable', failuresInARow: 1 },
     ]);
-    expect(startStates(run).slice(3, 9)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.resume', 'start.settingAside', 'start.coldBoot', 'start.capture']);
+    expect(startStates(run).slice(4, 10)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.resume', 'start.settingAside', 'start.coldBoot', 'start.capture']);
     expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
     expect(brokenInvariants(run)).toEqual([]);
   });
@@ -388,5 +391,45 @@ describe('start machine: setting a snapshot aside', () => {
     expect(run.output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('resume.launching') });
     expect(run.world.setAsides).toEqual([]);
     expect(brokenInvariants(run)).toEqual([]);
+  });
+});
+
+describe('start machine: an instance that `stop --suspend` kept', () => {
+  const wakeable: SuspendedChoice = { status: 'wakeable', suspendedAt: '2026-12-02T10:00:00.000Z', secrets: true };
+
+  it('wakes it before any snapshot is looked at, with the secrets it had: nothing rotated, and it says so', async () => {
+    const { output, calls, maxLive } = await run({ suspended: wakeable, snapshot: usable });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'wake', rotated: false, kept: true, fallbackReason: undefined, warnings: [] });
+    expect(calls).not.toContain('choose');
+    expect(calls).not.toContain('resume.rotate');
+    expect(maxLive).toBe(1);
+  });
+
+  it('a state suspended without fresh secrets (--no-rotation then) is rotated when this start wants rotation', async () => {
+    const { output, calls } = await run({ suspended: { ...wakeable, secrets: false } });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'wake', rotated: true, kept: false });
+    expect(calls).toContain('resume.rotate');
+  });
+
+  it('a state set aside (the config changed) is a warning, and the start goes on to the snapshot', async () => {
+    const { output, calls } = await run({ suspended: { status: 'setAside', reason: 'the config changed since the suspend: memoryMb 256 → 320' }, snapshot: usable });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'resume', kept: false, fallbackReason: undefined });
+    expect(output.warnings).toEqual(['the suspended state was set aside: the config changed since the suspend: memoryMb 256 → 320']);
+    expect(calls).toContain('choose');
+  });
+
+  it('a wake that fails is stopped, warned about, and the start resumes the snapshot, its one fallback still unused', async () => {
+    const { output, calls, maxLive } = await run({ suspended: wakeable, snapshot: usable, resumeFails: ['E_SNAPSHOT_CORRUPT', 'E_ROTATE'] });
+    // The snapshot's resume failed too: the fallback edge to a cold boot was still there to take.
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('resume.rotating') });
+    expect(output.warnings.join('\n')).toContain('waking the suspended state failed, so it was set aside: resume.preparing: resume fault E_SNAPSHOT_CORRUPT');
+    expect(calls.filter((call) => call === 'resume.prepare')).toHaveLength(2);
+    expect(maxLive).toBe(1);
+  });
+
+  it('--cold leaves the state for a later start: it is not even read', async () => {
+    const { output, calls } = await run({ suspended: wakeable }, { forceCold: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', kept: false });
+    expect(calls).not.toContain('suspended');
   });
 });

@@ -47,6 +47,7 @@ describe('TraceRecorder', () => {
       'start.preflight',
       'start.image',
       'start.accelerator',
+      'start.suspended',
       'start.choosing',
       'start.coldBoot',
       'coldBoot.preparing',

@@ -18,7 +18,19 @@ function deadPid(): number {
 }
 
 function running(name: string, snapshot: string | undefined): InstanceStatus {
-  return { name, state: 'running', pid: 4242, path: snapshot ? 'resume' : 'cold', snapshot, forwards: [], health: [], startedAt: 'now', stale: false };
+  return {
+    name,
+    state: 'running',
+    pid: 4242,
+    path: snapshot ? 'resume' : 'cold',
+    snapshot,
+    forwards: [],
+    health: [],
+    startedAt: 'now',
+    stale: false,
+    suspendedAt: undefined,
+    suspendedOn: undefined,
+  };
 }
 
 describe('listInstances', () => {
@@ -130,6 +142,12 @@ describe('runningFrom', () => {
   it('names the running instances of that snapshot only', () => {
     const stopped: InstanceStatus = { ...running('gone', 'k1'), state: 'stopped' };
     expect(runningFrom([running('a', 'k1'), stopped, running('b', 'k2'), running('c', undefined)], 'k1')).toEqual(['a']);
+  });
+
+  it('names a suspended instance whose disk overlay backs onto that snapshot: removing it would break the wake', () => {
+    const suspended: InstanceStatus = { ...running('s', undefined), state: 'stopped', suspendedAt: 'then', suspendedOn: 'k1' };
+    expect(runningFrom([running('a', 'k1'), suspended], 'k1')).toEqual(['a', 's (suspended)']);
+    expect(runningFrom([suspended], 'k2')).toEqual([]);
   });
 });
 

@@ -369,7 +369,7 @@ describe('the expected traces in test/traces against recorded runs', () => {
     const fallback = await load('resume.json', 'corrupt-snapshot-fallback.jsonl');
     const problem = fallback.problems[0];
     expect(problem?.kind).toBe('sequence');
-    expect(problem?.message).toContain('expected item 6 "resume.launching", but the trace has entry #6 "resume.stopping"');
+    expect(problem?.message).toContain('expected item 7 "resume.launching", but the trace has entry #7 "resume.stopping"');
     expect(problem?.message).toContain('E_SNAPSHOT_CORRUPT the compressed state');
   });
 
