@@ -30,22 +30,18 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { execa } from 'execa';
 import { instancePaths, resolveHome } from '../adapters/instance/paths.js';
-import { QgaClient } from '../adapters/qemu/protocol/qga-client.js';
+import { option } from './argv.js';
+import { cleanUpOnce, endQemusUnder } from './bench-cleanup.js';
+import { BLOB, FILL_TIMEOUT_MS, type Fill, fillGuest } from './guest-fill.js';
+import { type GuestShell, guestShell } from './guest-shell.js';
+import { progress } from './progress.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
-import { CLI } from './warmvm-run.js';
+import { CLI, type CliRun, warmvmJson } from './warmvm-run.js';
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
-function option(name: string): string | undefined {
-  const index = process.argv.indexOf(name);
-  if (index < 0) return undefined;
-  const value = process.argv[index + 1];
-  if (value === undefined || value.startsWith('--')) throw new Error(`${name} takes a value`);
-  return value;
-}
 const flag = (name: string): boolean => process.argv.includes(name);
 function wholeNumber(name: string, fallback: number): number {
   const value = Number(option(name) ?? fallback);
@@ -63,14 +59,7 @@ const keep = flag('--keep');
 const outFile = option('--out');
 const oldCli = resolve(option('--old-cli') ?? '/tmp/base13/dist/bin/warmvm.js');
 
-/** The fill: 75% of the RAM unless that leaves the guest less than this much (then 50%). */
-const FILL_PERCENT = 75;
-const FALLBACK_FILL_PERCENT = 50;
-const AGENT_HEADROOM_MB = 64;
-const SEED_MB = 8;
 const CLONE_WRITE_PERCENT = 10;
-const FILL_TIMEOUT_MS = 3_600_000;
-const CLI_TIMEOUT_MS = 1_800_000;
 /** Per size and build: a resume that fails or falls back is retried, this many times in all before the run gives up. */
 const MAX_FAILED_RESUMES = 3;
 
@@ -91,25 +80,7 @@ const builds: Build[] = [
 const newBuild = builds[0]!;
 const oldBuild = builds[1]!;
 
-interface CliRun {
-  wall: number;
-  json: Record<string, unknown>;
-  stderr: string;
-}
-
-async function warmvm(build: Build, args: string[]): Promise<CliRun> {
-  const began = performance.now();
-  const result = await execa('node', [build.cli, ...args, '--json'], { reject: false, timeout: CLI_TIMEOUT_MS, env: { WARMVM_HOME: build.home } });
-  const wall = (performance.now() - began) / 1000;
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
-  } catch {
-    json = { outcome: 'unparsable', stdout: result.stdout.slice(-2000) };
-  }
-  if (result.timedOut) json = { ...json, outcome: 'timed-out' };
-  return { wall, json, stderr: result.stderr.slice(-4000) };
-}
+const warmvm = (build: Build, args: string[]): Promise<CliRun> => warmvmJson(build.cli, build.home, args);
 
 /** Instances that may be running, by build and name: stopped in the end whatever happened. */
 const running = new Map<string, { build: Build; name: string }>();
@@ -161,60 +132,11 @@ async function stop(build: Build, name: string): Promise<void> {
   if (run.json.outcome !== 'stopped') throw new Error(`${build.label}: warmvm stop --name ${name}: ${JSON.stringify(run.json)}`);
 }
 
-function progress(line: string): void {
-  process.stderr.write(`  [${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The guest, through its agent
 
-/** Runs a shell script in the guest; long bounds throughout, since a busy TCG vCPU answers slowly. */
-async function guestShell(build: Build, name: string, script: string, timeoutMs: number): Promise<string> {
-  const socket = instancePaths(build.home, name).qgaSocket;
-  const qga = await QgaClient.connectWhenReady(socket, { deadlineMs: 120_000, attemptTimeoutMs: 5_000 });
-  try {
-    const result = await qga.exec('/bin/sh', ['-c', script], { timeoutMs, pollIntervalMs: 2_000 });
-    if (result.exitCode !== 0) throw new Error(`${build.label}/${name}: guest script exited ${result.exitCode ?? `on signal ${result.signal}`}: ${result.stderr.toString()}`);
-    return result.stdout.toString();
-  } finally {
-    await qga.close();
-  }
-}
-
-interface Fill {
-  percent: number;
-  mb: number;
-  seconds: number;
-  availableBeforeMb: number;
-  availableAfterMb: number;
-  note: string | undefined;
-}
-
-const memAvailableMb = (text: string): number => Number(/MemAvailable:\s+(\d+)/.exec(text)?.[1] ?? NaN) / 1024;
-
-/** Fills the guest's RAM with non-zero data: a tmpfs holding an 8 MB random block repeated. */
-async function fillGuest(build: Build, name: string, memoryMb: number): Promise<Fill> {
-  const availableBeforeMb = memAvailableMb(await guestShell(build, name, 'grep MemAvailable /proc/meminfo', 120_000));
-  const wanted = Math.floor((memoryMb * FILL_PERCENT) / 100);
-  const starved = availableBeforeMb - wanted < AGENT_HEADROOM_MB;
-  const percent = starved ? FALLBACK_FILL_PERCENT : FILL_PERCENT;
-  const note = starved
-    ? `${FALLBACK_FILL_PERCENT}% at ${memoryMb} MB: ${FILL_PERCENT}% (${wanted} MB) would leave the guest ${Math.round(availableBeforeMb - wanted)} MB of its ${Math.round(availableBeforeMb)} MB available, starving its agent`
-    : undefined;
-  const blocks = Math.max(1, Math.floor((memoryMb * percent) / 100 / SEED_MB));
-  const mb = blocks * SEED_MB;
-  const script = [
-    'set -e',
-    'mkdir -p /mnt/fill',
-    `mount -t tmpfs -o size=${mb + 16}m tmpfs /mnt/fill`,
-    `dd if=/dev/urandom of=/mnt/fill/seed bs=1M count=${SEED_MB} 2>/dev/null`,
-    `i=0; while [ $i -lt ${blocks - 1} ]; do cat /mnt/fill/seed; i=$((i+1)); done >/mnt/fill/blob`,
-    'grep MemAvailable /proc/meminfo',
-  ].join('\n');
-  const began = performance.now();
-  const out = await guestShell(build, name, script, FILL_TIMEOUT_MS);
-  return { percent, mb, seconds: (performance.now() - began) / 1000, availableBeforeMb, availableAfterMb: memAvailableMb(out), note };
-}
+/** A shell in one build's instance; its errors name both. */
+const inGuest = (build: Build, name: string): GuestShell => guestShell(instancePaths(build.home, name).qgaSocket, `${build.label}/${name}`);
 
 // ---------------------------------------------------------------------------------------------
 // Host-side measures
@@ -272,41 +194,16 @@ async function configFor(build: Build, memoryMb: number): Promise<string> {
   return file;
 }
 
-/** The QEMUs whose command line names one of the bench's homes. */
-async function qemusUnderHomes(): Promise<{ pid: number; cmdline: string }[]> {
-  const found: { pid: number; cmdline: string }[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const args = cmdline.split('\0');
-    if (!/qemu-system/.test(args[0] ?? '')) continue;
-    if (builds.some((build) => cmdline.includes(`${build.home}/`))) found.push({ pid: Number(entry), cmdline: args.join(' ').slice(0, 160) });
-  }
-  return found;
-}
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /** Stops every instance this run may have left running, then any QEMU still under its homes (by pid). */
 async function stopEverything(): Promise<void> {
   for (const { build, name } of [...running.values()]) {
     await stop(build, name).catch((error: unknown) => progress(`clean-up: ${build.label}/${name}: ${(error as Error).message.slice(0, 200)}`));
   }
   running.clear();
-  const left = await qemusUnderHomes();
-  for (const qemu of left) {
-    progress(`clean-up: QEMU pid ${qemu.pid} still runs under a bench home, terminating it: ${qemu.cmdline}`);
-    process.kill(qemu.pid, 'SIGTERM');
-  }
-  for (let i = 0; i < 50 && left.some((qemu) => alive(qemu.pid)); i += 1) await new Promise((done) => setTimeout(done, 100));
-  for (const qemu of left) if (alive(qemu.pid)) process.kill(qemu.pid, 'SIGKILL');
+  await endQemusUnder(
+    builds.map((build) => build.home),
+    (qemu) => progress(`clean-up: QEMU pid ${qemu.pid} still runs under a bench home, terminating it: ${qemu.cmdline}`),
+  );
 }
 
 /** A home left by an earlier run: its instances stopped, the folder removed. */
@@ -317,20 +214,10 @@ async function freshHome(build: Build): Promise<void> {
   await mkdir(build.home, { recursive: true });
 }
 
-let cleaning: Promise<void> | undefined;
-async function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    await stopEverything();
-    if (!keep) for (const build of builds) await rm(build.home, { recursive: true, force: true });
-  })();
-  await cleaning;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    progress(`${signal}: stopping what the bench started`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
+const cleanUp = cleanUpOnce(async () => {
+  await stopEverything();
+  if (!keep) for (const build of builds) await rm(build.home, { recursive: true, force: true });
+});
 
 // ---------------------------------------------------------------------------------------------
 // The measures
@@ -369,9 +256,7 @@ const instanceFor = (memoryMb: number): string => `lazy-${memoryMb}`;
  * that the pid file names it, and boots again otherwise (each case recorded).
  */
 async function workloadProblem(build: Build, name: string): Promise<string | undefined> {
-  const out = await guestShell(
-    build,
-    name,
+  const out = await inGuest(build, name)(
     'echo "pidfile=$(cat /run/warmvm/health-server/httpd.pid 2>/dev/null)"; for d in /proc/[0-9]*; do case $(tr "\\0" " " <$d/cmdline 2>/dev/null) in "busybox httpd -f"*) echo "httpd=$d" ;; esac; done',
     120_000,
   );
@@ -409,7 +294,7 @@ async function captureFilled(build: Build, memoryMb: number): Promise<SizeResult
   const config = await configFor(build, memoryMb);
   const cold = await coldBoot(build, name, config, memoryMb);
   progress(`${build.label} ${memoryMb} MB: cold boot ${cold.seconds.total?.toFixed(2)} s (path ${cold.path}), filling…`);
-  const fill = await fillGuest(build, name, memoryMb);
+  const fill = await fillGuest(inGuest(build, name), memoryMb);
   progress(
     `${build.label} ${memoryMb} MB: filled ${fill.mb} MB (${fill.percent}%) in ${fill.seconds.toFixed(1)} s; guest MemAvailable ${Math.round(fill.availableBeforeMb)} → ${Math.round(fill.availableAfterMb)} MB`,
   );
@@ -513,7 +398,7 @@ async function measureClones(memoryMb: number, snapshotDir: string, fill: Fill |
   const writeSeconds = await Promise.all(
     names.map(async (name) => {
       const t0 = performance.now();
-      await guestShell(newBuild, name, `dd if=/dev/zero of=/mnt/fill/blob bs=1M count=${writeMbEach} conv=notrunc 2>/dev/null && sync`, FILL_TIMEOUT_MS);
+      await inGuest(newBuild, name)(`dd if=/dev/zero of=${BLOB} bs=1M count=${writeMbEach} conv=notrunc 2>/dev/null && sync`, FILL_TIMEOUT_MS);
       return (performance.now() - t0) / 1000;
     }),
   );

@@ -65,7 +65,9 @@ export async function adoptRunning(run: Run, state: InstanceState, signal: Abort
       hint:
         state.snapshot !== undefined
           ? `it runs from snapshot ${state.snapshot} (a private copy-on-write mapping of that snapshot's memory file); for a new snapshot, "warmvm reset --snapshot --name ${state.name}" and start it again`
-          : `it was started by an older warmvm; stop it and start it again (warmvm stop --name ${state.name}; warmvm start --name ${state.name} --no-capture)`,
+          : state.path === 'wake'
+            ? `it was woken from its suspended state into RAM of its own that is in no file; "warmvm stop --suspend --name ${state.name}" keeps it as it is`
+            : `it was started by an older warmvm; stop it and start it again (warmvm stop --name ${state.name}; warmvm start --name ${state.name} --no-capture)`,
     });
   }
   run.qemu = await inspectQemu(undefined, signal);
