@@ -55,7 +55,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
       const check = await cli(['trace', 'check', expectedTracePath('resume.json'), '--name', name]);
       expect(check.exitCode, check.stderr).toBe(1);
       expect(check.stdout).toContain('trace check FAILED');
-      expect(check.stdout).toMatch(/> +4 {2}start\.resume +#4 .*start\.coldBoot +<- diverges here/);
+      expect(check.stdout).toMatch(/> +5 {2}start\.resume +#5 .*start\.coldBoot +<- diverges here/);
       const seconds = started.json.seconds as Record<string, number>;
       for (const phase of ['total', 'preflight', 'image', 'accelerator', 'coldBoot.launching', 'coldBoot.booting', 'coldBoot.rotating', 'coldBoot.probing'])
         expect(seconds[phase], phase).toBeTypeOf('number');

@@ -186,7 +186,7 @@ describe('the inspector in a real browser', () => {
       expect(await page.locator('#replay').isVisible()).toBe(true);
       expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.running');
       // Back to the first steps: the run was then still choosing, not healthy.
-      await page.locator('#cursor').fill('3');
+      await page.locator('#cursor').fill('4');
       expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.choosing');
       expect(await page.locator('#status').textContent()).toBe('replaying');
       await screenshot(page, 'inspector-replay');
