@@ -52,17 +52,18 @@ export async function suspendInstance(paths: InstancePaths, pid: number, options
   }
   const disk = await moveIfThere(paths.overlay, temp.disk);
   const secrets = await moveIfThere(paths.secretsFile, temp.secrets);
+  const stateBytes = (await stat(temp.state)).size;
   const published = await publishSuspend(temp, {
     ...state.facts,
     format: SUSPEND_FORMAT,
     suspendedAt: new Date().toISOString(),
     path: state.path,
     snapshot: disk ? state.diskSnapshot : undefined,
-    stateBytes: (await stat(temp.state)).size,
+    stateBytes,
     disk,
     secrets,
   });
-  return { dir: published.dir, stateBytes: (await stat(published.state)).size, ms: Date.now() - started };
+  return { dir: published.dir, stateBytes, ms: Date.now() - started };
 }
 
 /** A progress line at most this often: the migration is polled every few ms. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { HostFacts } from '../snapshot/manifest.js';
 import { syncDir, syncFile, writeFileDurably } from '../support/durable.js';
 import { fileExists } from '../support/file-exists.js';
+import { setAsideFolder } from '../support/set-aside.js';
 import { isProcessAlive } from '../support/process-alive.js';
 
 /**
@@ -97,14 +98,7 @@ export async function publishSuspend(temp: SuspendPaths, record: SuspendRecord):
 /** Moved out of the way with its reason; the oldest set-asides beyond a few go. Returns where it went. */
 export async function setAsideSuspended(paths: SuspendPaths, reason: string): Promise<string | undefined> {
   if (!(await fileExists(paths.dir))) return undefined;
-  const instanceDir = join(paths.dir, '..');
-  const target = join(instanceDir, `${DIR}${ASIDE_INFIX}${new Date().toISOString().replace(/[:.]/g, '-')}`);
-  // The reason first: a kill between the two steps leaves no set-aside folder without one.
-  await writeFile(join(paths.dir, 'reason.txt'), `${reason}\n`);
-  await rename(paths.dir, target);
-  const asides = (await readdir(instanceDir)).filter((entry) => entry.startsWith(`${DIR}${ASIDE_INFIX}`)).sort();
-  for (const stale of asides.slice(0, Math.max(0, asides.length - ASIDE_KEEP))) await rm(join(instanceDir, stale), { recursive: true, force: true });
-  return target;
+  return await setAsideFolder(paths.dir, join(paths.dir, '..', `${DIR}${ASIDE_INFIX}`), reason, ASIDE_KEEP);
 }
 
 /** Moves `from` to `to` when it is there; says whether it was. */

@@ -2,6 +2,7 @@ import { lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } fr
 import { join } from 'node:path';
 import { tryLock } from '../instance/lock.js';
 import { syncDir } from '../support/durable.js';
+import { setAsideFolder } from '../support/set-aside.js';
 import { WarmvmError } from '../support/errors.js';
 import { isProcessAlive } from '../support/process-alive.js';
 import { parseManifest, type SnapshotManifest } from './manifest.js';
@@ -139,14 +140,7 @@ export async function commitCapture(captureDir: string, paths: SnapshotPaths): P
 export async function setAside(paths: SnapshotPaths, reason: string): Promise<string | undefined> {
   await recoverInterruptedCommit(paths);
   if (!(await stat(paths.dir).catch(() => undefined))) return undefined;
-  const name = paths.key;
-  const target = join(paths.root, `${name}${SET_ASIDE_INFIX}${new Date().toISOString().replace(/[:.]/g, '-')}`);
-  // The reason first: a kill between the two steps then leaves no set-aside folder without one.
-  await writeFile(join(paths.dir, 'reason.txt'), `${reason}\n`);
-  await rename(paths.dir, target);
-  const asides = (await readdir(paths.root)).filter((entry) => entry.startsWith(`${name}${SET_ASIDE_INFIX}`)).sort();
-  for (const stale of asides.slice(0, Math.max(0, asides.length - SET_ASIDE_KEEP))) await rm(join(paths.root, stale), { recursive: true, force: true });
-  return target;
+  return await setAsideFolder(paths.dir, join(paths.root, `${paths.key}${SET_ASIDE_INFIX}`), reason, SET_ASIDE_KEEP);
 }
 
 /** Removes the snapshot and anything set aside for it. */
