@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostFacts } from '../snapshot/manifest.js';
 import { syncDir, syncFile, writeFileDurably } from '../support/durable.js';
