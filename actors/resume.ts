@@ -9,7 +9,7 @@ export function resumeActors(steps: ResumeSteps) {
     prepareState: fromPromise<PreparedState, void>(({ signal }) => steps.prepareState(signal)),
     launchIncoming: fromPromise<{ pid: number }, void>(({ signal }) => steps.launchIncoming(signal)),
     migrateIncoming: fromPromise<Incoming, void>(({ signal }) => steps.migrateIncoming(signal)),
-    cont: fromPromise<Resumed, void>(({ signal }) => steps.cont(signal)),
+    cont: fromPromise<Resumed, { agentSoon: boolean }>(({ signal, input }) => steps.cont(signal, input.agentSoon)),
     rotateSecrets: fromPromise<RotateResult, void>(({ signal }) => steps.rotateSecrets(signal)),
     probeHealth: fromPromise<HealthResult[], void>(({ signal }) => steps.probeHealth(signal)),
     stopQemu: fromPromise<{ how: string }, { countFailure: boolean; reason: string | undefined }>(({ input }) => steps.stopQemu(input.countFailure, input.reason)),

@@ -63,7 +63,7 @@ const resume = setup({
     prepareState: placeholder<PreparedState>('resume', 'prepareState'),
     launchIncoming: placeholder<{ pid: number }>('resume', 'launchIncoming'),
     migrateIncoming: placeholder<Incoming>('resume', 'migrateIncoming'),
-    cont: placeholder<Resumed>('resume', 'cont'),
+    cont: placeholder<Resumed, { agentSoon: boolean }>('resume', 'cont'),
     rotateSecrets: placeholder<RotateResult>('resume', 'rotateSecrets'),
     probeHealth: placeholder<HealthResult[]>('resume', 'probeHealth'),
     stopQemu: placeholder<{ how: string }, { countFailure: boolean; reason: string | undefined }>('resume', 'stopQemu'),
@@ -139,6 +139,7 @@ export const resumeMachine = resume.createMachine({
     cont: bounded({
       src: 'cont',
       state: 'resume.cont',
+      input: ({ context }) => ({ agentSoon: context.rotation && !context.kept }),
       done: [{ guard: 'rotationWanted', target: 'rotating' }, { guard: 'secretsKept', target: 'kept' }, { target: 'unrotated' }],
       bound: 'contMs',
       waitingFor: 'QEMU reporting runstate "running" after cont',

@@ -20,7 +20,8 @@ export interface ResumeSteps {
   prepareState(signal: AbortSignal): Promise<PreparedState>;
   launchIncoming(signal: AbortSignal): Promise<{ pid: number }>;
   migrateIncoming(signal: AbortSignal): Promise<Incoming>;
-  cont(signal: AbortSignal): Promise<Resumed>;
+  /** `agentSoon`: secrets go in next, so the agent's connection starts before `cont`. */
+  cont(signal: AbortSignal, agentSoon: boolean): Promise<Resumed>;
   rotateSecrets(signal: AbortSignal): Promise<RotateResult>;
   probeHealth(signal: AbortSignal): Promise<HealthResult[]>;
   /** `countFailure`: the guest failed after `cont`, which counts against the snapshot. */
@@ -39,7 +40,8 @@ export function resumeSteps(run: Run): ResumeSteps {
       return run.resumed.launch(signal);
     },
     migrateIncoming: (signal) => migrateIncoming(run, signal),
-    cont: async (signal) => {
+    cont: async (signal, agentSoon) => {
+      if (agentSoon) vm().connectAgentSoon(run.spec.bounds.rotateMs);
       await vm().whileRunning('resuming the vCPUs', resumeVcpus(vm().qmpConnection(), { timeoutMs: run.spec.bounds.incomingMs, signal }));
       return { runstate: 'running' };
     },

@@ -19,12 +19,31 @@ export interface RotationResult {
 
 /**
  * Fresh secrets into the guest: generated here, sent base64 as guest-exec input-data (never on
- * a command line), the command must exit 0; then the guest clock is set from the host (a resumed
- * guest's clock is the capture's) and the secrets are written for the user, mode 0600.
+ * a command line), the command must exit 0; the guest clock is set from the host while it runs (a
+ * resumed guest's clock is the capture's), and the secrets are written for the user, mode 0600.
  */
 export async function rotateSecrets(qga: QgaClient, spec: RotationSpec, options: { secretsFile: string; timeoutMs: number; signal?: AbortSignal }): Promise<RotationResult> {
   const secrets = generateSecrets(spec.names);
-  const result = await qga.exec(spec.command, [], { inputData: secretsToEnvLines(secrets), timeoutMs: options.timeoutMs, signal: options.signal });
+  let clock: Promise<boolean> | undefined;
+  // Some agents block guest-set-time; a stale clock is reported, not a failed start.
+  const setClock = (): Promise<boolean> =>
+    qga.setTime(undefined, { signal: options.signal }).then(
+      () => true,
+      (cause: unknown) => {
+        if ((cause as { code?: string }).code === 'E_ABORTED') throw cause;
+        return false;
+      },
+    );
+  const result = await qga.exec(spec.command, [], {
+    inputData: secretsToEnvLines(secrets),
+    timeoutMs: options.timeoutMs,
+    signal: options.signal,
+    // Queued behind guest-exec: the agent sets the clock (and runs hwclock) while the hook runs.
+    onStarted: () => {
+      clock = setClock();
+      clock.catch(() => undefined);
+    },
+  });
   if (result.exitCode !== 0) {
     const stderr = redactSecrets(result.stderr.toString('utf8'), secrets).trim().slice(-500);
     const how = result.exitCode === undefined ? `was killed by signal ${result.signal ?? '?'}` : `exited ${result.exitCode}`;
@@ -32,14 +51,7 @@ export async function rotateSecrets(qga: QgaClient, spec: RotationSpec, options:
       hint: 'check the command inside the guest; warmvm falls back to a cold boot',
     });
   }
-  // Some agents block guest-set-time; a stale clock is reported, not a failed start.
-  const clockSet = await qga.setTime(undefined, { signal: options.signal }).then(
-    () => true,
-    (cause: unknown) => {
-      if ((cause as { code?: string }).code === 'E_ABORTED') throw cause;
-      return false;
-    },
-  );
+  const clockSet = await (clock ?? setClock());
   await writeSecretsFile(options.secretsFile, secrets);
   return { secrets: secrets.size, exitCode: 0, fingerprint: secretsFingerprint(secrets), clockSet };
 }

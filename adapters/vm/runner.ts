@@ -40,6 +40,8 @@ export class VmRunner {
   private spawning: Promise<QemuProcess> | undefined;
   private qmp: QmpClient | undefined;
   private qga: QgaClient | undefined;
+  /** An agent connection begun by connectAgentSoon, not yet taken by agent(). */
+  private agentEarly: { pending: Promise<QgaClient>; abort: AbortController } | undefined;
   private qemuCleanup: CleanupHandle | undefined;
   private readonly log: Logger;
 
@@ -129,9 +131,30 @@ export class VmRunner {
     if (this.qga && !this.qga.closed) return this.qga;
     if (!this.options.qgaSocket)
       throw new WarmvmError('E_NO_AGENT', 'this guest has no guest agent configured', { hint: 'set "agent": true in the config and run qemu-ga in the guest' });
-    this.qga = await this.raceExit('waiting for the guest agent', QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal: this.untilExit(signal) }));
+    const early = this.agentEarly;
+    this.agentEarly = undefined;
+    if (early && signal) {
+      if (signal.aborted) early.abort.abort(signal.reason);
+      else signal.addEventListener('abort', () => early.abort.abort(signal.reason), { once: true });
+    }
+    const connecting = early?.pending ?? QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal: this.untilExit(signal) });
+    this.qga = await this.raceExit('waiting for the guest agent', connecting);
     this.observe(this.qga, 'qga');
     return this.qga;
+  }
+
+  /**
+   * Begins connecting to the agent now, while the VM may still be paused: the socket is QEMU's, and
+   * the sync waits in it until the guest runs and answers. The next agent() takes this connection
+   * instead of starting one then. Nothing happens without an agent or with one connected.
+   */
+  connectAgentSoon(deadlineMs: number): void {
+    if (this.agentEarly || (this.qga && !this.qga.closed) || !this.options.qgaSocket) return;
+    const abort = new AbortController();
+    const pending = QgaClient.connectWhenReady(this.options.qgaSocket, { deadlineMs, signal: this.untilExit(abort.signal) });
+    // Its failure is agent()'s to report; until then it is nobody's.
+    pending.catch(() => undefined);
+    this.agentEarly = { pending, abort };
   }
 
   /** QMP of the running QEMU; raced against its exit by the caller through `whileRunning`. */
@@ -208,6 +231,12 @@ export class VmRunner {
   }
 
   private async closeClients(): Promise<void> {
+    const early = this.agentEarly;
+    this.agentEarly = undefined;
+    if (early) {
+      early.abort.abort(new WarmvmError('E_ABORTED', 'the VM is being stopped'));
+      await (await early.pending.catch(() => undefined))?.close().catch(() => undefined);
+    }
     await this.qga?.close().catch(() => undefined);
     await this.qmp?.close().catch(() => undefined);
     this.qga = undefined;

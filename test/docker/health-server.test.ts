@@ -168,18 +168,18 @@ describe.skipIf(busybox.path === undefined)(`health-server (busybox: ${busybox.p
     expect(result.exitCode).toBe(64);
     expect(result.stderr).toContain('usage: health-server');
   });
-  it("the container's entrypoint serves, survives rotations (one server at a time), and on SIGTERM stops the server and frees the port", async () => {
+  it("the container's entrypoint supervises the server: serves, restarts it for each rotation (one server at a time), and on SIGTERM stops it and frees the port", async () => {
     const entrypoint = execa(join(DOCKER, 'entrypoint'), [], { env, reject: false, stdin: 'ignore' });
     try {
       // Up once it says so: a rotation racing its own start would stop the server it waits for.
       let said = '';
       entrypoint.stdout?.on('data', (chunk: Buffer) => (said += chunk.toString()));
-      await waitFor(async () => said.includes('the workload is up'));
+      await waitFor(async () => said.includes('health-server: up'));
       expect((await get('/health')).status).toBe(200);
       const pids = [await serverPid()];
       for (const value of ['a1', 'b2']) {
         const input = `API_KEY=${value.repeat(32)}\n`;
-        const rotated = await run('rotate-secrets', [], input);
+        const rotated = await runInBusybox('rotate-secrets', [], input);
         expect(rotated.exitCode, rotated.stderr).toBe(0);
         expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
         pids.push(await serverPid());
@@ -196,6 +196,93 @@ describe.skipIf(busybox.path === undefined)(`health-server (busybox: ${busybox.p
     } finally {
       entrypoint.kill('SIGKILL');
     }
+  });
+});
+
+/** A script run by busybox's own sh, as in the guests (whose read can time out), not the host's dash. */
+async function runInBusybox(script: string, args: string[], input: string, extraEnv: Record<string, string> = {}) {
+  const result = await execa(busybox.path as string, ['sh', join(DOCKER, script), ...args], { env: { ...env, ...extraEnv }, input, reject: false, timeout: 20_000 });
+  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+async function parentOf(pid: number): Promise<number> {
+  // /proc/PID/stat: "pid (comm) state ppid ..."; comm has no ")" here.
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+describe.skipIf(busybox.path === undefined)('health-server supervise (under busybox sh)', () => {
+  let supervisor: ReturnType<typeof execa> | undefined;
+  let restarts: string;
+  let stub: string;
+  const supervisorPidFile = () => join(dir, 'state', 'supervisor.pid');
+
+  beforeEach(async () => {
+    restarts = join(dir, 'restarts');
+    stub = join(dir, 'health-server-stub');
+    await writeFile(stub, `#!/bin/sh\necho "$1" >> '${restarts}'\n`, { mode: 0o755 });
+    supervisor = execa(busybox.path as string, ['sh', join(DOCKER, 'health-server'), 'supervise'], { env, reject: false, stdin: 'ignore' });
+    await waitFor(async () => (await stat(supervisorPidFile()).catch(() => undefined)) !== undefined);
+  });
+
+  afterEach(async () => {
+    // SIGTERM: the supervisor stops its listener and server (SIGKILL would leave both behind).
+    supervisor?.kill('SIGTERM');
+    await supervisor;
+  });
+
+  const supervisorPid = async () => Number((await readFile(supervisorPidFile(), 'utf8')).trim());
+
+  it('serves as its own child; a rotate-secrets has it restart the server, and runs no health-server itself', async () => {
+    const before = await serverPid();
+    expect(await parentOf(before)).toBe(await supervisorPid());
+    expect((await get('/secret-fingerprint')).body).toBe(sha256(PLACEHOLDERS));
+    for (const value of ['a1', 'b2']) {
+      const input = `API_KEY=${value.repeat(32)}\n`;
+      const rotated = await runInBusybox('rotate-secrets', [], input, { WARMVM_HEALTH_SERVER: stub });
+      expect(rotated.exitCode, rotated.stderr).toBe(0);
+      // Answered once the new server listens: the first request after the hook gets the new fingerprint.
+      expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
+    }
+    const after = await serverPid();
+    expect(after).not.toBe(before);
+    expect(await isProcessAlive(before)).toBe(false);
+    expect(await parentOf(after)).toBe(await supervisorPid());
+    expect(await readFile(restarts, 'utf8').catch(() => '')).toBe('');
+  });
+
+  it("refuses, naming the fix, in a shell whose read cannot time out (the host's dash), and leaves the server alone", async () => {
+    const before = await serverPid();
+    env.WARMVM_HEALTH_SERVER = stub;
+    const viaDash = await run('rotate-secrets', [], `API_KEY=${'d4'.repeat(32)}\n`);
+    expect(viaDash.exitCode).toBe(1);
+    expect(viaDash.stderr).toContain('busybox sh or bash');
+    expect(await readFile(restarts, 'utf8').catch(() => '')).toBe('');
+    expect(await serverPid()).toBe(before);
+  });
+
+  it('answers a rotate-secrets from outside its pid namespace alike: the request needs no pid', async () => {
+    // The Debian guest's hook runs in the VM, the supervisor in the container: only the fifos are shared.
+    await rm(supervisorPidFile());
+    await writeFile(supervisorPidFile(), '1\n');
+    const input = `API_KEY=${'e5'.repeat(32)}\n`;
+    const rotated = await runInBusybox('rotate-secrets', [], input, { WARMVM_HEALTH_SERVER: stub });
+    expect(rotated.exitCode, rotated.stderr).toBe(0);
+    expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
+  });
+
+  it('starts the server again when it dies, and on SIGTERM stops it, frees the port and forgets its pid', async () => {
+    const first = await serverPid();
+    process.kill(first, 'SIGKILL');
+    await waitFor(async () => (await serverPid().catch(() => first)) !== first && (await get('/health').catch(() => undefined))?.status === 200);
+    const second = await serverPid();
+    expect(await parentOf(second)).toBe(await supervisorPid());
+    supervisor?.kill('SIGTERM');
+    const ended = await supervisor;
+    expect(ended?.exitCode, ended?.stderr?.toString()).toBe(0);
+    expect(await isProcessAlive(second)).toBe(false);
+    await expect(stat(supervisorPidFile())).rejects.toThrow();
+    await expect(get('/health')).rejects.toThrow();
   });
 });
 

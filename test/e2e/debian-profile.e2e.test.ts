@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, type CliResult } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
-import { expectCorruptStateFallsBack, expectFirstStart, expectResumeWithNewSecrets, withGuestAgent } from '../helpers/real-guest.js';
+import { expectCorruptStateFallsBack, expectFirstStart, expectResumeWithNewSecrets, startHealthy, withGuestAgent } from '../helpers/real-guest.js';
 import { removeSnapshotOf } from '../helpers/store-check.js';
 import { stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // The Debian profile end to end on the real QEMU: built with debootstrap and provisioned through
 // cloud-init (cached in the e2e home across runs of the same inputs), its workload in a container,
-// secrets rotated inside the container through the agent and `docker exec`.
+// secrets rotated from the VM into a folder the container shares, its PID 1 told through a fifo.
 const name = 'deb-main';
 let configDir: string;
 let config: string;
@@ -50,6 +50,39 @@ describe('the Debian profile on real QEMU', () => {
     await stopAndCheckTrace(name);
 
     await expectResumeWithNewSecrets(name, config, fingerprint, firstPrint);
+  }, 1_800_000);
+
+  it("the rotate hook restarts only the container's server: no docker exec, the container's PID 1 the same process", async () => {
+    const result = await startHealthy(name, config);
+    await withGuestAgent(name, async (qga) => {
+      const run = async (path: string, args: string[], input?: string): Promise<string> => {
+        const out = await qga.exec(path, args, { timeoutMs: 60_000, ...(input === undefined ? {} : { inputData: input }) });
+        expect(out.exitCode, `${path} ${args.join(' ')}: ${out.stderr.toString()}`).toBe(0);
+        return out.stdout.toString().trim();
+      };
+      const container = () => run('/usr/bin/docker', ['inspect', '-f', '{{.State.Pid}} {{.State.StartedAt}} {{.RestartCount}}', 'warmvm-workload']);
+      // The server (busybox httpd) is PID 1's child: its pid in the VM, found by its parent.
+      const server = async (supervisor: string) =>
+        run('/bin/sh', ['-c', `for s in /proc/[0-9]*/stat; do read -r p c st pp rest <"$s" && [ "$pp" = ${supervisor} ] && [ "$c" = "(busybox)" ] && echo "$p"; done; true`]);
+      const before = await container();
+      const supervisor = before.split(' ')[0] as string;
+      const cmdline = await run('/bin/cat', [`/proc/${supervisor}/cmdline`]);
+      expect(cmdline.replaceAll('\0', ' ')).toContain('health-server supervise');
+      const serverBefore = await server(supervisor);
+      expect(serverBefore).toMatch(/^\d+$/);
+      const since = await run('/bin/date', ['+%s']);
+      const input = `API_KEY=${'5a'.repeat(32)}\n`;
+      await run('/usr/local/bin/warmvm-rotate', [], input);
+      const until = String(Number(await run('/bin/date', ['+%s'])) + 1);
+      expect(await secretFingerprint(result)).toBe(sha256(input));
+      expect(await container()).toBe(before);
+      const serverAfter = await server(supervisor);
+      expect(serverAfter).toMatch(/^\d+$/);
+      expect(serverAfter).not.toBe(serverBefore);
+      const execs = await run('/usr/bin/docker', ['events', '--since', since, '--until', until, '--filter', 'event=exec_create', '--format', '{{.Action}}']);
+      expect(execs).toBe('');
+    });
+    await stopAndCheckTrace(name);
   }, 1_800_000);
 
   it('falls back to a cold boot when the stored state is corrupt, and ends healthy', async () => {

@@ -249,8 +249,20 @@ describe('fast path on real QEMU', () => {
       await expectTraceMatches(name, 'first-start.json');
       await stopAndCheckTrace(name);
       const before = await snapshotDigest(name);
-      // Kill -9 the resume's QEMU as soon as the trace says the incoming migration began.
-      const incoming = await startKillingQemuAt(name, withConfig(name, []), 'resume.incoming');
+      // Kill -9 the resume's QEMU as soon as the trace says the incoming migration began. The load
+      // takes tens of milliseconds (the RAM is mapped): on a busy machine the kill can come after it,
+      // and such a try proves nothing about this case, so it is made again (each ends healthy).
+      let incoming = await startKillingQemuAt(name, withConfig(name, []), 'resume.incoming');
+      for (let tries = 1; incoming.landedIn !== 'resume.incoming' && tries < 4; tries += 1) {
+        expect(incoming.result.json.outcome, incoming.result.stderr).toBe('healthy');
+        console.warn(`fast-path: the kill landed in ${incoming.landedIn}, not resume.incoming: trying again`);
+        await stopAndCheckTrace(name);
+        // A kill after cont counted against the snapshot: a healthy resume clears that again.
+        expect((await start(name)).json).toMatchObject({ path: 'resume' });
+        await stopAndCheckTrace(name);
+        incoming = await startKillingQemuAt(name, withConfig(name, []), 'resume.incoming');
+      }
+      expect(incoming.landedIn).toBe('resume.incoming');
       expect(incoming.result.json.outcome, incoming.result.stderr).toBe('healthy');
       expect(incoming.result.json).toMatchObject({ path: 'cold', fallbackReason: expect.stringContaining('QEMU exited') });
       await expectFallback(name, incoming.result, 'fallback-qemu-killed-incoming.json');

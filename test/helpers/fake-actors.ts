@@ -3,12 +3,13 @@ import { fromPromise } from 'xstate';
 /** What a fake actor does: succeed with a value, fail with an error, or hang until aborted. */
 export type Outcome<T> = { ok: T } | { fail: Error & { code?: string } } | 'hang';
 
-/** A promise actor that records its call in `calls` and then does what `outcome` says. */
-export function fakeActor<T>(outcome: Outcome<T>, calls: string[], name: string) {
-  return fromPromise<T, void>(
-    ({ signal }) =>
+/** An actor that records its call (and its input in `inputs`, when given) and ends as `outcome` says. */
+export function fakeActor<T, I = void>(outcome: Outcome<T>, calls: string[], name: string, inputs?: I[]) {
+  return fromPromise<T, I>(
+    ({ signal, input }) =>
       new Promise<T>((resolve, reject) => {
         calls.push(name);
+        inputs?.push(input);
         if (outcome === 'hang') {
           signal.addEventListener('abort', () => reject(new Error('aborted')));
           return;

@@ -15,17 +15,20 @@ async function run(options: {
   health?: Outcome<HealthResult[]>;
   /** Ctrl-C once this many actors were called. */
   cancelAfter?: number;
+  /** A woken suspended state: its secrets are kept. */
+  kept?: boolean;
 }) {
   const calls: string[] = [];
   /** What each stopQemu was told: whether the failure counts against the snapshot. */
   const counted: boolean[] = [];
+  const contInputs: { agentSoon: boolean }[] = [];
   const clock = new SimulatedClock();
   const machine = resumeMachine.provide({
     actors: {
       prepareState: fakeActor(options.prepare ?? { ok: { checked: [], forwards: 1, overlay: true } }, calls, 'prepare'),
       launchIncoming: fakeActor({ ok: { pid: 9 } }, calls, 'launch'),
       migrateIncoming: fakeActor(options.incoming ?? { ok: { runstate: 'paused' } }, calls, 'incoming'),
-      cont: fakeActor(options.cont ?? { ok: { runstate: 'running' } }, calls, 'cont'),
+      cont: fakeActor(options.cont ?? { ok: { runstate: 'running' } }, calls, 'cont', contInputs),
       rotateSecrets: fakeActor(options.rotate ?? { ok: { secrets: 4, exitCode: 0 } }, calls, 'rotate'),
       probeHealth: fakeActor(options.health ?? { ok: [{ url: 'http://127.0.0.1:1/health', status: 200 }] }, calls, 'health'),
       stopQemu: fromPromise<{ how: string }, { countFailure: boolean; reason: string | undefined }>(async ({ input }) => {
@@ -35,7 +38,7 @@ async function run(options: {
       }),
     },
   });
-  const actor = createActor(machine, { input: { bounds, rotation: options.rotation ?? true }, clock });
+  const actor = createActor(machine, { input: { bounds, rotation: options.rotation ?? true, kept: options.kept ?? false }, clock });
   const states: string[] = [];
   actor.subscribe((snapshot) => {
     if (states.at(-1) !== snapshot.value) states.push(String(snapshot.value));
@@ -47,7 +50,7 @@ async function run(options: {
     clock.increment(5_000);
   }
   const final = await waitFor(actor, (snapshot) => snapshot.status === 'done', { timeout: 1_000 });
-  return { output: final.output as ResumeOutput, calls, states, counted };
+  return { output: final.output as ResumeOutput, calls, states, counted, contInputs };
 }
 
 describe('resume machine', () => {
@@ -65,6 +68,12 @@ describe('resume machine', () => {
       expect(calls.at(-1)).toBe('stop');
       expect(output).toMatchObject({ outcome: 'failed', failure: { state: 'resume.incoming', code: 'E_NOT_PAUSED', message: expect.stringContaining(runstate) } });
     }
+  });
+
+  it('has cont begin the agent connection only when secrets go in next', async () => {
+    expect((await run({})).contInputs).toEqual([{ agentSoon: true }]);
+    expect((await run({ rotation: false })).contInputs).toEqual([{ agentSoon: false }]);
+    expect((await run({ kept: true })).contInputs).toEqual([{ agentSoon: false }]);
   });
 
   it('skips rotation only when it was turned off, and says so in the output', async () => {

@@ -25,7 +25,7 @@ import { removeStaleImages, type StaleImages } from '../stale-images.js';
  */
 
 /** Bump when the build changes in a way the inputs' hash cannot see. */
-export const DEBIAN_GUEST_BUILDER_VERSION = 2;
+export const DEBIAN_GUEST_BUILDER_VERSION = 3;
 /** root= by device: the disk is always the first virtio-blk. apparmor=0: docker refuses to run a container when AppArmor is on without its parser (not installed). net.ifnames=0: the NIC is eth0 whatever PCI slot it gets (a start adds the settings disk the provisioning boot lacked), so the network cloud-init configured still matches. */
 export const DEBIAN_APPEND = 'root=/dev/vda rw console=ttyS0 quiet apparmor=0 net.ifnames=0';
 export const PROVISIONED_MARKER = 'warmvm: provisioned';

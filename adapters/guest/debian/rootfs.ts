@@ -28,6 +28,9 @@ export const DEBIAN_PACKAGES = [
 /** Services a VM started for seconds has no use for, and that would compete with the workload under TCG. */
 const MASKED_UNITS = ['apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer', 'fstrim.timer', 'man-db.timer', 'systemd-timesyncd.service'];
 
+/** Where the VM keeps docker/rotate-secrets for its rotate hook (cloud-init's warmvm-rotate), relative to the root. */
+const VM_ROTATE_DIR = 'usr/local/lib/warmvm';
+
 /** The workload's files, copied from docker/ into the container image and read for the build's key. */
 export const WORKLOAD_FILES = ['entrypoint', 'health-server', 'rotate-secrets'] as const;
 
@@ -70,7 +73,8 @@ export async function debootstrap(rootfs: string, options: RootfsOptions): Promi
 /**
  * Makes the debootstrapped tree a VM disk: fstab, an uninitialised machine-id (systemd makes a
  * new one on first boot), cloud-init limited to NoCloud, idle timers masked, apt's downloads
- * dropped, and the workload's root filesystem at /opt/warmvm/workload.tar for cloud-init to import.
+ * dropped, the rotate hook's script, and the workload's root filesystem at /opt/warmvm/workload.tar
+ * for cloud-init to import.
  */
 export async function configureRootfs(rootfs: string, options: { signal?: AbortSignal }): Promise<void> {
   await writeFile(join(rootfs, 'etc/fstab'), 'LABEL=root / ext4 defaults,noatime 0 1\n');
@@ -87,6 +91,11 @@ export async function configureRootfs(rootfs: string, options: { signal?: AbortS
     }
   }
   throwIfAborted(options.signal, 'configuring the Debian root filesystem');
+  // The VM's own copy, which its rotate hook sources: the secrets go from the VM into the folder it
+  // shares with the container, with no `docker exec` (seconds under TCG).
+  await mkdir(join(rootfs, VM_ROTATE_DIR), { recursive: true });
+  await copyFile(join(projectRoot(), 'docker', 'rotate-secrets'), join(rootfs, VM_ROTATE_DIR, 'rotate-secrets'));
+  await chmod(join(rootfs, VM_ROTATE_DIR, 'rotate-secrets'), 0o644);
   await writeWorkloadTarball(rootfs, options.signal);
 }
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { WarmvmError } from '../../../../adapters/support/errors.js';
 import { QgaConnectError, QgaDisconnectedError, QgaExecuteError, QgaTimeoutError } from '../../../../adapters/qemu/protocol/errors.js';
 import { QgaClient } from '../../../../adapters/qemu/protocol/qga-client.js';
+import { nextPollInterval } from '../../../../adapters/qemu/protocol/qga-exec.js';
 import { caught, useCleanups, waitUntil } from '../../../helpers/client-harness.js';
 import type { FakePeer, FakeRequest } from '../../../helpers/fake-json-lines-server.js';
 import { startFakeQgaServer, type FakeQga, type FakeQgaOptions } from '../../../helpers/fake-qga-server.js';
@@ -299,17 +300,42 @@ describe('QgaClient.exec', () => {
     expect(commandsSeen(server)).toEqual(['guest-sync-delimited', 'guest-exec', ...Array(4).fill('guest-exec-status')]);
   });
 
-  it('backs off between polls, from ~10 ms up to pollIntervalMs', async () => {
+  it('polls every 10 ms while the program is young, then backs off up to pollIntervalMs', async () => {
+    const pauses: number[] = [];
+    let ran = 0;
+    for (let pause = nextPollInterval(0, 0, 40); pauses.length < 40; pause = nextPollInterval(pause, ran, 40)) {
+      pauses.push(pause);
+      ran += pause;
+    }
+    expect(pauses.slice(0, 30)).toEqual(Array(30).fill(10));
+    expect(pauses.slice(30, 34)).toEqual([20, 40, 40, 40]);
+    expect(nextPollInterval(0, 0, 5)).toBe(5);
+    expect(nextPollInterval(5, 1_000, 5)).toBe(5);
+    expect(nextPollInterval(10, 1_000, 100)).toBe(20);
+  });
+
+  it('polls until the program exits', async () => {
     const server = await fake({ exec: () => ({ pollsBeforeExit: 6 }) });
     const client = await connect(server);
-    const started = Date.now();
     const result = await client.exec('/bin/true', [], { pollIntervalMs: 40 });
-    const elapsed = Date.now() - started;
     expect([...server.polls.values()]).toEqual([7]);
-    // Sleeps of 10 + 20 + 40 + 40 + 40 + 40 = 190 ms between the 7 polls: doubling, then capped.
-    expect(elapsed).toBeGreaterThanOrEqual(180);
-    expect(elapsed).toBeLessThan(600);
     expect(result).toEqual({ exitCode: 0, signal: undefined, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) });
+  });
+
+  it('runs what onStarted queues between guest-exec and the first status poll', async () => {
+    const server = await fake({ exec: () => ({ pollsBeforeExit: 2 }) });
+    const client = await connect(server);
+    let clock: Promise<void> | undefined;
+    const seen: number[] = [];
+    await client.exec('/usr/local/bin/rotate-secrets', [], {
+      onStarted: (pid) => {
+        seen.push(pid);
+        clock = client.setTime(5n);
+      },
+    });
+    await clock;
+    expect(seen).toEqual([1000]);
+    expect(commandsSeen(server)).toEqual(['guest-sync-delimited', 'guest-exec', 'guest-set-time', ...Array(3).fill('guest-exec-status')]);
   });
 
   it('reports a command killed by a signal', async () => {
