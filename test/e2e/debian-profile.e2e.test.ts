@@ -36,7 +36,7 @@ describe('the Debian profile on real QEMU', () => {
     await rm(configDir, { recursive: true, force: true });
   });
 
-  it('provisioned through cloud-init at build, it cold boots, captures, resumes with rotation inside the container; a second resume has other secrets', async () => {
+  it('provisioned through cloud-init at build, it cold boots, captures, resumes with the secrets rotated from the VM into the container; a second resume has other secrets', async () => {
     const { print: firstPrint } = await expectFirstStart(name, config, fingerprint);
     expect(firstPrint).not.toBe(sha256(`API_KEY=${'0'.repeat(64)}\n`));
     // The guest read the runtime disk (warmvm's own ISO) when it booted; the container sees it too.
