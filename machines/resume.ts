@@ -52,6 +52,11 @@ export type ResumeEvent = { type: 'CANCEL' };
 export const KEPT_NOTE = 'woken from its suspended state: the guest keeps the secrets it had, none are rotated';
 export const UNROTATED_WARNING = 'rotation is off: the guest runs with the placeholder secrets captured in the snapshot';
 
+/** Fresh secrets go in after `cont`: rotation is on and the guest's own (a woken state's) are not kept. */
+function rotatesNext(context: Pick<ResumeContext, 'rotation' | 'kept'>): boolean {
+  return context.rotation && !context.kept;
+}
+
 const resume = setup({
   types: {
     context: {} as ResumeContext,
@@ -86,7 +91,7 @@ const resume = setup({
   },
   guards: {
     isPaused: (_, incoming: Incoming) => incoming.runstate === 'paused',
-    rotationWanted: ({ context }) => context.rotation && !context.kept,
+    rotationWanted: ({ context }) => rotatesNext(context),
     secretsKept: ({ context }) => context.kept,
   },
   delays: boundDelays('prepareMs', 'launchMs', 'incomingMs', 'contMs', 'rotateMs', 'healthMs', 'stopMs'),
@@ -139,7 +144,7 @@ export const resumeMachine = resume.createMachine({
     cont: bounded({
       src: 'cont',
       state: 'resume.cont',
-      input: ({ context }) => ({ agentSoon: context.rotation && !context.kept }),
+      input: ({ context }) => ({ agentSoon: rotatesNext(context) }),
       done: [{ guard: 'rotationWanted', target: 'rotating' }, { guard: 'secretsKept', target: 'kept' }, { target: 'unrotated' }],
       bound: 'contMs',
       waitingFor: 'QEMU reporting runstate "running" after cont',

@@ -39,8 +39,15 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function run(script: string, args: string[], input?: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const result = await execa(join(DOCKER, script), args, { env, input: input ?? '', reject: false, timeout: 20_000 });
+/** A script of docker/, by its own #!/bin/sh (the host's dash), or with `busybox` by busybox's sh as in the guests (whose read can time out). */
+async function run(
+  script: string,
+  args: string[],
+  input?: string,
+  options: { busybox?: boolean; env?: Record<string, string> } = {},
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const [file, argv] = options.busybox ? [busybox.path as string, ['sh', join(DOCKER, script), ...args]] : [join(DOCKER, script), args];
+  const result = await execa(file, argv, { env: { ...env, ...options.env }, input: input ?? '', reject: false, timeout: 20_000 });
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -179,7 +186,7 @@ describe.skipIf(busybox.path === undefined)(`health-server (busybox: ${busybox.p
       const pids = [await serverPid()];
       for (const value of ['a1', 'b2']) {
         const input = `API_KEY=${value.repeat(32)}\n`;
-        const rotated = await runInBusybox('rotate-secrets', [], input);
+        const rotated = await run('rotate-secrets', [], input, { busybox: true });
         expect(rotated.exitCode, rotated.stderr).toBe(0);
         expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
         pids.push(await serverPid());
@@ -198,12 +205,6 @@ describe.skipIf(busybox.path === undefined)(`health-server (busybox: ${busybox.p
     }
   });
 });
-
-/** A script run by busybox's own sh, as in the guests (whose read can time out), not the host's dash. */
-async function runInBusybox(script: string, args: string[], input: string, extraEnv: Record<string, string> = {}) {
-  const result = await execa(busybox.path as string, ['sh', join(DOCKER, script), ...args], { env: { ...env, ...extraEnv }, input, reject: false, timeout: 20_000 });
-  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
-}
 
 async function parentOf(pid: number): Promise<number> {
   // /proc/PID/stat: "pid (comm) state ppid ..."; comm has no ")" here.
@@ -239,7 +240,7 @@ describe.skipIf(busybox.path === undefined)('health-server supervise (under busy
     expect((await get('/secret-fingerprint')).body).toBe(sha256(PLACEHOLDERS));
     for (const value of ['a1', 'b2']) {
       const input = `API_KEY=${value.repeat(32)}\n`;
-      const rotated = await runInBusybox('rotate-secrets', [], input, { WARMVM_HEALTH_SERVER: stub });
+      const rotated = await run('rotate-secrets', [], input, { busybox: true, env: { WARMVM_HEALTH_SERVER: stub } });
       expect(rotated.exitCode, rotated.stderr).toBe(0);
       // Answered once the new server listens: the first request after the hook gets the new fingerprint.
       expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
@@ -266,7 +267,7 @@ describe.skipIf(busybox.path === undefined)('health-server supervise (under busy
     await rm(supervisorPidFile());
     await writeFile(supervisorPidFile(), '1\n');
     const input = `API_KEY=${'e5'.repeat(32)}\n`;
-    const rotated = await runInBusybox('rotate-secrets', [], input, { WARMVM_HEALTH_SERVER: stub });
+    const rotated = await run('rotate-secrets', [], input, { busybox: true, env: { WARMVM_HEALTH_SERVER: stub } });
     expect(rotated.exitCode, rotated.stderr).toBe(0);
     expect((await get('/secret-fingerprint')).body).toBe(sha256(input));
   });
