@@ -1,5 +1,6 @@
 import { fromPromise } from 'xstate';
-import type { Migrated, Paused, Recovered, Stored } from '../machines/capture.js';
+import type { HealthResult, RotateResult } from '../machines/cold-boot.js';
+import type { Continued, Migrated, Paused, Recovered, Stored } from '../machines/capture.js';
 import type { CaptureSteps } from '../steps/capture.js';
 
 /** The capture machine's actors: one step each, the AbortSignal passed down. */
@@ -10,5 +11,8 @@ export function captureActors(steps: CaptureSteps) {
     quitQemu: fromPromise<{ exited: boolean }, void>(({ signal }) => steps.quitQemu(signal)),
     storeSnapshot: fromPromise<Stored, void>(({ signal }) => steps.storeSnapshot(signal)),
     recoverVm: fromPromise<Recovered, void>(() => steps.recoverVm()),
+    continueVm: fromPromise<Continued, void>(({ signal }) => steps.continueVm(signal)),
+    rotateSecrets: fromPromise<RotateResult, void>(({ signal }) => steps.rotateSecrets(signal)),
+    probeHealth: fromPromise<HealthResult[], void>(({ signal }) => steps.probeHealth(signal)),
   };
 }

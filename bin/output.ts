@@ -1,4 +1,5 @@
 import { describeError, errorCode, WarmvmError } from '../adapters/support/errors.js';
+import { withCauses } from '../machines/failure.js';
 
 /** Where a command writes: results to stdout, progress and errors to stderr. */
 export interface Output {
@@ -23,7 +24,8 @@ export function createOutput(json: boolean): Output {
     error(error, extra = {}) {
       if (json) {
         const hint = error instanceof WarmvmError ? error.hint : undefined;
-        const message = error instanceof Error ? error.message : String(error);
+        // A program reads only this line: it says the causes too (ENOSPC: no space left on device, …).
+        const message = error instanceof Error ? withCauses(error) : String(error);
         process.stdout.write(`${JSON.stringify({ ...extra, outcome: 'failed', error: { code: errorCode(error), message, hint } })}\n`);
       } else {
         process.stderr.write(`warmvm: ${describeError(error)}\n`);

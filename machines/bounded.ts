@@ -80,13 +80,20 @@ export function boundedSteps<TSetup>(machineSetup: TSetup, defaults: { hint?: st
     target,
     actions: { type: 'recordFailure', params: ({ event }) => toFailure(state, event.error) },
   });
-  const failOnBound = <TTarget extends string, TBound extends BoundName<TSetup>>(target: TTarget, state: string, bound: TBound, waitingFor: string, hint: string | undefined) => {
-    const transition: Fail<TTarget, BoundsArgs<TBound>> = {
-      target,
-      actions: { type: 'recordFailure', params: ({ context }) => timeoutFailure(state, context.bounds[bound], waitingFor, hint ?? defaults.hint ?? 'see the trace') },
-    };
-    return { [delayOf(bound)]: transition };
-  };
+  /** The transition taken when `bound` passes; failOnBound keys it by its delay's name. */
+  const boundTransition = <TTarget extends string, TBound extends BoundName<TSetup>>(
+    target: TTarget,
+    state: string,
+    bound: TBound,
+    waitingFor: string,
+    hint: string | undefined,
+  ): Fail<TTarget, BoundsArgs<TBound>> => ({
+    target,
+    actions: { type: 'recordFailure', params: ({ context }) => timeoutFailure(state, context.bounds[bound], waitingFor, hint ?? defaults.hint ?? 'see the trace') },
+  });
+  const failOnBound = <TTarget extends string, TBound extends BoundName<TSetup>>(target: TTarget, state: string, bound: TBound, waitingFor: string, hint: string | undefined) => ({
+    [delayOf(bound)]: boundTransition(target, state, bound, waitingFor, hint),
+  });
   const failOnCancel = <TTarget extends string>(target: TTarget, state: string): Fail<TTarget, unknown> => ({
     target,
     actions: { type: 'recordFailure', params: () => interruptedFailure(state) },
@@ -94,6 +101,7 @@ export function boundedSteps<TSetup>(machineSetup: TSetup, defaults: { hint?: st
 
   return {
     failOnError,
+    boundTransition,
     failOnBound,
     failOnCancel,
 
@@ -140,6 +148,6 @@ export function boundDelays<const TBound extends `${string}Ms`>(...bounds: TBoun
 }
 
 /** The delay that waits for a bound: `launchMs` → `launchBound`. */
-function delayOf(bound: string): string {
+export function delayOf(bound: string): string {
   return `${bound.replace(/Ms$/, '')}Bound`;
 }

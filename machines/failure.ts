@@ -23,18 +23,34 @@ export function failedOutput(machine: string, what: string, context: { failure: 
   return { outcome: 'failed', failure, stopError: context.stopError };
 }
 
-/** Reads code/message/hint off an error without importing the adapters' classes. */
+/**
+ * Reads code/message/hint off an error without importing the adapters' classes. The message carries
+ * the causes that it does not already say ("cannot create the lock file …: ENOSPC: no space left on
+ * device, open …"): a failure is read without the error it came from.
+ */
 export function toFailure(state: string, error: unknown): Failure {
   if (error instanceof Error) {
     const fields = error as Error & { code?: unknown; hint?: unknown };
     return {
       state,
       code: reportedCode(fields.code) ?? 'E_UNEXPECTED',
-      message: error.message,
+      message: withCauses(error),
       hint: typeof fields.hint === 'string' ? fields.hint : undefined,
     };
   }
   return { state, code: 'E_UNEXPECTED', message: String(error), hint: undefined };
+}
+
+/** An error's message followed by each cause's that it does not already contain, ": "-joined. */
+export function withCauses(error: Error): string {
+  let message = error.message;
+  let cause: unknown = error.cause;
+  for (let depth = 0; cause !== undefined && cause !== null && depth < 5; depth += 1) {
+    const text = cause instanceof Error ? cause.message : String(cause);
+    if (text !== '' && !message.includes(text)) message += `: ${text}`;
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return message;
 }
 
 export function timeoutFailure(state: string, boundMs: number, waitingFor: string, hint: string): Failure {

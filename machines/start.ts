@@ -140,6 +140,9 @@ const start = setup({
     })),
     // Each of these runs where a guard has told the outcome apart; they narrow it again for the compiler.
     recordHealthy: assign((_, output: ResumeOutput | ColdBootOutput) => (output.outcome === 'failed' ? {} : { pid: output.pid, health: output.health, rotated: output.rotated })),
+    recordKept: assign(({ context }, output: CaptureOutput) =>
+      output.outcome === 'kept' ? { pid: output.pid, health: output.health, rotated: output.rotated, warnings: [...context.warnings, output.warning] } : {},
+    ),
     recordWoken: assign(({ context }) => ({ kept: context.keptSecrets })),
     recordWakeable: assign((_, choice: SuspendedChoice) => ({ keptSecrets: choice.status === 'wakeable' && choice.secrets })),
     // Not the fast path failing: the state is set aside and the start goes on as if there were none.
@@ -184,6 +187,7 @@ const start = setup({
     coldReady: (_, output: ColdBootOutput) => output.outcome === 'ready',
     coldReadyToCapture: ({ context }, output: ColdBootOutput) => output.outcome === 'ready' && context.captureAfterCold,
     captured: (_, output: CaptureOutput) => output.outcome === 'captured',
+    keptAfterCapture: (_, output: CaptureOutput) => output.outcome === 'kept',
     fallbackAllowed: ({ context }, output: ChildOutput) => fallbackAllowed(context, output),
     // The set-aside decision (invariant 6): the fallback is allowed and the failure is the snapshot's own.
     // …or its guest failed after `cont` again: the second resume in a row to do so.
@@ -380,9 +384,11 @@ export const startMachine = start.createMachine({
       invoke: {
         id: 'capture',
         src: 'capture',
-        input: ({ context }) => ({ bounds: context.bounds }),
+        input: ({ context }) => ({ bounds: context.bounds, keep: { rotation: context.rotation } }),
         onDone: [
           { guard: { type: 'captured', params: doneOutput }, target: 'resume' },
+          // Failed with the VM only paused: that VM ends healthy, the failure a warning.
+          { guard: { type: 'keptAfterCapture', params: doneOutput }, target: 'running', actions: { type: 'recordKept', params: doneOutput } },
           { guard: { type: 'fallbackAllowed', params: doneOutput }, target: 'coldBoot', actions: { type: 'fallBack', params: doneOutput } },
           { target: 'failed', actions: { type: 'recordNoFallback', params: doneOutput } },
         ],

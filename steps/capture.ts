@@ -3,19 +3,21 @@ import { join } from 'node:path';
 import type { InstanceState } from '../adapters/instance/state.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
-import { captureToFile, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
+import { captureToFile, continueAfterFailedCapture, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
 import { fileChecksum } from '../adapters/snapshot/checksum.js';
 import { SNAPSHOT_FORMAT, type SnapshotFile, type SnapshotManifest } from '../adapters/snapshot/manifest.js';
-import { commitCapture, createCaptureDir, FROZEN_DISK, MEMORY_FILE, STATE_FILE } from '../adapters/snapshot/store.js';
+import { commitCapture, createCaptureDir, FROZEN_DISK, MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE } from '../adapters/snapshot/store.js';
 import { recordVerified } from '../adapters/snapshot/verify.js';
 import { syncFile, writeFileDurably } from '../adapters/support/durable.js';
 import { throwIfAborted, WarmvmError } from '../adapters/support/errors.js';
-import type { Migrated, Paused, Recovered, Stored } from '../machines/capture.js';
+import type { HealthResult, RotateResult } from '../machines/cold-boot.js';
+import type { Continued, Migrated, Paused, Recovered, Stored } from '../machines/capture.js';
 import { releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
 import { noteSnapshotKey } from './hand-off.js';
 import { need, type Run } from './run.js';
 import { cpuModel, specHash, specSummary } from './spec-facts.js';
-import { dropColdMemory, launchDevices, vmRunner } from './vm.js';
+import { rotateOn } from './rotate.js';
+import { dropColdMemory, launchDevices, probeHealth, vmRunner } from './vm.js';
 
 /** The capture machine's steps, one per actor. */
 export interface CaptureSteps {
@@ -24,6 +26,9 @@ export interface CaptureSteps {
   quitQemu(signal: AbortSignal): Promise<{ exited: boolean }>;
   storeSnapshot(signal: AbortSignal): Promise<Stored>;
   recoverVm(): Promise<Recovered>;
+  continueVm(signal: AbortSignal): Promise<Continued>;
+  rotateSecrets(signal: AbortSignal): Promise<RotateResult>;
+  probeHealth(signal: AbortSignal): Promise<HealthResult[]>;
 }
 
 export function captureSteps(run: Run): CaptureSteps {
@@ -52,6 +57,9 @@ export function captureSteps(run: Run): CaptureSteps {
       return storing;
     },
     recoverVm: () => recoverVm(run),
+    continueVm: (signal) => continueVm(run, signal),
+    rotateSecrets: (signal) => rotateOn(run, vm(), signal),
+    probeHealth: (signal) => probeHealth(vm(), signal),
   };
 }
 
@@ -108,7 +116,7 @@ async function migrateToFile(run: Run, signal: AbortSignal): Promise<Migrated> {
  */
 async function freeze(path: string, signal: AbortSignal, flushed?: Promise<void>): Promise<SnapshotFile & { dataBytes: number }> {
   const [, sum] = await Promise.all([flushed ?? syncFile(path), fileChecksum(path, { signal })]);
-  await chmod(path, 0o444);
+  await chmod(path, SNAPSHOT_FILE_MODE);
   return { name: path.slice(path.lastIndexOf('/') + 1), bytes: sum.bytes, dataBytes: sum.dataBytes, checksum: sum.checksum };
 }
 
@@ -155,10 +163,21 @@ async function storeSnapshot(run: Run, signal: AbortSignal): Promise<Stored> {
   return { snapshot: snapshot.dir, memoryDataBytes: memory.dataBytes };
 }
 
-/** After a failed capture: drop what was half made and the cold QEMU (the fallback boots anew). */
-async function recoverVm(run: Run): Promise<Recovered> {
-  // A store cut short by its bound may still be on its way: it publishes, or gives up, first.
-  await run.storing?.catch(() => undefined);
+/**
+ * A capture that failed before QEMU quit, in a start: its migration cancelled, the half-made capture
+ * dropped (on a full disk, that is the space back), the capture lock let go, and the paused VM run
+ * again; rotation and the health checks follow, on this same VM.
+ */
+async function continueVm(run: Run, signal: AbortSignal): Promise<Continued> {
+  const runner = need(run.cold, 'the cold-booted VM');
+  const cancelled = continueAfterFailedCapture(runner.qmpConnection(), { timeoutMs: run.spec.bounds.stopMs, signal });
+  const runstate = await runner.whileRunning('running the VM again after the failed capture', cancelled);
+  await dropCapture(run);
+  return { runstate, pid: need(runner.pid, "the cold-booted VM's pid") };
+}
+
+/** What a failed capture made: the capture folder, and the lock that made other starts wait for it. */
+async function dropCapture(run: Run): Promise<string[]> {
   const dropped: string[] = [];
   if (run.captureDir) {
     await rm(run.captureDir, { recursive: true, force: true });
@@ -167,6 +186,14 @@ async function recoverVm(run: Run): Promise<Recovered> {
   }
   // Starts waiting for this capture need not wait through what follows: one of them captures instead.
   await releaseCaptureLock(run);
+  return dropped;
+}
+
+/** After a failed capture: drop what was half made and the cold QEMU (the fallback boots anew). */
+async function recoverVm(run: Run): Promise<Recovered> {
+  // A store cut short by its bound may still be on its way: it publishes, or gives up, first.
+  await run.storing?.catch(() => undefined);
+  const dropped = await dropCapture(run);
   if (run.cold && run.adopted) {
     // Not ours to stop: if it was only paused, let it run on.
     if (await continueVcpus(run.cold.qmpConnection(), { timeoutMs: 5_000 })) dropped.push('nothing: the VM runs on');

@@ -15,7 +15,6 @@ import type { AccelResult, CaptureWait, ImageResult, PreflightResult, PullResult
 import { holdCaptureLock, releaseCaptureLock, takeCaptureLock } from './capture-lock.js';
 import { need, type Run } from './run.js';
 import { judge } from './judge.js';
-import { pullGuestImage, pullSnapshot } from './pull.js';
 import { findSuspended } from './wake.js';
 import { specHash } from './spec-facts.js';
 
@@ -31,6 +30,9 @@ export interface StartSteps {
   findSuspended(): Promise<SuspendedChoice>;
 }
 
+/** The pull steps, loaded when a config pulls: the registry client, tar and zstd cost a start ~130 ms. */
+const loadPull = (): Promise<typeof import('./pull.js')> => import('./pull.js');
+
 /** How often a start waiting for another's capture looks again. */
 const CAPTURE_POLL_MS = 100;
 
@@ -42,7 +44,7 @@ export function startSteps(run: Run): StartSteps {
     chooseSnapshot: (capture) => chooseSnapshot(run, capture),
     awaitCapture: (signal) => awaitCapture(run, signal),
     setAsideSnapshot: (reason) => setAsideResumed(run, reason),
-    pullSnapshot: (signal) => pullSnapshot(run, signal),
+    pullSnapshot: async (signal) => (await loadPull()).pullSnapshot(run, signal),
     findSuspended: () => findSuspended(run),
   };
 }
@@ -67,7 +69,7 @@ async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult
 
 /** The kernel, initrd or disk QEMU boots (the demo guest built when missing). */
 export async function prepareImage(run: Run, signal: AbortSignal): Promise<ImageResult> {
-  await pullGuestImage(run, signal);
+  if (run.spec.snapshotPull !== undefined) await (await loadPull()).pullGuestImage(run, signal);
   run.boot = await prepareBootFiles(run.spec.boot, {
     imagesDir: homePaths(run.home).images,
     overlay: run.paths.overlay,

@@ -25,7 +25,14 @@ export async function startInspectorServer(options: { port: number }): Promise<I
   const token = randomBytes(18).toString('base64url');
   const kept: InspectorMessage[] = [];
   const streams = new Set<ServerResponse>();
+  let hosts: Set<string> = new Set();
   const server = createServer((request, response) => {
+    // A page of another site can make a browser ask 127.0.0.1 under its own name (DNS rebinding):
+    // only the names this server is reached by directly are answered.
+    if (!hosts.has((request.headers.host ?? '').toLowerCase())) {
+      response.writeHead(421, { 'content-type': 'text/plain' }).end('misdirected request: use http://127.0.0.1 or http://localhost\n');
+      return;
+    }
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' || !path?.startsWith(`/${token}/`)) {
       response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -59,6 +66,7 @@ export async function startInspectorServer(options: { port: number }): Promise<I
   // Nothing of the inspector may keep warmvm alive once the command is done.
   server.unref();
   const port = (server.address() as { port: number }).port;
+  hosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
   return {
     url: `http://127.0.0.1:${port}/${token}/`,
     port,

@@ -1,5 +1,7 @@
-import { open, readFile, rm } from 'node:fs/promises';
+import { link, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { WarmvmError } from '../support/errors.js';
+import { systemErrorFix } from '../support/system-error.js';
 import { isProcessAlive } from '../support/process-alive.js';
 
 export interface InstanceLock {
@@ -8,41 +10,49 @@ export interface InstanceLock {
 }
 
 /**
- * Takes a lock file (O_EXCL, holding our pid), or says which live process holds it. A lock
- * left by a process that died is taken over.
+ * Takes a lock file holding our pid, or says which live process holds it. A lock left by a process
+ * that died is taken over. The pid is written to a file of our own first and that file linked to
+ * the lock's name (link(2) fails when the name exists): a lock file is never seen empty, so a
+ * taker is never mistaken for a holder that died.
  */
 export async function tryLock(lockFile: string): Promise<{ lock: InstanceLock } | { holder: number }> {
-  for (let attempt = 0; attempt < 3; attempt += 1) {
-    try {
-      const handle = await open(lockFile, 'wx', 0o644);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      let released = false;
-      return {
-        lock: {
-          path: lockFile,
-          async release() {
-            if (released) return;
-            released = true;
-            const holder = await readLockHolder(lockFile);
-            if (holder === process.pid) await rm(lockFile, { force: true });
-          },
-        },
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new WarmvmError('E_LOCK', `cannot create the lock file ${lockFile}`, {
-          hint: 'check that the warmvm home is writable',
-          cause: error,
-        });
+  const mine = `${lockFile}.${process.pid}`;
+  try {
+    await writeFile(mine, `${process.pid}\n`, { mode: 0o600 });
+  } catch (error) {
+    await rm(mine, { force: true });
+    throw lockError(lockFile, error);
+  }
+  try {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      try {
+        await link(mine, lockFile);
+        return { lock: heldLock(lockFile) };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw lockError(lockFile, error);
       }
+      const holder = await readLockHolder(lockFile);
+      if (holder !== undefined && holder !== process.pid && (await isProcessAlive(holder))) return { holder };
+      // The holder is gone: the lock is stale.
+      await rm(lockFile, { force: true });
     }
-    const holder = await readLockHolder(lockFile);
-    if (holder !== undefined && holder !== process.pid && (await isProcessAlive(holder))) return { holder };
-    // The holder is gone: the lock is stale.
-    await rm(lockFile, { force: true });
+  } finally {
+    await rm(mine, { force: true });
   }
   throw new WarmvmError('E_LOCKED', `the lock ${lockFile} keeps changing hands`, { hint: 'another warmvm is racing for it; try again' });
+}
+
+function heldLock(lockFile: string): InstanceLock {
+  let released = false;
+  return {
+    path: lockFile,
+    async release() {
+      if (released) return;
+      released = true;
+      const holder = await readLockHolder(lockFile);
+      if (holder === process.pid) await rm(lockFile, { force: true });
+    },
+  };
 }
 
 /** The instance's lock; one held by a live process is refused with the way out. */
@@ -51,6 +61,13 @@ export async function acquireInstanceLock(lockFile: string, instanceName: string
   if ('lock' in taken) return taken.lock;
   throw new WarmvmError('E_LOCKED', `instance "${instanceName}" is busy: another warmvm (pid ${taken.holder}) is starting or stopping it`, {
     hint: `wait for it to finish, or use another instance with --name; if pid ${taken.holder} is not warmvm, remove ${lockFile}`,
+  });
+}
+
+function lockError(lockFile: string, cause: unknown): WarmvmError {
+  return new WarmvmError('E_LOCK', `cannot create the lock file ${lockFile}`, {
+    hint: systemErrorFix(cause, dirname(lockFile), 'check that the warmvm home is writable'),
+    cause,
   });
 }
 

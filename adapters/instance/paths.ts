@@ -1,7 +1,8 @@
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { WarmvmError } from '../support/errors.js';
+import { systemErrorFix } from '../support/system-error.js';
 
 export interface HomePaths {
   home: string;
@@ -90,14 +91,20 @@ export async function ensureHome(home: string): Promise<HomePaths> {
     });
   }
   try {
-    for (const dir of [paths.home, paths.images, paths.snapshots, paths.instances]) await mkdir(dir, { recursive: true });
+    await mkdir(paths.home, { recursive: true, mode: 0o700 });
+    // warmvm's own folders are its user's alone, even in a home an older warmvm made (0755):
+    // whatever lies under them (guest memory, disks, secrets, sockets) is then out of others' reach.
+    for (const dir of [paths.images, paths.snapshots, paths.instances]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (((await stat(dir)).mode & 0o077) !== 0) await chmod(dir, 0o700);
+    }
     // Write for real: permission bits say nothing to root, and a read-only mount says nothing to access().
     const probe = join(home, `.write-probe-${process.pid}`);
     await writeFile(probe, '');
     await rm(probe);
   } catch (cause) {
     throw new WarmvmError('E_HOME_UNWRITABLE', `warmvm home ${home} cannot be written`, {
-      hint: 'set WARMVM_HOME to a folder you can write, or fix its permissions',
+      hint: systemErrorFix(cause, home, 'set WARMVM_HOME to a folder you can write, or fix its permissions'),
       cause,
     });
   }

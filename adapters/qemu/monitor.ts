@@ -111,6 +111,26 @@ export async function continueVcpus(qmp: QmpClient, options: { timeoutMs: number
   );
 }
 
+/** Migration states in which QEMU still writes the stream (`migrate_cancel` ends them). */
+const MIGRATING = new Set(['setup', 'active', 'cancelling', 'device', 'pre-switchover', 'wait-unplug']);
+
+/**
+ * After a capture failed with the vCPUs stopped (a full disk, a passed bound): the migration is
+ * cancelled if it still runs, then the vCPUs run again. Resolves with the runstate QEMU reports.
+ */
+export async function continueAfterFailedCapture(qmp: QmpClient, options: MigrationOptions): Promise<string> {
+  const deadline = Date.now() + options.timeoutMs;
+  const call = { timeoutMs: options.timeoutMs, signal: options.signal };
+  await qmp.execute('migrate_cancel', undefined, call);
+  for (let pause = 5; MIGRATING.has((await qmp.execute<QueryMigrate>('query-migrate', undefined, call)).status ?? ''); pause = Math.min(pause * 2, 100)) {
+    if (Date.now() > deadline)
+      throw new WarmvmError('E_MIGRATION_TIMEOUT', `the failed capture's migration was not cancelled within ${options.timeoutMs} ms`, { hint: 'see qemu.log' });
+    await sleep(pause, options.signal);
+  }
+  await qmp.execute('cont', undefined, call);
+  return (await qmp.execute<{ status: string }>('query-status', undefined, call)).status;
+}
+
 /** `quit`; QEMU may hang up before or after its reply, both are fine. */
 export async function quit(qmp: QmpClient, options: MigrationOptions): Promise<void> {
   try {

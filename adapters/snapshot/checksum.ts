@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises';
-import { createXXHash128 } from 'hash-wasm';
+import type { createXXHash128 } from 'hash-wasm';
 import { abortError } from '../support/errors.js';
 
 /** The memory file is hashed in chunks of this size: a chunk of zeros (a hole, mostly) costs a compare. */
@@ -27,7 +27,8 @@ export async function fileChecksum(path: string, options: { signal?: AbortSignal
   const found = await stat(path);
   const bytes = found.size;
   const chunks = Math.ceil(bytes / CHUNK_BYTES);
-  const hasher: Hasher = await createXXHash128();
+  // Loaded here, not at the top: its WASM bundle costs a start ~50 ms, and a resume rarely hashes.
+  const hasher: Hasher = await (await import('hash-wasm')).createXXHash128();
   const digests: Uint8Array[] = new Array(chunks);
   const handle = await open(path, 'r');
   try {

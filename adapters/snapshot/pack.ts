@@ -11,7 +11,7 @@ import { fileExists } from '../support/file-exists.js';
 import { type DiskBacking, imageManifestFor, layerDescriptor, type LayerRole, type PackedLayer, type SnapshotArtifactConfig, serializeConfig } from './artifact.js';
 import { fileChecksum } from './checksum.js';
 import type { SnapshotManifest } from './manifest.js';
-import { commitCapture, createCaptureDir, type SnapshotPaths } from './store.js';
+import { commitCapture, createCaptureDir, SNAPSHOT_FILE_MODE, type SnapshotPaths } from './store.js';
 import { recordVerified, verifyBeforeLaunch, verifyInFull } from './verify.js';
 
 /** Reports the bytes of one file done so far, as it is compressed, sent, received or unpacked. */
@@ -128,7 +128,7 @@ export async function unpackSnapshot(
     };
     // What travelled was checked by digest; this proves what was unpacked is what was captured.
     await verifyInFull(staged, manifest, signal);
-    for (const name of [files.memory.name, files.state.name, ...(files.disk ? [files.disk.name] : [])]) await chmod(join(dir, name), 0o444);
+    for (const name of [files.memory.name, files.state.name, ...(files.disk ? [files.disk.name] : [])]) await chmod(join(dir, name), SNAPSHOT_FILE_MODE);
     await writeFileDurably(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     await recordVerified({ dir, verified: join(dir, 'verified.json') }, manifest);
     throwIfAborted(signal, 'unpacking the snapshot');

@@ -31,6 +31,8 @@ export interface SnapshotPaths {
 export const MEMORY_FILE = 'mem.raw';
 export const STATE_FILE = 'state.raw';
 export const FROZEN_DISK = 'disk.qcow2';
+/** A published snapshot's files: read-only, and the owner's alone (they hold the guest's memory). */
+export const SNAPSHOT_FILE_MODE = 0o400;
 const CAPTURE_PREFIX = '.capture-';
 /** `<key>.replaced-<pid>-<ms>`: the old snapshot while a commit puts the new one in its place. */
 const REPLACED_INFIX = '.replaced-';

@@ -3,24 +3,27 @@ import { LOG_REDACT_PATHS, REDACTED } from './redact.js';
 
 export interface LoggerOptions {
   level?: string;
-  /** Where lines go; tests pass a stream to read them. Defaults to stderr. */
+  /** Where lines go (tests pass a stream to read them; a terminal, prettyStderr()). Defaults to stderr, as JSON lines. */
   destination?: DestinationStream;
-  /** Pretty, human lines (on a terminal) instead of JSON lines. */
-  pretty?: boolean;
 }
 
 /** The process-wide logger; modules take `logger.child({ module })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.WARMVM_LOG ?? 'warn';
   const base = { level, redact: { paths: LOG_REDACT_PATHS, censor: REDACTED }, base: undefined };
-  if (options.destination) return pino(base, options.destination);
-  if (options.pretty) {
-    return pino({
-      ...base,
-      transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, ignore: 'time' } },
-    });
-  }
-  return pino(base, pino.destination(2));
+  // process.stderr, not pino.destination(2): that one fsyncs stderr when the process exits (~10 ms
+  // of every command's exit here), and writes to stderr are synchronous on files, pipes and terminals.
+  return pino(base, options.destination ?? process.stderr);
+}
+
+/**
+ * Human lines on stderr, for a terminal. pino-pretty runs in this thread, not as a pino transport
+ * (a worker thread): a worker costs each start its own startup, and the CLI's bundle keeps pino
+ * inside it, where a transport's worker file cannot be found. Loaded only when asked for.
+ */
+export async function prettyStderr(): Promise<DestinationStream> {
+  const { default: pretty } = await import('pino-pretty');
+  return pretty({ destination: 2, colorize: true, ignore: 'time', sync: true });
 }
 
 export function moduleLogger(logger: Logger, module: string): Logger {

@@ -1,4 +1,5 @@
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
@@ -62,6 +63,29 @@ describe('bad input through the CLI', () => {
     const result = await cli(['start', '--json'], { WARMVM_HOME: join(file, 'home') });
     expect(result.exitCode).toBe(1);
     expect(result.json.error).toMatchObject({ code: 'E_HOME_UNWRITABLE', hint: expect.stringContaining('WARMVM_HOME') });
+  });
+
+  it('a full disk: the error names the cause (ENOSPC) and the fix is space, not permissions; no empty lock is left', async () => {
+    const home = join(await temp(), 'full-home');
+    await mkdir(home);
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', home]);
+    try {
+      await cli(['doctor', '--json'], { WARMVM_HOME: home });
+      // Filled after the folders exist: what fails is the first file with content, the lock.
+      await execa('dd', ['if=/dev/zero', `of=${join(home, 'fill')}`, 'bs=4k'], { reject: false });
+      const result = await cli(['start', '--name', 'full', '--json'], { WARMVM_HOME: home });
+      expect(result.exitCode).toBe(1);
+      expect(result.json.error).toMatchObject({
+        code: 'E_LOCK',
+        message: expect.stringContaining('no space left on device'),
+        hint: expect.stringContaining('free some space'),
+      });
+      const human = await cli(['start', '--name', 'full'], { WARMVM_HOME: home });
+      expect(human.stderr).toContain('caused by: ENOSPC');
+      expect(await readdir(instancePaths(home, 'full').dir)).toEqual([]);
+    } finally {
+      await execa('umount', [home]);
+    }
   });
 
   it('a missing WARMVM_HOME is created', async () => {

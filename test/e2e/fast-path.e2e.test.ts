@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { parseManifest } from '../../adapters/snapshot/manifest.js';
-import { listCaptureDirs } from '../../adapters/snapshot/store.js';
+import { listCaptureDirs, SNAPSHOT_FILE_MODE } from '../../adapters/snapshot/store.js';
 import { cli, E2E_HOME, parse, startCli, type CliResult } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
@@ -84,7 +84,7 @@ describe('fast path on real QEMU', () => {
       const memory = await stat(paths.memory);
       expect(memory.size).toBe(256 * 2 ** 20);
       expect(memory.blocks * 512).toBeLessThan(memory.size);
-      expect(memory.mode & 0o777).toBe(0o444);
+      expect(memory.mode & 0o777).toBe(SNAPSHOT_FILE_MODE);
       expect((await stat(paths.state)).size).toBeLessThan(4 * 2 ** 20);
       await stopAndCheckTrace(name);
 

@@ -28,6 +28,9 @@ export const ACTOR_NAMES = [
   'capture.quit',
   'capture.store',
   'capture.recover',
+  'capture.continue',
+  'capture.rotate',
+  'capture.health',
   'resume.prepare',
   'resume.launch',
   'resume.incoming',
@@ -300,6 +303,13 @@ export class World {
               this.kill();
               return { dropped: ['the capture folder'] };
             }),
+            // The capture failed with the VM paused: what was half made is dropped as by recoverVm, the VM runs on.
+            continueVm: step('capture.continue', async () => {
+              await side.recover();
+              return { runstate: 'running', pid: this.requireCurrent() };
+            }),
+            rotateSecrets: step('capture.rotate', () => this.rotate()),
+            probeHealth: step('capture.health', () => [{ url: 'http://127.0.0.1:1/health', status: 200 }]),
           },
         }),
         resume: resumeMachine.provide({

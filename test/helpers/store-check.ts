@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
 import { parseManifest } from '../../adapters/snapshot/manifest.js';
 import { readResumeFailures } from '../../adapters/snapshot/resume-failures.js';
-import { listCaptureDirs, listSnapshotKeys, removeSnapshot, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
+import { listCaptureDirs, listSnapshotKeys, removeSnapshot, SNAPSHOT_FILE_MODE, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
 import { E2E_HOME } from './cli.js';
 
 /** The snapshot an instance last ran from or captured (its config's), by the key its folder records. */
@@ -48,7 +48,7 @@ export async function corruptMemory(name: string): Promise<void> {
   } finally {
     await handle.close();
   }
-  await chmod(paths.memory, 0o444);
+  await chmod(paths.memory, SNAPSHOT_FILE_MODE);
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -91,7 +91,7 @@ export async function snapshotProblem(name: string): Promise<string | undefined>
     if (info?.size !== file.bytes) return `${file.name} is ${info?.size ?? 'missing'}, its manifest says ${file.bytes} bytes`;
   }
   const mode = (await stat(paths.memory)).mode & 0o777;
-  return mode === 0o444 ? undefined : `${paths.memory} has mode ${mode.toString(8)}, not 444`;
+  return mode === SNAPSHOT_FILE_MODE ? undefined : `${paths.memory} has mode ${mode.toString(8)}, not ${SNAPSHOT_FILE_MODE.toString(8)}`;
 }
 
 /**

@@ -104,24 +104,30 @@ describe('clones of one config share one snapshot store', () => {
     expect([...(result.store.versions[0]?.mappedBy.keys() ?? [])].sort()).toEqual([1, 2]);
   });
 
-  it('a waiter whose capturer failed takes the lock as the capture is recovered, not once the capturer’s fallback ends', async () => {
+  it('a waiter whose capturer failed takes the lock as the capture is dropped, not once the capturer’s kept VM is healthy', async () => {
     const result = await runClones({
       initial: undefined,
-      runs: [clone({ 'capture.pause': [late(300)], 'capture.migrate': [fail('E_IO')], 'cold.health': [ok, late(500)] }), clone({ preflight: [late(100)] })],
+      runs: [clone({ 'capture.pause': [late(300)], 'capture.migrate': [fail('E_IO')], 'capture.health': [late(500)] }), clone({ preflight: [late(100)] })],
     });
     expect(broken(result)).toEqual([]);
     const [first, second] = result.runs;
-    // The capture failed: recoverVm let go of the lock first, and its run fell back to a cold boot.
-    expect(first?.output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('capture.migrating') });
+    // The capture failed with the VM paused: continueVm let go of the lock first, and the run ended healthy on that VM.
+    expect(first?.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture', rotated: true, warnings: [expect.stringContaining('capture.migrating')] });
     expect(second?.output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
     expect(startStates(second?.trace ?? []).slice(4, 7)).toEqual(['start.choosing', 'start.awaitingCapture', 'start.coldBoot']);
-    // The waiter captured and resumed while the failed capturer's fallback still waited for its guest's health.
+    // The waiter captured and resumed while the failed capturer's kept VM still waited for its guest's health.
     expect(second?.elapsedMs).toBeLessThan(800);
     expect(first?.elapsedMs).toBeGreaterThanOrEqual(800);
     expect(states(result)).toEqual([
       [1, 'dropped'],
       [2, 'published'],
     ]);
+  });
+
+  it('a capture that fails after QEMU quit (storing) falls back to a cold boot: no VM is left to keep', async () => {
+    const result = await runClones({ initial: undefined, runs: [clone({ 'capture.store': [fail('E_IO')] })] });
+    expect(broken(result)).toEqual([]);
+    expect(result.runs[0]?.output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('capture.storing') });
   });
 
   it('two resumes that fail after cont at once both count: the next start sets the snapshot aside', async () => {

@@ -46,6 +46,7 @@ const OUTPUTS: Record<string, unknown[]> = {
   ],
   capture: [
     { outcome: 'captured', snapshot: '/x' },
+    { outcome: 'kept', pid: 1, health, rotated: true, warning: 'the capture failed in capture.migrating (E_X)' },
     { outcome: 'failed', failure: failure('capture.migrating', 'E_X'), stopError: undefined },
     { outcome: 'failed', failure: failure('capture.migrating', 'E_X'), stopError: 'QEMU did not stop' },
   ],
@@ -71,6 +72,7 @@ const OUTPUTS: Record<string, unknown[]> = {
   quitQemu: [{ exited: true }],
   storeSnapshot: [{ snapshot: '/x', memoryDataBytes: 1 }],
   recoverVm: [{ dropped: [] }],
+  continueVm: [{ runstate: 'running', pid: 1 }],
   findInstance: [
     { pid: 1, running: true, leftovers: [] },
     { pid: 1, running: false, leftovers: ['/x/qemu.pid'] },
@@ -150,7 +152,7 @@ describe('every state of every machine is reachable', () => {
     ['start', startMachine, flagSets.flatMap(([forceCold, capture, rotation]) => [false, true].map((pull) => ({ bounds, forceCold, capture, rotation, pull })))],
     ['coldBoot', coldBootMachine, flagSets.map(([rotation, capturing]) => ({ bounds, rotation, capturing }))],
     ['resume', resumeMachine, [true, false].flatMap((rotation) => [false, true].map((kept) => ({ bounds, rotation, kept })))],
-    ['capture', captureMachine, [{ bounds }]],
+    ['capture', captureMachine, [{ bounds }, { bounds, keep: { rotation: true } }, { bounds, keep: { rotation: false } }]],
     ['stop', stopMachine, [false, true].map((suspend) => ({ bounds: { checkMs: 1_000, termMs: 1_000, killMs: 1_000, cleanMs: 1_000, suspendMs: 1_000 }, suspend }))],
   ];
   for (const [name, machine, inputs] of cases) {

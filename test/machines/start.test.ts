@@ -19,6 +19,10 @@ function world(faults: {
   setAsideCapturing?: boolean;
   resumeFails?: string[];
   captureFails?: boolean;
+  /** The failed capture's VM cannot be run again (QEMU died with the migration). */
+  continueFails?: boolean;
+  /** The capture fails after QEMU quit, while storing: there is no VM left to keep. */
+  storeFails?: boolean;
   /** What pullSnapshot answers; `throw` rejects, `hang` never settles. */
   pull?: PullResult | 'throw' | 'hang';
   /** What findSuspended answers (`none` when left out). */
@@ -80,12 +84,23 @@ function world(faults: {
             return { stateBytes: 1, ms: 1 };
           }),
           quitQemu: stop('capture.quit'),
-          storeSnapshot: step('capture.store', () => ({ snapshot: '/s/x', memoryDataBytes: 1 })),
+          storeSnapshot: fromPromise<{ snapshot: string; memoryDataBytes: number }, void>(async () => {
+            calls.push('capture.store');
+            if (faults.storeFails) throw errorWithCode('ENOSPC: no space left on device, write', 'ENOSPC');
+            return { snapshot: '/s/x', memoryDataBytes: 1 };
+          }),
           recoverVm: fromPromise<{ dropped: string[] }, void>(async () => {
             calls.push('capture.recover');
             live = Math.max(0, live - 1);
             return { dropped: ['the cold-booted QEMU'] };
           }),
+          continueVm: fromPromise<{ runstate: string; pid: number }, void>(async () => {
+            calls.push('capture.continue');
+            if (faults.continueFails) throw errorWithCode('QEMU exited', 'E_QEMU_EXITED');
+            return { runstate: 'running', pid: 1 };
+          }),
+          rotateSecrets: step('capture.rotate', () => ({ secrets: 4, exitCode: 0 })),
+          probeHealth: step('capture.health', () => health),
         },
       }),
       resume: resumeMachine.provide({
@@ -190,12 +205,22 @@ describe('start machine', () => {
     expect(calls.some((call) => call.endsWith('.rotate'))).toBe(false);
   });
 
-  it('a failed capture drops its QEMU and falls back to a cold boot that rotates', async () => {
+  it('a capture that fails while the VM is paused keeps that VM: it runs again, rotates, and the start ends healthy on it with a warning', async () => {
     const { output, calls, maxLive } = await run({ captureFails: true });
-    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringContaining('capture.migrating') });
-    expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
-    expect(calls).toContain('cold.rotate');
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture', fallbackReason: undefined, rotated: true, warnings: [expect.stringContaining('capture.migrating')] });
+    expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(1);
+    expect(calls.slice(calls.indexOf('capture.migrate'))).toEqual(['capture.migrate', 'capture.continue', 'capture.rotate', 'capture.health']);
     expect(maxLive).toBe(1);
+  });
+
+  it('a failed capture whose VM cannot run again, or that failed after QEMU quit, drops its QEMU and falls back to a cold boot that rotates', async () => {
+    for (const faults of [{ captureFails: true, continueFails: true }, { storeFails: true }]) {
+      const { output, calls, maxLive } = await run(faults);
+      expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringMatching(/capture\.(continuing|storing)/) });
+      expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
+      expect(calls).toContain('cold.rotate');
+      expect(maxLive).toBe(1);
+    }
   });
 
   it('Ctrl-C while the cold boot prepares ends the start in failed, with no QEMU launched', async () => {

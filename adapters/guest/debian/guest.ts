@@ -11,6 +11,7 @@ import { writeIsoFile } from '../../formats/iso9660/image.js';
 import { loadExeca } from '../../support/lazy-execa.js';
 import { moduleLogger, silentLogger } from '../../support/logger.js';
 import { projectRoot } from '../../support/project-root.js';
+import { withReadableFiles } from '../../support/umask.js';
 import { inspectQemuCached } from '../../qemu/binary.js';
 import { removeStaleImages, type StaleImages } from '../stale-images.js';
 
@@ -90,7 +91,8 @@ export async function ensureDebianGuest(options: EnsureDebianGuestOptions): Prom
   const started = Date.now();
   const buildDir = await mkdtemp(join(imagesDir, `${BUILD_PREFIX}${process.pid}-`));
   try {
-    const manifest = await build(buildDir, key, templates, { imagesDir, signal, progress });
+    // The root file system's modes are its users' permissions inside the guest.
+    const manifest = await withReadableFiles(() => build(buildDir, key, templates, { imagesDir, signal, progress }));
     throwIfAborted(signal, 'building the Debian guest');
     await writeFile(join(buildDir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
     const old = `${buildDir}.old`;

@@ -8,7 +8,7 @@ import { parseConfig, parseSnapshotArtifact, SNAPSHOT_ARTIFACT_TYPE, serializeCo
 import { fileChecksum } from '../../../adapters/snapshot/checksum.js';
 import { parseManifest, type SnapshotManifest } from '../../../adapters/snapshot/manifest.js';
 import { blobPath, type PackedSnapshot, packSnapshot, unpackSnapshot } from '../../../adapters/snapshot/pack.js';
-import { FROZEN_DISK, listCaptureDirs, MEMORY_FILE, STATE_FILE, snapshotPaths, type SnapshotPaths } from '../../../adapters/snapshot/store.js';
+import { FROZEN_DISK, listCaptureDirs, MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE, snapshotPaths, type SnapshotPaths } from '../../../adapters/snapshot/store.js';
 import { verifyBeforeLaunch, verifyInFull } from '../../../adapters/snapshot/verify.js';
 import {
   backingFilename,
@@ -185,8 +185,8 @@ describe('unpackSnapshot', () => {
     // Sparse: its holes came back as holes (runs of zeros within written chunks too, at 64 KiB).
     expect(memory.blocks * 512).toBeGreaterThanOrEqual(MEMORY_DATA_BYTES);
     expect(memory.blocks * 512).toBeLessThan(MEMORY_DATA_BYTES + (1 << 20));
-    expect(memory.mode & 0o777).toBe(0o444);
-    expect((await stat(there.state)).mode & 0o777).toBe(0o444);
+    expect(memory.mode & 0o777).toBe(SNAPSHOT_FILE_MODE);
+    expect((await stat(there.state)).mode & 0o777).toBe(SNAPSHOT_FILE_MODE);
     expect(parseManifest(await readFile(there.manifest, 'utf8'))).toEqual(manifest);
     // verified.json records what was checksummed: the first launch checks nothing in full.
     expect(await verifyBeforeLaunch(there, manifest)).toEqual({ checked: [], unchanged: [MEMORY_FILE, STATE_FILE] });
@@ -341,7 +341,7 @@ describe('a disk guest’s snapshot', () => {
     expect(await sha256File(theirBase)).toBe(await sha256File(base));
     expect(await backingFilename(there.disk)).toBe(theirBase);
     expect(await readBackingFile(there.disk)).toBe(theirBase);
-    expect((await stat(there.disk)).mode & 0o777).toBe(0o444);
+    expect((await stat(there.disk)).mode & 0o777).toBe(SNAPSHOT_FILE_MODE);
     // What the guest sees through the chain is what it saw in home a.
     await qemuImg('compare', '-U', '-f', 'qcow2', '-F', 'qcow2', paths.disk, there.disk);
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { InstanceState } from '../../../adapters/instance/state.js';
 import { fileChecksum } from '../../../adapters/snapshot/checksum.js';
 import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../../adapters/snapshot/manifest.js';
-import { MEMORY_FILE, STATE_FILE, snapshotPaths, type SnapshotPaths } from '../../../adapters/snapshot/store.js';
+import { MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE, snapshotPaths, type SnapshotPaths } from '../../../adapters/snapshot/store.js';
 
 /** A fake warmvm home on real files: instances' state and published snapshots, no QEMU. */
 
@@ -26,7 +26,7 @@ export async function writeSnapshot(home: string, key: string, facts: Partial<Pi
   } finally {
     await memory.close();
   }
-  await chmod(paths.memory, 0o444);
+  await chmod(paths.memory, SNAPSHOT_FILE_MODE);
   await writeFile(paths.state, Buffer.from(`device state of ${key}`));
   const memorySum = await fileChecksum(paths.memory);
   const stateSum = await fileChecksum(paths.state);
@@ -62,7 +62,7 @@ export async function damageMemory(paths: SnapshotPaths): Promise<void> {
   } finally {
     await handle.close();
   }
-  await chmod(paths.memory, 0o444);
+  await chmod(paths.memory, SNAPSHOT_FILE_MODE);
 }
 
 /** An instance folder with, as asked, a state.json, a pidfile and a snapshot-key file. */
