@@ -36,6 +36,8 @@ export interface StartInput {
 export interface PreflightResult {
   qemuVersion: string;
   machineType: string;
+  /** The pid of a QEMU that a start killed before it ended left running, which this start stopped. */
+  unfinishedStopped?: number;
 }
 export interface ImageResult {
   image: string;

@@ -5,7 +5,8 @@ import { homePaths } from '../adapters/instance/paths.js';
 import { assertPortFree } from '../adapters/instance/ports.js';
 import { chooseAccelerator } from '../adapters/qemu/accel-probe.js';
 import { inspectQemuCached } from '../adapters/qemu/binary.js';
-import { isInstanceQemu, readPidFile, removeRuntimeFiles } from '../adapters/qemu/process.js';
+import { isInstanceQemu, readPidFile, removeRuntimeFiles, stopProcess } from '../adapters/qemu/process.js';
+import { readInstanceState } from '../adapters/instance/state.js';
 import { tryLock, type InstanceLock } from '../adapters/instance/lock.js';
 import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/store.js';
 import { WarmvmError } from '../adapters/support/errors.js';
@@ -49,14 +50,25 @@ export function startSteps(run: Run): StartSteps {
   };
 }
 
-/** Refuse a second running copy, clean a crash's leftovers, check QEMU, check fixed ports. */
+/**
+ * Refuse a second running copy, stop the QEMU of a start that was killed, clean a crash's leftovers,
+ * check QEMU, check fixed ports.
+ */
 async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult> {
   const { paths } = run;
   const pid = await readPidFile(paths.pidFile);
+  let unfinishedStopped: number | undefined;
   if (pid !== undefined && (await isInstanceQemu(pid, paths.qmpSocket))) {
-    throw new WarmvmError('E_ALREADY_RUNNING', `instance "${paths.name}" is already running (QEMU pid ${pid})`, {
-      hint: `"warmvm status --name ${paths.name}" shows it; "warmvm stop --name ${paths.name}" stops it; or start another with --name`,
-    });
+    if ((await readInstanceState(paths.stateFile))?.pid === pid) {
+      throw new WarmvmError('E_ALREADY_RUNNING', `instance "${paths.name}" is already running (QEMU pid ${pid})`, {
+        hint: `"warmvm status --name ${paths.name}" shows it; "warmvm stop --name ${paths.name}" stops it; or start another with --name`,
+      });
+    }
+    // No start recorded it healthy, and this one holds the instance's lock: the start that launched
+    // it was killed. Its guest may be paused, or hold a snapshot's placeholder secrets.
+    run.progress(`warmvm: instance "${paths.name}" has a QEMU (pid ${pid}) whose start did not finish: stopping it to start again`);
+    await stopProcess(pid, { graceMs: run.spec.bounds.stopMs });
+    unfinishedStopped = pid;
   }
   // The secrets of a VM that is gone: a start that does not rotate must not leave them looking current.
   await removeRuntimeFiles([paths.pidFile, paths.stateFile, paths.qmpSocket, paths.qgaSocket, paths.secretsFile, paths.memoryFile]);
@@ -64,7 +76,7 @@ async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult
   for (const forward of run.spec.ports) {
     if (forward.host !== undefined) await assertPortFree(forward.host, `forwarded to guest port ${forward.guest}`);
   }
-  return { qemuVersion: run.qemu.version.text, machineType: run.qemu.machineType };
+  return { qemuVersion: run.qemu.version.text, machineType: run.qemu.machineType, ...(unfinishedStopped === undefined ? {} : { unfinishedStopped }) };
 }
 
 /** The kernel, initrd or disk QEMU boots (the demo guest built when missing). */

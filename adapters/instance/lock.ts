@@ -64,6 +64,12 @@ export async function acquireInstanceLock(lockFile: string, instanceName: string
   });
 }
 
+/** The live process that holds `lockFile`, if one does. */
+export async function liveLockHolder(lockFile: string): Promise<number | undefined> {
+  const holder = await readLockHolder(lockFile);
+  return holder !== undefined && (await isProcessAlive(holder)) ? holder : undefined;
+}
+
 function lockError(lockFile: string, cause: unknown): WarmvmError {
   return new WarmvmError('E_LOCK', `cannot create the lock file ${lockFile}`, {
     hint: systemErrorFix(cause, dirname(lockFile), 'check that the warmvm home is writable'),

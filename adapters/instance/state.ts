@@ -1,4 +1,5 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { writeFileDurably } from '../support/durable.js';
 import type { HostFacts } from '../snapshot/manifest.js';
 
 /** What a running instance's `state.json` says; read by `status` and `stop`. No secrets. */
@@ -24,10 +25,9 @@ export interface InstanceState {
   diskSnapshot?: string | undefined;
 }
 
+/** Published durably: `status` and the next start trust it to name the QEMU that ended healthy. */
 export async function writeInstanceState(file: string, state: InstanceState): Promise<void> {
-  const temp = `${file}.tmp-${process.pid}`;
-  await writeFile(temp, JSON.stringify(state, null, 2) + '\n');
-  await rename(temp, file);
+  await writeFileDurably(file, `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
 
 export async function readInstanceState(file: string): Promise<InstanceState | undefined> {

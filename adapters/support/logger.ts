@@ -31,4 +31,5 @@ export function moduleLogger(logger: Logger, module: string): Logger {
 }
 
 /** A logger that drops everything, for callers that pass none. */
-export const silentLogger: Logger = pino({ level: 'silent' });
+// Its own no-op stream: pino's default (a SonicBoom on stdout) would fsync stdout at every exit.
+export const silentLogger: Logger = pino({ level: 'silent' }, { write: () => undefined });

@@ -1,6 +1,7 @@
 import { WarmvmError } from '../support/errors.js';
 import { getStatus } from './health-probe.js';
 import { readInstanceState } from '../instance/state.js';
+import { liveLockHolder } from '../instance/lock.js';
 import { readSuspended, suspendPaths } from '../instance/suspended.js';
 import type { InstancePaths } from '../instance/paths.js';
 import { fileExists } from '../support/file-exists.js';
@@ -19,6 +20,10 @@ export interface InstanceStatus {
   startedAt: string | undefined;
   /** A pidfile whose QEMU is gone (a crash): `stop` cleans it. */
   stale: boolean;
+  /** Running, and recorded healthy by the start that launched it (state.json names this QEMU). */
+  ready: boolean;
+  /** The live warmvm holding the instance's lock (a start, stop or capture under way), if any. */
+  busyWith: number | undefined;
   /** When `stop --suspend` kept it, if it is stopped with a state the next start wakes. */
   suspendedAt: string | undefined;
   /** The snapshot whose frozen disk the suspended state's overlay backs onto: it must stay. */
@@ -54,6 +59,8 @@ export async function instanceStatus(paths: InstancePaths, options: { health?: b
     health,
     startedAt: running ? saved?.startedAt : undefined,
     stale: !running && (pid !== undefined || saved !== undefined),
+    ready: running && saved?.pid === pid,
+    busyWith: await liveLockHolder(paths.lockFile),
     suspendedAt: record?.suspendedAt,
     suspendedOn: record?.snapshot,
   };

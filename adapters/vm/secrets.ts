@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { syncDir } from '../support/durable.js';
 import { redactValues } from '../support/redact.js';
 
 /** Fresh per-start secrets: NAME → hex. Never logged, traced or put in an error. */
@@ -31,13 +33,18 @@ export function redactSecrets(text: string, secrets: Secrets): string {
   return redactValues(text, secrets.values());
 }
 
-/** Writes the secrets for the user, readable by the user only from the first byte on. */
+/**
+ * Writes the secrets for the user, readable by the user only from the first byte on; flushed
+ * before the rename that publishes them, the folder after it: a power loss leaves the old file or
+ * the whole new one, never an empty one that the guest's secrets no longer match.
+ */
 export async function writeSecretsFile(file: string, secrets: Secrets): Promise<void> {
   const temp = `${file}.tmp-${process.pid}`;
   const handle = await open(temp, 'w', 0o600);
   try {
     await handle.chmod(0o600); // an umask never widens, but a pre-existing temp might be wider
     await handle.writeFile(secretsToEnvLines(secrets));
+    await handle.datasync();
   } finally {
     await handle.close();
   }
@@ -47,4 +54,5 @@ export async function writeSecretsFile(file: string, secrets: Secrets): Promise<
     await rm(temp, { force: true });
     throw error;
   }
+  await syncDir(dirname(file));
 }

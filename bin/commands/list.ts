@@ -26,6 +26,7 @@ function instanceJson(instance: InstanceStatus): Record<string, unknown> {
     health: instance.health.map((answer) => ({ url: answer.url, status: answer.status ?? null, expectStatus: answer.expectStatus })),
     startedAt: instance.startedAt ?? null,
     stale: instance.stale,
+    ready: instance.ready,
     suspendedAt: instance.suspendedAt ?? null,
   };
 }
@@ -38,7 +39,13 @@ function instanceLines(home: string, instances: InstanceStatus[]): string[] {
   if (instances.length === 0) return [`no instances in ${home}/instances`];
   const rows = instances.map((instance) => [
     instance.name,
-    instance.suspendedAt === undefined ? instance.state : 'suspended',
+    instance.suspendedAt !== undefined
+      ? 'suspended'
+      : instance.state === 'running' && !instance.ready
+        ? instance.busyWith === undefined
+          ? 'unfinished'
+          : 'starting'
+        : instance.state,
     instance.pid === undefined ? NONE : String(instance.pid),
     instance.path ?? NONE,
     instance.snapshot ?? NONE,
@@ -46,9 +53,11 @@ function instanceLines(home: string, instances: InstanceStatus[]): string[] {
     health(instance),
   ]);
   const stale = instances.filter((instance) => instance.stale).map((instance) => instance.name);
+  const unfinished = instances.filter((instance) => instance.state === 'running' && !instance.ready && instance.busyWith === undefined).map((instance) => instance.name);
   return [
     ...table([['NAME', 'STATE', 'PID', 'PATH', 'SNAPSHOT', 'PORTS (host→guest)', 'HEALTH'], ...rows]),
     ...(stale.length === 0 ? [] : [`(${stale.join(', ')}: a QEMU that died left its files; "warmvm stop --name <name>" cleans them)`]),
+    ...(unfinished.length === 0 ? [] : [`(${unfinished.join(', ')}: the start that launched it did not finish; "warmvm start --name <name>" stops that QEMU and starts again)`]),
   ];
 }
 

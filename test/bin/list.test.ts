@@ -24,8 +24,8 @@ describe('warmvm list', () => {
     const result = await cli(['list', '--json'], { WARMVM_HOME: home });
     expect(result.exitCode).toBe(0);
     expect(result.json.instances).toEqual([
-      { name: 'web-1', state: 'stopped', pid: null, path: null, snapshot: null, ports: [], health: [], startedAt: null, stale: false, suspendedAt: null },
-      { name: 'web-2', state: 'stopped', pid: null, path: null, snapshot: null, ports: [], health: [], startedAt: null, stale: true, suspendedAt: null },
+      { name: 'web-1', state: 'stopped', pid: null, path: null, snapshot: null, ports: [], health: [], startedAt: null, stale: false, ready: false, suspendedAt: null },
+      { name: 'web-2', state: 'stopped', pid: null, path: null, snapshot: null, ports: [], health: [], startedAt: null, stale: true, ready: false, suspendedAt: null },
     ]);
     const snapshots = result.json.snapshots as Record<string, unknown>[];
     expect(snapshots.map((snapshot) => [snapshot.key, snapshot.capturedBy, snapshot.memoryMb, snapshot.usedBy])).toEqual([

@@ -1,14 +1,16 @@
 import { mkdir, readdir, readFile, rmdir, stat, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
 import { listCaptureDirs } from '../../adapters/snapshot/store.js';
-import { cli, E2E_HOME } from '../helpers/cli.js';
+import { readTraceFile } from '../../adapters/trace/file.js';
+import { CLI, cli, E2E_HOME } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
-import { launchedPids } from '../helpers/instance-leftovers.js';
+import { launchedPids, liveInstanceQemus } from '../helpers/instance-leftovers.js';
 import { useTempDirs } from '../helpers/temp.js';
 import { expectTraceMatches } from '../helpers/trace-expect.js';
+import { currentRun, waitForState } from '../helpers/trace-watch.js';
 
 // What warmvm promises when the disk fills and when another local user looks: each test has a
 // home of its own (its images shared with the other e2e tests', so the demo guest is built once).
@@ -62,6 +64,115 @@ describe('safety on real QEMU', () => {
   );
 
   it(
+    'a start killed (SIGKILL) in any state of the cold boot, the capture or the resume: status says so, and the next start stops its QEMU and ends healthy',
+    async () => {
+      const home = await homeIn(await temp());
+      const env = { WARMVM_HOME: home };
+      const name = 'killed';
+      const paths = instancePaths(home, name);
+      // In order: each cycle's recovery leaves what the next needs (a snapshot, or none after reset).
+      const cycles: { state: string; args?: string[]; reset?: boolean }[] = [
+        { state: 'coldBoot.booting' },
+        { state: 'resume.incoming' },
+        { state: 'resume.cont' },
+        { state: 'resume.rotating' },
+        { state: 'resume.probing' },
+        { state: 'coldBoot.probing', reset: true },
+        { state: 'capture.migrating', reset: true },
+        { state: 'coldBoot.launching', args: ['--cold'] },
+      ];
+      const seen: string[] = [];
+      try {
+        for (const cycle of cycles) {
+          if (cycle.reset) await cli(['reset', '--name', name, '--snapshot'], env);
+          const since = Date.now();
+          let ended = false;
+          const run = execa(process.execPath, [CLI, 'start', '--name', name, '--json', ...(cycle.args ?? [])], { env, reject: false, stdin: 'ignore' });
+          void run.finally(() => (ended = true));
+          const reached = await waitForState(name, cycle.state, since, () => ended, 120_000, home);
+          expect(reached, `${cycle.state} was never entered`).toBeDefined();
+          run.kill('SIGKILL');
+          await run;
+          const landed = currentRun(name, since, home).at(-1)?.state ?? 'none';
+          seen.push(`${cycle.state} → killed in ${landed}`);
+          const orphans = await liveInstanceQemus(name, home);
+          const status = await cli(['status', '--name', name, '--json'], env);
+          if (orphans.length > 0) {
+            expect(status.json, landed).toMatchObject({ state: 'running', ready: false, busyWith: null });
+            expect((await cli(['status', '--name', name], env)).stdout).toContain('the start that launched it did not finish');
+          }
+          const again = await cli(['start', '--name', name, '--json'], env);
+          expect(again.json, `after a kill in ${landed}: ${again.stderr}`).toMatchObject({ outcome: 'healthy' });
+          expect(await liveInstanceQemus(name, home), landed).toEqual([again.json.pid]);
+          const trace = await readTraceFile(paths.traceFile);
+          if (orphans.length > 0) expect(trace.find((entry) => entry.from === 'start.preflight')?.event.output).toMatchObject({ unfinishedStopped: orphans[0] });
+          expect((await cli(['stop', '--name', name, '--json'], env)).json, landed).toMatchObject({ outcome: 'stopped' });
+          expect(await listCaptureDirs(homePaths(home).snapshots), landed).toEqual([]);
+        }
+      } finally {
+        process.stdout.write(`killed starts: ${seen.join('; ')}\n`);
+        await cli(['stop', '--name', name], env);
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'a first start publishes durably (strace): each file flushed before the rename that publishes it, its folder flushed after',
+    async () => {
+      const home = await homeIn(await temp());
+      const log = join(home, '..', 'strace.log');
+      // -b execve: QEMU, once exec'd, is no longer traced (strace would wait for it to exit).
+      const traced = await execa(
+        'strace',
+        ['-f', '-b', 'execve', '-y', '-qq', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2', '-o', log, process.execPath, CLI, 'start', '--name', 'durable', '--json'],
+        {
+          env: { WARMVM_HOME: home },
+          reject: false,
+          stdin: 'ignore',
+        },
+      );
+      try {
+        expect(traced.stdout, traced.stderr).toContain('"outcome":"healthy"');
+        const calls = syscalls(await readFile(log, 'utf8'));
+        const snapshots = homePaths(home).snapshots;
+        const published = calls.filter(
+          (call) => call.name.startsWith('rename') && /\/(manifest\.json|verified\.json|secrets\.env|state\.json)$|\/snapshots\/[0-9a-f]{16}$/.test(call.paths[1] ?? ''),
+        );
+        const names = published.map((call) => (call.paths[1] ?? '').slice(home.length + 1));
+        expect(names).toHaveLength(5);
+        expect(names).toEqual(
+          expect.arrayContaining([
+            'instances/durable/secrets.env',
+            'instances/durable/state.json',
+            expect.stringMatching(/^snapshots\/\.capture-.*\/manifest\.json$/),
+            expect.stringMatching(/^snapshots\/\.capture-.*\/verified\.json$/),
+            expect.stringMatching(/^snapshots\/[0-9a-f]{16}$/),
+          ]),
+        );
+        const flushedBefore = (path: string, index: number) => calls.some((call) => call.name.endsWith('sync') && call.paths[0] === path && call.done < index);
+        const flushedAfter = (path: string, index: number) => calls.some((call) => call.name.endsWith('sync') && call.paths[0] === path && call.at > index);
+        for (const rename of published) {
+          const [from = '', to = ''] = rename.paths;
+          expect(flushedBefore(from, rename.at), `${from} flushed before it is renamed to ${to}`).toBe(true);
+          expect(flushedAfter(dirname(to), rename.at), `${dirname(to)} flushed after ${to} is published`).toBe(true);
+        }
+        // The snapshot's big files, flushed (wherever they lay then) before its folder is published.
+        const commit = published.find((call) => (call.paths[1] ?? '').startsWith(`${snapshots}/`) && !(call.paths[1] ?? '').includes('.capture-'));
+        for (const file of ['mem.raw', 'state.raw']) {
+          expect(
+            calls.some((call) => call.name === 'fdatasync' && call.paths[0]?.endsWith(`/${file}`) && call.done < (commit?.at ?? -1)),
+            `${file} flushed before the commit`,
+          ).toBe(true);
+        }
+      } finally {
+        await cli(['stop', '--name', 'durable'], { WARMVM_HOME: home });
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
     'private by default: another local user can read no file of a home and connect to neither socket',
     async () => {
       const home = await homeIn(await temp());
@@ -103,6 +214,37 @@ describe('safety on real QEMU', () => {
     TIMEOUT,
   );
 });
+
+interface Syscall {
+  name: string;
+  /** Paths it names: an fd's (strace -y) or a rename's two. */
+  paths: string[];
+  /** Its line in the log, and the line where it returned (later, for one strace saw unfinished). */
+  at: number;
+  done: number;
+}
+
+/** The calls of an strace -f -y log: `PID name(args) = N`, or `<unfinished ...>` then `<... name resumed>`. */
+function syscalls(log: string): Syscall[] {
+  const calls: Syscall[] = [];
+  const pending = new Map<string, Syscall>();
+  log.split('\n').forEach((line, index) => {
+    const resumed = /^(\d+) +<\.\.\. (\w+) resumed>/.exec(line);
+    if (resumed) {
+      const call = pending.get(`${resumed[1]} ${resumed[2]}`);
+      if (call) call.done = index;
+      return;
+    }
+    const started = /^(\d+) +(\w+)\((.*)$/.exec(line);
+    if (!started) return;
+    const [, pid = '', name = '', args = ''] = started;
+    const paths = [...args.matchAll(/<([^>]+)>|"([^"]+)"/g)].map((match) => match[1] ?? match[2] ?? '');
+    const call = { name, paths, at: index, done: args.includes('<unfinished ...>') ? Number.POSITIVE_INFINITY : index };
+    if (args.includes('<unfinished ...>')) pending.set(`${pid} ${name}`, call);
+    calls.push(call);
+  });
+  return calls;
+}
 
 /** Every file and folder under `root`, except under the top folders named in `skip`. */
 async function filesUnder(root: string, skip: string[]): Promise<string[]> {

@@ -5,8 +5,8 @@ import { parseTraceLines } from '../../adapters/trace/file.js';
 import { E2E_HOME } from './cli.js';
 
 /** The instance's trace.jsonl as it is now, if it belongs to a run that began at or after `since`. */
-export function currentRun(name: string, since: number): TraceRecord[] {
-  const file = instancePaths(E2E_HOME, name).traceFile;
+export function currentRun(name: string, since: number, home = E2E_HOME): TraceRecord[] {
+  const file = instancePaths(home, name).traceFile;
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -23,10 +23,10 @@ export function currentRun(name: string, since: number): TraceRecord[] {
  * Polls (every 2 ms: fast-path states last tens of ms) until the run that began at or after
  * `since` enters `state`, and returns that entry; undefined when `ended()` turns true first.
  */
-export async function waitForState(name: string, state: string, since: number, ended: () => boolean, boundMs = 120_000): Promise<TraceRecord | undefined> {
+export async function waitForState(name: string, state: string, since: number, ended: () => boolean, boundMs = 120_000, home = E2E_HOME): Promise<TraceRecord | undefined> {
   const deadline = Date.now() + boundMs;
   for (;;) {
-    const entry = currentRun(name, since).find((candidate) => candidate.state === state);
+    const entry = currentRun(name, since, home).find((candidate) => candidate.state === state);
     if (entry) return entry;
     if (ended()) return undefined;
     if (Date.now() > deadline) throw new Error(`instance "${name}" did not enter ${state} within ${boundMs} ms`);

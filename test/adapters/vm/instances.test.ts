@@ -28,6 +28,8 @@ function running(name: string, snapshot: string | undefined): InstanceStatus {
     health: [],
     startedAt: 'now',
     stale: false,
+    ready: true,
+    busyWith: undefined,
     suspendedAt: undefined,
     suspendedOn: undefined,
   };
@@ -63,6 +65,7 @@ describe('listInstances', () => {
       health: [],
       startedAt: undefined,
       stale: true,
+      ready: false,
     });
     expect(fresh).toMatchObject({ name: 'fresh', state: 'stopped', stale: false });
   });
