@@ -117,16 +117,24 @@ async function violations(world: World): Promise<string[]> {
   return found;
 }
 
-/** A live QEMU whose sockets lie in this home but in no instance folder of ours. */
-async function strayQemus(home: string): Promise<string[]> {
-  const found: string[] = [];
+/** Live QEMUs whose command line names a path in `home`. */
+async function qemusUnder(home: string): Promise<number[]> {
+  const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
     const argv = await processCommandLine(pid);
-    if (!argv?.[0]?.includes('qemu-system') || !argv.some((arg) => arg.includes(`${home}/`))) continue;
-    if (!NAMES.some((name) => argv.some((arg) => arg.includes(`path=${instancePaths(home, name).qmpSocket},`))) && (await isProcessAlive(pid)))
-      found.push(`QEMU ${pid} belongs to no instance`);
+    if (argv?.[0]?.includes('qemu-system') && argv.some((arg) => arg.includes(`${home}/`)) && (await isProcessAlive(pid))) pids.push(pid);
+  }
+  return pids;
+}
+
+/** A live QEMU whose paths lie in this home but in no instance folder of ours. */
+async function strayQemus(home: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await qemusUnder(home)) {
+    const argv = (await processCommandLine(pid)) ?? [];
+    if (!NAMES.some((name) => argv.some((arg) => arg.includes(`path=${instancePaths(home, name).qmpSocket},`)))) found.push(`QEMU ${pid} belongs to no instance`);
   }
   return found;
 }
@@ -205,7 +213,11 @@ const steps = fc.commands(
 describe('chaos: racing and cut commands on real QEMU', () => {
   const worlds: World[] = [];
   afterAll(async () => {
-    for (const world of worlds) for (const instance of NAMES) await cli(['stop', '--name', instance], { WARMVM_HOME: world.home });
+    for (const world of worlds) {
+      for (const instance of NAMES) await cli(['stop', '--name', instance], { WARMVM_HOME: world.home });
+      // A violation may be a QEMU that no pidfile names, which `stop` cannot find.
+      for (const pid of await qemusUnder(world.home)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   it(
