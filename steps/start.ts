@@ -7,6 +7,7 @@ import { chooseAccelerator } from '../adapters/qemu/accel-probe.js';
 import { inspectQemuCached } from '../adapters/qemu/binary.js';
 import { isInstanceQemu, readPidFile, removeRuntimeFiles, stopProcess } from '../adapters/qemu/process.js';
 import { readInstanceState } from '../adapters/instance/state.js';
+import { removeDeadWritersFiles } from '../adapters/instance/dead-leftovers.js';
 import { tryLock, type InstanceLock } from '../adapters/instance/lock.js';
 import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/store.js';
 import { WarmvmError } from '../adapters/support/errors.js';
@@ -70,6 +71,8 @@ async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult
     await stopProcess(pid, { graceMs: run.spec.bounds.stopMs });
     unfinishedStopped = pid;
   }
+  // What a warmvm killed mid-write left beside what it meant to publish.
+  for (const dir of [paths.dir, homePaths(run.home).snapshots]) await removeDeadWritersFiles(dir);
   // The secrets of a VM that is gone: a start that does not rotate must not leave them looking current.
   await removeRuntimeFiles([paths.pidFile, paths.stateFile, paths.qmpSocket, paths.qgaSocket, paths.secretsFile, paths.memoryFile]);
   run.qemu = await inspectQemuCached(join(run.home, 'qemu-info.json'), undefined, signal);
