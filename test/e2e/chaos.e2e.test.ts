@@ -96,7 +96,8 @@ function unclear(ended: Ended): string | undefined {
   if (ended.timedOut) return `${ended.what} still ran after ${COMMAND_BOUND_MS} ms`;
   if (ended.signalled === 'SIGKILL') return undefined;
   if (ended.exitCode === 0) return undefined;
-  if (ended.exitCode === 130 && ended.signalled === 'SIGINT') return undefined;
+  // Ctrl-C: set only when it exited 130 (its handler ran) or died of the signal (Node was still loading it).
+  if (ended.signalled === 'SIGINT') return undefined;
   const error = ended.json.error as { code?: string; message?: string } | undefined;
   if (ended.exitCode === 1 && typeof error?.code === 'string' && error.code !== 'E_UNEXPECTED' && typeof error.message === 'string') return undefined;
   return `${ended.what} ended with exit ${ended.exitCode} and no clear error: ${ended.stderr.slice(-400)} ${JSON.stringify(ended.json).slice(0, 400)}`;
