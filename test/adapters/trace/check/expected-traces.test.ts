@@ -25,6 +25,7 @@ const MATCHES: Record<string, string[]> = {
   'stop.json': ['stop.jsonl'],
   'capture.json': ['capture.jsonl'],
   'capture-interrupted.json': ['capture-interrupted.jsonl'],
+  'capture-kept.json': ['capture-kept.jsonl'],
   'fallback-truncated-memory.json': ['fallback-truncated-zst.jsonl', 'fallback-corrupt-zst.jsonl', 'corrupt-snapshot-fallback.jsonl'],
   'fallback-corrupt-memory.json': ['fallback-truncated-zst.jsonl', 'fallback-corrupt-zst.jsonl', 'corrupt-snapshot-fallback.jsonl'],
   'fallback-mismatch.json': ['fallback-mismatch.jsonl', 'first-start.jsonl'],
