@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { InstanceState } from '../adapters/instance/state.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
-import { captureToFile, continueAfterFailedCapture, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
+import { captureToFile, continueAfterFailedMigration, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
 import { fileChecksum } from '../adapters/snapshot/checksum.js';
 import { SNAPSHOT_FORMAT, type SnapshotFile, type SnapshotManifest } from '../adapters/snapshot/manifest.js';
 import { commitCapture, createCaptureDir, FROZEN_DISK, MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE } from '../adapters/snapshot/store.js';
@@ -170,7 +170,7 @@ async function storeSnapshot(run: Run, signal: AbortSignal): Promise<Stored> {
  */
 async function continueVm(run: Run, signal: AbortSignal): Promise<Continued> {
   const runner = need(run.cold, 'the cold-booted VM');
-  const cancelled = continueAfterFailedCapture(runner.qmpConnection(), { timeoutMs: run.spec.bounds.stopMs, signal });
+  const cancelled = continueAfterFailedMigration(runner.qmpConnection(), { timeoutMs: run.spec.bounds.stopMs, signal });
   const runstate = await runner.whileRunning('running the VM again after the failed capture', cancelled);
   await dropCapture(run);
   return { runstate, pid: need(runner.pid, "the cold-booted VM's pid") };

@@ -15,11 +15,13 @@ export interface StopSteps {
   settled(): Promise<void>;
 }
 
-export function stopSteps(paths: InstancePaths, options: { suspendMs: number; progress?: (line: string) => void }): StopSteps {
+/** `cancel`: Ctrl-C of the command; a suspend under way is cut short by it, its VM let run on. */
+export function stopSteps(paths: InstancePaths, options: { suspendMs: number; progress?: (line: string) => void; cancel?: AbortSignal }): StopSteps {
   let suspending: Promise<unknown> = Promise.resolve();
   return {
     suspend: (pid, signal) => {
-      const work = suspendInstance(paths, pid, { timeoutMs: options.suspendMs, signal, progress: options.progress });
+      const either = options.cancel ? AbortSignal.any([signal, options.cancel]) : signal;
+      const work = suspendInstance(paths, pid, { timeoutMs: options.suspendMs, signal: either, progress: options.progress });
       suspending = work.catch(() => undefined);
       return work;
     },

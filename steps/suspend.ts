@@ -2,7 +2,7 @@ import { rm, stat } from 'node:fs/promises';
 import type { InstancePaths } from '../adapters/instance/paths.js';
 import { readInstanceState } from '../adapters/instance/state.js';
 import { beginSuspend, moveIfThere, publishSuspend, SUSPEND_FORMAT, type SuspendPaths } from '../adapters/instance/suspended.js';
-import { captureToFile, continueVcpus, quit } from '../adapters/qemu/monitor.js';
+import { captureToFile, continueAfterFailedMigration, quit } from '../adapters/qemu/monitor.js';
 import { QmpClient } from '../adapters/qemu/protocol/qmp-client.js';
 import { waitUntilGone } from '../adapters/qemu/process.js';
 import { WarmvmError } from '../adapters/support/errors.js';
@@ -30,19 +30,28 @@ export async function suspendInstance(paths: InstancePaths, pid: number, options
     });
   }
   const temp = await beginSuspend(paths.dir);
-  const qmp = await QmpClient.connect(paths.qmpSocket, { signal: options.signal });
+  let connected: QmpClient | undefined;
   try {
-    await writeOut(qmp, temp, options);
+    connected = await QmpClient.connect(paths.qmpSocket, { signal: options.signal });
+    await writeOut(connected, temp, options);
   } catch (error) {
-    // Nothing was lost yet: the VM goes on where it was, and the half-written stream goes.
-    const resumed = await continueVcpus(qmp, { timeoutMs: 5_000 });
-    await qmp.close();
+    // Nothing was lost yet: the VM goes on where it was (its migration cancelled first: one cut
+    // short by Ctrl-C or the bound still runs), and the half-written stream goes. Cut short
+    // before QMP answered, the VM was never touched.
+    const resumed = connected
+      ? await continueAfterFailedMigration(connected, { timeoutMs: 5_000 }).then(
+          () => true,
+          () => false,
+        )
+      : true;
+    await connected?.close();
     await rm(temp.dir, { recursive: true, force: true });
     throw new WarmvmError('E_SUSPEND', `suspending instance "${paths.name}" failed: ${(error as Error).message}`, {
       hint: resumed ? 'the instance runs on as it was; free disk space in the warmvm home, or stop without --suspend' : 'see qemu.log in the instance folder',
       cause: error,
     });
   }
+  const qmp = connected;
   await quit(qmp, { timeoutMs: QUIT_MS });
   await qmp.close();
   if (!(await waitUntilGone(pid, QUIT_MS))) {

@@ -7,13 +7,16 @@ const WRITER = /(?:\.tmp-|\.lock\.|^\.lock-[0-9a-f]+\.)(\d+)$/;
 
 /**
  * Removes, from `dir` (not below it), the files that a warmvm killed mid-write left: those whose
- * writer is gone. A live writer's are its own to rename or remove. Says which went.
+ * writer is gone. A live writer's are its own to rename or remove. Folders are left alone: a
+ * suspend's unfinished folder may hold the instance's disk, and the next suspend sets it aside.
+ * Says which went.
  */
 export async function removeDeadWritersFiles(dir: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const { name } = entry;
     const writer = WRITER.exec(name)?.[1];
-    if (writer === undefined || Number(writer) === process.pid || (await isProcessAlive(Number(writer)))) continue;
+    if (entry.isDirectory() || writer === undefined || Number(writer) === process.pid || (await isProcessAlive(Number(writer)))) continue;
     await rm(join(dir, name), { force: true });
     removed.push(join(dir, name));
   }

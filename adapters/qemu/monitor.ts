@@ -115,10 +115,11 @@ export async function continueVcpus(qmp: QmpClient, options: { timeoutMs: number
 const MIGRATING = new Set(['setup', 'active', 'cancelling', 'device', 'pre-switchover', 'wait-unplug']);
 
 /**
- * After a capture failed with the vCPUs stopped (a full disk, a passed bound): the migration is
- * cancelled if it still runs, then the vCPUs run again. Resolves with the runstate QEMU reports.
+ * After a migration to file failed or was cut short with the vCPUs stopped (a capture or a suspend
+ * on a full disk, a passed bound, Ctrl-C): the migration is cancelled if it still runs, then the
+ * vCPUs run again. Resolves with the runstate QEMU reports.
  */
-export async function continueAfterFailedCapture(qmp: QmpClient, options: MigrationOptions): Promise<string> {
+export async function continueAfterFailedMigration(qmp: QmpClient, options: MigrationOptions): Promise<string> {
   const deadline = Date.now() + options.timeoutMs;
   const call = { timeoutMs: options.timeoutMs, signal: options.signal };
   await qmp.execute('migrate_cancel', undefined, call);

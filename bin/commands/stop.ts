@@ -10,6 +10,7 @@ import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';
 import { stopMachine, type StopBounds } from '../../machines/stop.js';
 import { stopSteps } from '../../steps/stop.js';
+import { onInterrupt } from '../interrupt.js';
 import type { Output } from '../output.js';
 
 // A suspend writes the guest's RAM: a few GB at disk speed, with room for a slow, shared disk.
@@ -23,12 +24,33 @@ export async function stopCommand(options: { name: string; home: string; suspend
   try {
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
-    const steps = stopSteps(paths, { suspendMs: STOP_BOUNDS.suspendMs, progress: (line) => options.output.progress(line) });
+    // Ctrl-C: a suspend under way is cancelled (the VM runs on as it was, nothing half-written is
+    // left); a plain stop takes seconds at most and finishes. A second Ctrl-C leaves at once.
+    const interrupt = new AbortController();
+    const stopListening = onInterrupt(
+      () => {
+        options.output.progress(
+          options.suspend ? 'warmvm: interrupted; cancelling the suspend (Ctrl-C again to leave now)' : 'warmvm: interrupted; finishing the stop (Ctrl-C again to leave now)',
+        );
+        interrupt.abort(new Error('interrupted (Ctrl-C)'));
+      },
+      async () => {
+        await lock.release();
+      },
+    );
+    const steps = stopSteps(paths, { suspendMs: STOP_BOUNDS.suspendMs, progress: (line) => options.output.progress(line), cancel: interrupt.signal });
     const machine = stopMachine.provide({ actors: stopActors(steps) });
     const actor = createActor(machine, { input: { bounds: STOP_BOUNDS, suspend: options.suspend ?? false }, inspect: trace.inspect });
     actor.start();
     const report = (await waitFor(actor, (snapshot) => snapshot.status !== 'active', { timeout: Infinity })).output;
     await steps.settled();
+    stopListening();
+    if (interrupt.signal.aborted && report?.outcome === 'failed' && options.suspend) {
+      throw new WarmvmError('E_ABORTED', `the suspend of instance "${paths.name}" was cancelled (Ctrl-C)`, {
+        hint: `it runs on as it was; "warmvm stop --suspend --name ${paths.name}" suspends it`,
+        cause: report.failure.message,
+      });
+    }
     if (!report || report.outcome === 'failed') {
       const failure = report?.failure;
       if (failure?.code === 'E_NOT_RUNNING' && options.suspend && (await fileExists(suspendPaths(paths.dir).dir))) {

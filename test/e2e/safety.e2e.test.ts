@@ -118,6 +118,35 @@ describe('safety on real QEMU', () => {
   );
 
   it(
+    'Ctrl-C of stop --suspend cancels the suspend: exit 130, the instance runs on healthy, nothing half-written is left',
+    async () => {
+      const home = await homeIn(await temp());
+      const env = { WARMVM_HOME: home };
+      const name = 'suspend-cut';
+      try {
+        const started = await cli(['start', '--name', name, '--json'], env);
+        expect(started.json, started.stderr).toMatchObject({ outcome: 'healthy' });
+        const since = Date.now();
+        let ended = false;
+        const run = execa(process.execPath, [CLI, 'stop', '--suspend', '--name', name, '--json'], { env, reject: false, stdin: 'ignore' });
+        void run.finally(() => (ended = true));
+        expect(await waitForState(name, 'stop.suspending', since, () => ended, 60_000, home), 'the stop never reached suspending').toBeDefined();
+        run.kill('SIGINT');
+        const result = await run;
+        expect(result.exitCode, String(result.stderr)).toBe(130);
+        expect(JSON.parse(String(result.stdout).trim().split('\n').at(-1) ?? '{}').error).toMatchObject({ code: 'E_ABORTED' });
+        expect((await readdir(instancePaths(home, name).dir)).filter((entry) => entry.startsWith('suspended'))).toEqual([]);
+        const status = await cli(['status', '--name', name, '--json'], env);
+        expect(status.json).toMatchObject({ state: 'running', ready: true, pid: started.json.pid });
+        expect((status.json.health as { status: number }[])[0]?.status).toBe(200);
+      } finally {
+        await cli(['stop', '--name', name], env);
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
     'a first start publishes durably (strace): each file flushed before the rename that publishes it, its folder flushed after',
     async () => {
       const home = await homeIn(await temp());

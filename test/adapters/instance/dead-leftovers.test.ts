@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { removeDeadWritersFiles } from '../../../adapters/instance/dead-leftovers.js';
@@ -30,10 +30,14 @@ describe('removeDeadWritersFiles', () => {
       'trace.jsonl',
     ];
     for (const file of files) await writeFile(join(dir, file), 'x');
+    // A suspend's unfinished folder may hold the instance's disk: never removed here.
+    await mkdir(join(dir, `suspended.tmp-${dead}`));
     const removed = await removeDeadWritersFiles(dir);
     expect(removed.map((path) => path.slice(dir.length + 1)).sort()).toEqual(
       [`.lock-0123456789abcdef.${dead}`, `secrets.env.tmp-${dead}`, `start.lock.${dead}`, `state.json.tmp-${dead}`].sort(),
     );
-    expect((await readdir(dir)).sort()).toEqual(['secrets.env', `secrets.env.tmp-${process.pid}`, 'start.lock', `start.lock.${process.ppid}`, 'trace.jsonl'].sort());
+    expect((await readdir(dir)).sort()).toEqual(
+      ['secrets.env', `secrets.env.tmp-${process.pid}`, 'start.lock', `start.lock.${process.ppid}`, `suspended.tmp-${dead}`, 'trace.jsonl'].sort(),
+    );
   });
 });
