@@ -1,4 +1,4 @@
-import { lstat, readdir, readFile, rmdir, stat, symlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, rmdir, stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import fc from 'fast-check';
@@ -229,6 +229,9 @@ describe('chaos: racing and cut commands on real QEMU', () => {
     async () => {
       process.stdout.write(`chaos: WARMVM_CHAOS_SEED=${SEED}, ${RUNS} sequence(s)\n`);
       const home = join(E2E_HOME, 'chaos-home');
+      // A fresh home each time: what an earlier run (or build) left is not this run's to answer for.
+      for (const pid of await qemusUnder(home)) process.kill(pid, 'SIGKILL');
+      await rm(home, { recursive: true, force: true });
       // The home's images are the shared e2e home's: the demo guest is built once.
       await cli(['doctor'], { WARMVM_HOME: home });
       const images = join(home, 'images');
