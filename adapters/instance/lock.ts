@@ -1,4 +1,4 @@
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { WarmvmError } from '../support/errors.js';
 import { systemErrorFix } from '../support/system-error.js';
@@ -18,7 +18,12 @@ export interface InstanceLock {
 export async function tryLock(lockFile: string): Promise<{ lock: InstanceLock } | { holder: number }> {
   const mine = `${lockFile}.${process.pid}`;
   try {
-    await writeFile(mine, `${process.pid}\n`, { mode: 0o600 });
+    await writeFile(mine, `${process.pid}\n`, { mode: 0o600 }).catch(async (error: NodeJS.ErrnoException) => {
+      // Its folder went (a `reset` renamed it away): this command's instance is a fresh one.
+      if (error.code !== 'ENOENT') throw error;
+      await mkdir(dirname(lockFile), { recursive: true, mode: 0o700 });
+      await writeFile(mine, `${process.pid}\n`, { mode: 0o600 });
+    });
   } catch (error) {
     await rm(mine, { force: true });
     throw lockError(lockFile, error);

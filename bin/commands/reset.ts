@@ -1,4 +1,5 @@
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { fileExists } from '../../adapters/support/file-exists.js';
 import { instanceStatus } from '../../adapters/vm/control.js';
@@ -16,6 +17,8 @@ export async function resetCommand(options: { name: string; home: string; snapsh
   const paths = instancePaths(options.home, options.name);
   const removed: string[] = [];
   let key: string | undefined;
+  // Not a valid instance name (it starts with a dot): no command takes it for an instance.
+  const trash = join(homePaths(options.home).instances, `.removing-${options.name}-${process.pid}`);
   if (await fileExists(paths.dir)) {
     const lock = await acquireInstanceLock(paths.lockFile, paths.name);
     try {
@@ -25,11 +28,14 @@ export async function resetCommand(options: { name: string; home: string; snapsh
       }
       // Read before the folder that holds it goes.
       key = await readSnapshotKey(paths);
-      await rm(paths.dir, { recursive: true, force: true });
+      // Renamed away under the lock, then deleted: a start that comes meanwhile makes a fresh
+      // folder (and lock) of its own instead of writing into one being deleted.
+      await rename(paths.dir, trash);
       removed.push(paths.dir);
     } finally {
       await lock.release();
     }
+    await rm(trash, { recursive: true, force: true });
   }
   const usedBy = options.snapshot && key !== undefined ? runningFrom(await listInstances(options.home, { health: false }), key) : [];
   if (options.snapshot) removed.push(...(await removeSnapshots(options.home, options.name, key)));

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:net';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { acquireInstanceLock, tryLock } from '../../../adapters/instance/lock.js';
 import { ensureHome, ensureInstanceDir, instancePaths, resolveHome, validateInstanceName } from '../../../adapters/instance/paths.js';
@@ -53,6 +53,15 @@ describe('instance lock', () => {
       code: 'E_LOCKED',
       message: expect.stringContaining(String(process.ppid)),
     });
+  });
+
+  it('takes a lock whose folder a reset renamed away meanwhile in a fresh folder, and leaves only the lock behind', async () => {
+    const paths = instancePaths(await temp(), 'default');
+    const lock = await acquireInstanceLock(paths.lockFile, 'default');
+    expect(await readdir(paths.dir)).toEqual([basename(paths.lockFile)]);
+    expect((await readFile(paths.lockFile, 'utf8')).trim()).toBe(String(process.pid));
+    await lock.release();
+    expect(await readdir(paths.dir)).toEqual([]);
   });
 
   it('takes over a lock whose holder died', async () => {
