@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { resolveHome } from '../adapters/instance/paths.js';
 import { keepNewFilesPrivate } from '../adapters/support/umask.js';
 import { createOutput, type Output } from './output.js';
+import { colorWanted } from './progress.js';
 import { packageVersion } from './version.js';
 
 const program = new Command();
@@ -14,6 +15,7 @@ program
       'State lives under $WARMVM_HOME (default ~/.warmvm): images/, snapshots/, instances/<name>/.',
   )
   .version(packageVersion())
+  .option('-q, --quiet', 'no progress on stderr (bars, spinners, lines); results and errors still print')
   .showHelpAfterError('(run with --help for usage)');
 
 const nameOption = (): Option => new Option('-n, --name <name>', 'instance name').default('default');
@@ -357,10 +359,15 @@ trace
 
 /** Runs a command: prints its error (with the fix) instead of a stack, and sets the exit code. */
 async function run(json: boolean | undefined, command: (output: Output, logger: Logger) => Promise<number>): Promise<void> {
-  const output = createOutput(json ?? false);
+  const quiet = program.opts<{ quiet?: boolean }>().quiet ?? false;
+  const output = await createOutput({ json: json ?? false, quiet });
   // Loaded here, not at the top: pino costs ~30 ms that `--version` and `--help` need not pay.
   const { createLogger, prettyStderr } = await import('../adapters/support/logger.js');
-  const logger = createLogger(process.stderr.isTTY === true && !json ? { destination: await prettyStderr() } : {});
+  const logger = createLogger(
+    process.stderr.isTTY === true && !json
+      ? { destination: await prettyStderr({ colorize: colorWanted(), writeLine: quiet ? undefined : (line) => output.progress.line(line) }) }
+      : {},
+  );
   let code: number;
   try {
     code = await command(output, logger);

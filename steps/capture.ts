@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { InstanceState } from '../adapters/instance/state.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
-import { captureToFile, continueAfterFailedMigration, continueVcpus, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
+import { captureToFile, continueAfterFailedMigration, continueVcpus, type MigrationProgress, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
 import { fileChecksum } from '../adapters/snapshot/checksum.js';
 import { SNAPSHOT_FORMAT, type SnapshotFile, type SnapshotManifest } from '../adapters/snapshot/manifest.js';
 import { commitCapture, createCaptureDir, FROZEN_DISK, MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE } from '../adapters/snapshot/store.js';
@@ -104,10 +104,11 @@ async function holdCaptureLock(run: Run): Promise<void> {
 async function migrateToFile(run: Run, signal: AbortSignal): Promise<Migrated> {
   const runner = need(run.cold, 'the cold-booted VM');
   const file = join(need(run.captureDir, 'the capture folder'), STATE_FILE);
-  const onProgress = (p: { status: string; transferredBytes: number | undefined }): void =>
-    run.progress(`  capture: ${p.status}${p.transferredBytes !== undefined ? ` ${(p.transferredBytes / 1e6).toFixed(0)} MB` : ''}`);
+  const onProgress = (p: MigrationProgress): void => run.progress.bytes('capture: device state', p.transferredBytes ?? 0, p.totalBytes);
   const result = await runner.whileRunning('migrating to file', captureToFile(runner.qmpConnection(), file, { timeoutMs: run.spec.bounds.captureMs, signal, onProgress }));
-  return { stateBytes: (await stat(file)).size, ms: result.ms };
+  const stateBytes = (await stat(file)).size;
+  run.progress.done(`capture: device state written (${(stateBytes / 1e6).toFixed(1)} MB in ${(result.ms / 1000).toFixed(2)} s)`);
+  return { stateBytes, ms: result.ms };
 }
 
 /**

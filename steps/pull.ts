@@ -14,18 +14,9 @@ import { judge } from './judge.js';
 import { hostFacts } from './vm.js';
 import { need, type Run } from './run.js';
 
-/** Progress lines of a pull: one per file, and one each quarter of a large one. */
-const QUARTERS = 4;
-
-/** A line at the start, at each quarter and at the end of each file a pull moves. */
+/** One bar per file a pull moves. */
 function pullProgress(run: Run): TransferProgress {
-  const quarters = new Map<string, number>();
-  return (what, done, total) => {
-    const quarter = total > 0 ? Math.floor((done / total) * QUARTERS) : QUARTERS;
-    if (quarters.get(what) === quarter) return;
-    quarters.set(what, quarter);
-    run.progress(`  pull: ${what} ${Math.round((quarter / QUARTERS) * 100)}%`);
-  };
+  return (what, done, total) => run.progress.bytes(`pull: ${what}`, done, total);
 }
 
 /** The config's registry and what its reference names: the manifest and config, read before anything large. */
@@ -53,12 +44,12 @@ export async function pullGuestImage(run: Run, signal: AbortSignal): Promise<voi
     if (mismatch !== undefined) throw mismatchError(reference.text, mismatch);
     const layers = head.layers.filter((layer) => layer.role === 'image' && layer.imageDir === dir);
     if (layers.length === 0) throw new WarmvmError('E_SNAPSHOT_MISMATCH', `the snapshot at ${reference.text} boots another guest image than this host's ${dir}`);
-    run.progress(`  image: ${dir} from ${reference.text}`);
+    run.progress.line(`  image: ${dir} from ${reference.text}`);
     await pullLayers(client, { ...head, layers }, { layoutRoot: run.home, signal, onProgress: pullProgress(run) });
     await installGuestImages(run.home, layers, imagesDir, signal, pullProgress(run));
   } catch (error) {
     if (signal.aborted) throw error;
-    run.progress(`  image: not taken from ${ref} (${describeError(error).split('\n').join('; ')}); building it`);
+    run.progress.line(`  image: not taken from ${ref} (${describeError(error).split('\n').join('; ')}); building it`);
   }
 }
 
@@ -79,7 +70,7 @@ export async function pullSnapshot(run: Run, signal: AbortSignal): Promise<PullR
     const { reference, client, head } = await registryHead(run, ref);
     const mismatch = manifestMismatch(head.config.manifest, hostFacts(run));
     if (mismatch !== undefined) throw mismatchError(reference.text, mismatch);
-    run.progress(`  pull: ${reference.text} (${head.digest.slice(0, 19)}…), ${head.layers.length} layers`);
+    run.progress.line(`  pull: ${reference.text} (${head.digest.slice(0, 19)}…), ${head.layers.length} layers`);
     const onProgress = pullProgress(run);
     const home = run.home;
     const received = await pullLayers(client, head, { layoutRoot: home, signal, onProgress });
@@ -87,7 +78,7 @@ export async function pullSnapshot(run: Run, signal: AbortSignal): Promise<PullR
     const verdict = await judge(run);
     if (!verdict.usable)
       throw new WarmvmError('E_SNAPSHOT_MISMATCH', `the snapshot pulled from ${reference.text} is not usable: ${verdict.reason ?? 'it is missing from the store'}`);
-    run.progress(`  pull: ${received.sentBlobs} of ${received.blobs} blobs received (${(received.sentBytes / 1e6).toFixed(1)} MB)`);
+    run.progress.done(`pull: ${received.sentBlobs} of ${received.blobs} blobs received (${(received.sentBytes / 1e6).toFixed(1)} MB)`);
     await releaseCaptureLock(run);
     return { status: 'usable', failuresInARow: verdict.usable.failuresInARow, digest: head.digest };
   } catch (error) {

@@ -77,7 +77,7 @@ async function prepareState(run: Run, signal: AbortSignal): Promise<PreparedStat
   const verification = await verifyBeforeLaunch(snapshot, manifest, {
     signal,
     shownDir: need(run.snapshot, 'the snapshot').dir,
-    onFullCheck: (file) => run.progress(`  resume: checking ${file} in full (it changed since it was last checked)`),
+    onFullCheck: (file) => run.progress.line(`  resume: checking ${file} in full (it changed since it was last checked)`),
   });
   await chooseForwards(run);
   // The argv names this instance's settings disk; the guest read the capture's when it booted.

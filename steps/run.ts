@@ -12,6 +12,7 @@ import type { VmSpec } from '../adapters/spec/vm.js';
 import type { CleanupStack } from '../adapters/support/cleanup.js';
 import { WarmvmError } from '../adapters/support/errors.js';
 import type { VmRunner } from '../adapters/vm/runner.js';
+import type { Progress } from '../shapes/progress.js';
 
 /** A guest port and the host port forwarded to it. */
 export interface Forward {
@@ -30,7 +31,7 @@ export interface Run {
   readonly home: string;
   readonly cleanup: CleanupStack;
   readonly logger: Logger;
-  readonly progress: (line: string) => void;
+  readonly progress: Progress;
   /** The config's snapshot, known once the image is (the config key hashes it). */
   snapshot?: SnapshotPaths;
   /** The snapshot a resume runs from, its folder held open (pinSnapshot): one snapshot's files, whatever is renamed meanwhile. */
@@ -67,7 +68,7 @@ export interface RunOptions {
   home: string;
   cleanup: CleanupStack;
   logger: Logger;
-  progress: (line: string) => void;
+  progress: Progress;
   startedAt?: number;
 }
 

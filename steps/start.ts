@@ -67,7 +67,7 @@ async function preflight(run: Run, signal: AbortSignal): Promise<PreflightResult
     }
     // No start recorded it healthy, and this one holds the instance's lock: the start that launched
     // it was killed. Its guest may be paused, or hold a snapshot's placeholder secrets.
-    run.progress(`warmvm: instance "${paths.name}" has a QEMU (pid ${pid}) whose start did not finish: stopping it to start again`);
+    run.progress.line(`warmvm: instance "${paths.name}" has a QEMU (pid ${pid}) whose start did not finish: stopping it to start again`);
     await stopProcess(pid, { graceMs: run.spec.bounds.stopMs });
     unfinishedStopped = pid;
   }
@@ -90,8 +90,9 @@ export async function prepareImage(run: Run, signal: AbortSignal): Promise<Image
     overlay: run.paths.overlay,
     signal,
     logger: run.logger,
-    onProgress: (line) => run.progress(`  image: ${line}`),
+    onProgress: (line) => run.progress.activity('image', line),
   });
+  run.progress.done();
   run.snapshot = snapshotPaths(homePaths(run.home).snapshots, specHash(run));
   return { image: run.boot.description, built: run.boot.built };
 }

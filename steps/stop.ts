@@ -1,3 +1,4 @@
+import type { Progress } from '../shapes/progress.js';
 import type { InstancePaths } from '../adapters/instance/paths.js';
 import { signalAndWaitGone } from '../adapters/qemu/process.js';
 import { cleanInstance, findInstance } from '../adapters/vm/control.js';
@@ -16,7 +17,7 @@ export interface StopSteps {
 }
 
 /** `cancel`: Ctrl-C of the command; a suspend under way is cut short by it, its VM let run on. */
-export function stopSteps(paths: InstancePaths, options: { suspendMs: number; progress?: (line: string) => void; cancel?: AbortSignal }): StopSteps {
+export function stopSteps(paths: InstancePaths, options: { suspendMs: number; progress?: Progress; cancel?: AbortSignal }): StopSteps {
   let suspending: Promise<unknown> = Promise.resolve();
   return {
     suspend: (pid, signal) => {

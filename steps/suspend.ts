@@ -1,3 +1,4 @@
+import type { Progress } from '../shapes/progress.js';
 import { rm, stat } from 'node:fs/promises';
 import type { InstancePaths } from '../adapters/instance/paths.js';
 import { readInstanceState } from '../adapters/instance/state.js';
@@ -13,7 +14,7 @@ const QUIT_MS = 10_000;
 export interface SuspendOptions {
   timeoutMs: number;
   signal: AbortSignal;
-  progress?: (line: string) => void;
+  progress?: Progress;
 }
 
 /**
@@ -75,19 +76,12 @@ export async function suspendInstance(paths: InstancePaths, pid: number, options
   return { dir: published.dir, stateBytes, ms: Date.now() - started };
 }
 
-/** A progress line at most this often: the migration is polled every few ms. */
-const PROGRESS_MS = 1_000;
-
 async function writeOut(qmp: QmpClient, temp: SuspendPaths, options: SuspendOptions): Promise<void> {
-  let shown = 0;
   await captureToFile(qmp, temp.state, {
     ram: 'stream',
     timeoutMs: options.timeoutMs,
     signal: options.signal,
-    onProgress: (p) => {
-      if (p.status !== 'completed' && Date.now() - shown < PROGRESS_MS) return;
-      shown = Date.now();
-      options.progress?.(`  suspend: ${p.status}${p.transferredBytes !== undefined ? ` ${(p.transferredBytes / 1e6).toFixed(0)} MB written` : ''}`);
-    },
+    onProgress: (p) => options.progress?.bytes('suspend: writing the RAM', p.transferredBytes ?? 0, p.totalBytes),
   });
+  options.progress?.done();
 }

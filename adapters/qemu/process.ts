@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { open, readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { WarmvmError } from '../support/errors.js';
 import { isProcessAlive, processCommandLine } from '../support/process-alive.js';
 import { sleep } from '../support/sleep.js';
@@ -28,6 +28,7 @@ export interface LaunchOptions {
  * killed when warmvm exits) and writes the pidfile. Stopping it is the caller's cleanup.
  */
 export async function spawnQemu(options: LaunchOptions): Promise<QemuProcess> {
+  await keepLogBounded(options.logFile);
   await writeFile(options.logFile, `--- ${new Date().toISOString()} ${options.binary} ${options.argv.join(' ')}\n`, { flag: 'a' });
   // node's own spawn, not execa: importing execa costs ~100 ms, a tenth of a whole resume.
   const log = await open(options.logFile, 'a');
@@ -62,6 +63,17 @@ export async function spawnQemu(options: LaunchOptions): Promise<QemuProcess> {
   }
   await writeFile(options.pidFile, `${pid}\n`);
   return { pid, exited, hasExited: () => gone };
+}
+
+/** Past this, a launch starts a new log and keeps the old one as `<log>.1` (a soak of 200 starts grew it by 1 KB each). */
+export const QEMU_LOG_MAX_BYTES = 1024 * 1024;
+
+async function keepLogBounded(logFile: string): Promise<void> {
+  const size = await stat(logFile).then(
+    (found) => found.size,
+    () => 0,
+  );
+  if (size > QEMU_LOG_MAX_BYTES) await rename(logFile, `${logFile}.1`);
 }
 
 /** The last lines of QEMU's log, for an error a person reads. */

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { LOG_REDACT_PATHS, REDACTED } from './redact.js';
 
@@ -21,9 +22,19 @@ export function createLogger(options: LoggerOptions = {}): Logger {
  * (a worker thread): a worker costs each start its own startup, and the CLI's bundle keeps pino
  * inside it, where a transport's worker file cannot be found. Loaded only when asked for.
  */
-export async function prettyStderr(): Promise<DestinationStream> {
+export async function prettyStderr(options: { colorize: boolean; writeLine?: (line: string) => void }): Promise<DestinationStream> {
   const { default: pretty } = await import('pino-pretty');
-  return pretty({ destination: 2, colorize: true, ignore: 'time', sync: true });
+  const { writeLine } = options;
+  // Through the progress renderer, a log line goes above a spinner instead of through it.
+  const destination = writeLine
+    ? new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          writeLine(chunk.toString('utf8').replace(/\n$/, ''));
+          done();
+        },
+      })
+    : 2;
+  return pretty({ destination, colorize: options.colorize, ignore: 'time', sync: true });
 }
 
 export function moduleLogger(logger: Logger, module: string): Logger {

@@ -39,7 +39,7 @@ export async function captureCommand(options: { name: string; config: string | u
         hint: `start it first: warmvm start --name ${options.name} --no-capture`,
       });
     }
-    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line) });
+    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: output.progress });
     const controller = new AbortController();
     await prepareImage(run, controller.signal);
     if (specHash(run) !== state.specHash) {
@@ -51,9 +51,9 @@ export async function captureCommand(options: { name: string; config: string | u
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
     trace.onEntry((entry) => {
-      if (entry.from && entry.ms !== undefined) output.progress(`  ${entry.from.padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
+      if (entry.from && entry.ms !== undefined) output.progress.line(`  ${entry.from.padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
     });
-    output.progress(`warmvm: capturing instance "${options.name}" (QEMU pid ${state.pid})`);
+    output.progress.line(`warmvm: capturing instance "${options.name}" (QEMU pid ${state.pid})`);
     const actor = createActor(captureMachine.provide({ actors: captureActors(captureSteps(run)) }), { input: { bounds: startBounds(spec) }, inspect: trace.inspect });
     const stopListening = onInterrupt(
       () => actor.send({ type: 'CANCEL' }),

@@ -16,7 +16,7 @@ export async function guestBuildCommand(options: { home: string; profile: 'demo'
       force: options.force,
       signal: controller.signal,
       logger: options.logger,
-      onProgress: (line: string) => options.output.progress(`  ${line}`),
+      onProgress: (line: string) => options.output.progress.activity(`building the ${options.profile} guest`, line),
     };
     const outcome = (built: boolean): string => (built ? 'built' : 'cached');
     const seconds = (): number => (Date.now() - started) / 1000;

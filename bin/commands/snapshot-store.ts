@@ -222,7 +222,7 @@ export async function snapshotRmCommand(options: { keys: string[]; force: boolea
     else removed.push({ key, dirs: outcome.done, bytesFreed: bytes, usedBy: usedBy(key) });
   }
   if (raced.length > 0) {
-    for (const entry of removed) options.output.progress(`removed ${entry.key}`);
+    for (const entry of removed) options.output.progress.line(`removed ${entry.key}`);
     throw captureBusy(raced);
   }
   const bytesFreed = removed.reduce((total, entry) => total + entry.bytesFreed, 0);

@@ -13,7 +13,6 @@ import type { RegistryReference } from '../../adapters/registry/reference.js';
 import { readSnapshotKey } from '../../adapters/vm/instances.js';
 import { onInterrupt } from '../interrupt.js';
 import type { Output } from '../output.js';
-import { transferProgress } from '../progress.js';
 import { sizeText } from './list.js';
 
 interface Common {
@@ -42,12 +41,17 @@ async function chooseSnapshot(home: string, key: string | undefined, name: strin
   return { paths, manifest: found.manifest };
 }
 
+/** A transfer's bytes as the output's bar (the result or the error ends it). */
+function bytesOf(output: Output): (what: string, done: number, total: number) => void {
+  return (what, done, total) => output.progress.bytes(what, done, total);
+}
+
 /** An AbortSignal that Ctrl-C fires, and the handler's removal. */
 function interruptible(output: Output): { signal: AbortSignal; done(): void } {
   const controller = new AbortController();
   const done = onInterrupt(
     () => {
-      output.progress('warmvm: interrupted; removing what was half written (Ctrl-C again to force)');
+      output.progress.line('warmvm: interrupted; removing what was half written (Ctrl-C again to force)');
       controller.abort(new Error('interrupted'));
     },
     async () => undefined,
@@ -60,16 +64,15 @@ export async function snapshotExportCommand(options: Common & { file: string; ke
   const { output } = options;
   const { paths, manifest } = await chooseSnapshot(options.home, options.key, options.name);
   const { signal, done } = interruptible(output);
-  const progress = transferProgress(output);
+  const progress = bytesOf(output);
   try {
-    const packed = await packSnapshot(paths, manifest, { imagesDir: homePaths(options.home).images, layoutRoot: options.home, signal, onProgress: progress.update });
+    const packed = await packSnapshot(paths, manifest, { imagesDir: homePaths(options.home).images, layoutRoot: options.home, signal, onProgress: progress });
     const { writeLayoutTar } = await import('../../adapters/oci/layout.js');
     await writeLayoutTar(
       options.file,
       { blobsDir: options.home, manifest: packed.manifest, tag: options.tag },
-      { signal, onProgress: (d, t) => progress.update(`writing ${options.file}`, d, t) },
+      { signal, onProgress: (d, t) => progress(`writing ${options.file}`, d, t) },
     );
-    progress.end();
     const bytes = packed.layers.reduce((sum, layer) => sum + layer.descriptor.size, 0);
     output.result(
       { ok: true, file: options.file, key: paths.key, digest: packed.manifest.digest, tag: options.tag, layers: packed.layers.length, bytes },
@@ -77,7 +80,6 @@ export async function snapshotExportCommand(options: Common & { file: string; ke
     );
     return 0;
   } finally {
-    progress.end();
     done();
   }
 }
@@ -86,22 +88,20 @@ export async function snapshotExportCommand(options: Common & { file: string; ke
 export async function snapshotImportCommand(options: Common & { file: string }): Promise<number> {
   const { output } = options;
   const { signal, done } = interruptible(output);
-  const progress = transferProgress(output);
+  const progress = bytesOf(output);
   try {
     const { readLayoutTar } = await import('../../adapters/oci/layout.js');
-    const read = await readLayoutTar(options.file, options.home, { signal, onProgress: (d, t) => progress.update(`reading ${options.file}`, d, t) });
+    const read = await readLayoutTar(options.file, options.home, { signal, onProgress: (d, t) => progress(`reading ${options.file}`, d, t) });
     const body = await readFile(blobPath(options.home, read.manifest.digest));
     if (body.length > MAX_MANIFEST_BYTES) throw new WarmvmError('E_SNAPSHOT_ARTIFACT', `the manifest in ${options.file} is ${body.length} bytes`, { hint: 'export it again' });
     const { layers, manifest } = parseSnapshotArtifact(body, options.file);
     const config = parseConfig(await readFile(blobPath(options.home, manifest.config.digest)), options.file);
     const head: PulledHead = { digest: read.manifest.digest, config, layers };
     await refuseForeign(options.home, head, options.file, signal);
-    const stored = await store(options.home, head, signal, progress.update);
-    progress.end();
+    const stored = await store(options.home, head, signal, progress);
     output.result(storedJson(stored, head), `imported snapshot ${stored.key} from ${options.file}${stored.note}`);
     return 0;
   } finally {
-    progress.end();
     done();
   }
 }
@@ -113,24 +113,22 @@ export async function snapshotPushCommand(options: Common & { ref: string; key: 
   const reference = parseReference(options.ref);
   const { paths, manifest } = await chooseSnapshot(options.home, options.key, options.name);
   const { signal, done } = interruptible(output);
-  const progress = transferProgress(output);
+  const progress = bytesOf(output);
   try {
-    const packed = await packSnapshot(paths, manifest, { imagesDir: homePaths(options.home).images, layoutRoot: options.home, signal, onProgress: progress.update });
+    const packed = await packSnapshot(paths, manifest, { imagesDir: homePaths(options.home).images, layoutRoot: options.home, signal, onProgress: progress });
     const client = await registryClient(reference);
     const summary = await pushSnapshot(client, packed, {
       layoutRoot: options.home,
       tag: reference.digest ? undefined : (reference.tag ?? 'latest'),
       signal,
-      onProgress: progress.update,
+      onProgress: progress,
     });
-    progress.end();
     output.result(
       { ok: true, ref: reference.text, key: paths.key, ...summary },
       `pushed snapshot ${paths.key} to ${reference.text}: ${summary.sentBlobs} of ${summary.blobs} blobs sent (${sizeText(summary.sentBytes)})${summary.sentBlobs < summary.blobs ? '; the registry had the rest' : ''}, manifest ${summary.digest}`,
     );
     return 0;
   } finally {
-    progress.end();
     done();
   }
 }
@@ -141,21 +139,19 @@ export async function snapshotPullCommand(options: Common & { ref: string }): Pr
   const { parseReference } = await import('../../adapters/registry/reference.js');
   const reference = parseReference(options.ref);
   const { signal, done } = interruptible(output);
-  const progress = transferProgress(output);
+  const progress = bytesOf(output);
   try {
     const client = await registryClient(reference);
     const head = await pullHead(client, reference.digest ?? reference.tag ?? 'latest', reference.text);
     await refuseForeign(options.home, head, reference.text, signal);
-    const summary = await pullLayers(client, head, { layoutRoot: options.home, signal, onProgress: progress.update });
-    const stored = await store(options.home, head, signal, progress.update);
-    progress.end();
+    const summary = await pullLayers(client, head, { layoutRoot: options.home, signal, onProgress: progress });
+    const stored = await store(options.home, head, signal, progress);
     output.result(
       { ...storedJson(stored, head), ref: reference.text, receivedBlobs: summary.sentBlobs, receivedBytes: summary.sentBytes },
       `pulled snapshot ${stored.key} from ${reference.text}: ${summary.sentBlobs} of ${summary.blobs} blobs received (${sizeText(summary.sentBytes)})${stored.note}`,
     );
     return 0;
   } finally {
-    progress.end();
     done();
   }
 }

@@ -47,7 +47,7 @@ async function verifyOne(home: string, paths: SnapshotPaths, output: Output): Pr
   const checked = { key: paths.key, dir: paths.dir };
   // A key is a folder's name in the store, never a path out of it.
   const found = /^[^./][^/]*$/.test(paths.key) ? await readSnapshot(paths) : { kind: 'missing' as const };
-  output.progress(`verifying snapshot ${paths.key}${found.kind === 'found' ? `: ${describeFiles(found.manifest)}` : ''}`);
+  output.progress.line(`verifying snapshot ${paths.key}${found.kind === 'found' ? `: ${describeFiles(found.manifest)}` : ''}`);
   if (found.kind === 'missing') {
     return { ...checked, status: 'missing', reason: `there is no snapshot "${paths.key}" in ${paths.root}`, fix: '"warmvm list" shows the snapshots' };
   }

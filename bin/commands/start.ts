@@ -87,10 +87,10 @@ export async function startCommand(options: StartOptions): Promise<number> {
   try {
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
-    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line), startedAt: trace.startedAt });
+    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: output.progress, startedAt: trace.startedAt });
     onExchange(run, (exchange) => trace.exchange(exchange));
     trace.onEntry((entry) => {
-      if (entry.from && entry.ms !== undefined && !isFinal(entry.from)) output.progress(`  ${phaseKey(entry.from).padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
+      if (entry.from && entry.ms !== undefined && !isFinal(entry.from)) output.progress.line(`  ${phaseKey(entry.from).padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
     });
 
     const rotation = options.rotation && spec.rotation !== undefined;
@@ -102,8 +102,8 @@ export async function startCommand(options: StartOptions): Promise<number> {
         resume: resumeMachine.provide({ actors: resumeActors(resumeSteps(run)) }),
       },
     });
-    output.progress(`warmvm: starting instance "${options.name}"${options.cold ? ' (cold boot forced)' : ''}`);
-    if (!options.rotation) output.progress('warmvm: WARNING: --no-rotation: the guest keeps the placeholder secrets of its snapshot');
+    output.progress.line(`warmvm: starting instance "${options.name}"${options.cold ? ' (cold boot forced)' : ''}`);
+    if (!options.rotation) output.progress.line('warmvm: WARNING: --no-rotation: the guest keeps the placeholder secrets of its snapshot');
     const bounds = startBounds(spec);
     const inspector = options.inspect ? await openInspector(options.inspect, bounds, options.name, trace.startedAt) : undefined;
     if (inspector) {
@@ -122,7 +122,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     });
     const stopListening = onInterrupt(
       () => {
-        output.progress('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
+        output.progress.line('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
         actor.send({ type: 'CANCEL' });
       },
       async () => {

@@ -29,7 +29,7 @@ export async function stopCommand(options: { name: string; home: string; suspend
     const interrupt = new AbortController();
     const stopListening = onInterrupt(
       () => {
-        options.output.progress(
+        options.output.progress.line(
           options.suspend ? 'warmvm: interrupted; cancelling the suspend (Ctrl-C again to leave now)' : 'warmvm: interrupted; finishing the stop (Ctrl-C again to leave now)',
         );
         interrupt.abort(new Error('interrupted (Ctrl-C)'));
@@ -38,7 +38,7 @@ export async function stopCommand(options: { name: string; home: string; suspend
         await lock.release();
       },
     );
-    const steps = stopSteps(paths, { suspendMs: STOP_BOUNDS.suspendMs, progress: (line) => options.output.progress(line), cancel: interrupt.signal });
+    const steps = stopSteps(paths, { suspendMs: STOP_BOUNDS.suspendMs, progress: options.output.progress, cancel: interrupt.signal });
     const machine = stopMachine.provide({ actors: stopActors(steps) });
     const actor = createActor(machine, { input: { bounds: STOP_BOUNDS, suspend: options.suspend ?? false }, inspect: trace.inspect });
     actor.start();

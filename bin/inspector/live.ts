@@ -98,7 +98,7 @@ export class LiveInspector {
     this.server.publish({ kind: 'end', end });
     announce(`warmvm: the run is over (${end.outcome}); the inspector at ${this.server.url} keeps it. Press Ctrl-C to end.`);
     await untilInterrupted();
-    output.progress('warmvm: inspector closed');
+    output.progress.line('warmvm: inspector closed');
     await this.server.close();
   }
 }

@@ -8,6 +8,7 @@ import { bytesOnDisk } from '../../adapters/snapshot/store.js';
 import { cli } from '../helpers/cli.js';
 import { useTempDirs } from '../helpers/temp.js';
 import { writeInstance, writeSnapshot } from '../adapters/vm/home-fixture.js';
+import { SILENT_PROGRESS } from '../../shapes/progress.js';
 
 // `warmvm snapshot ls | rm | prune`, called in-process on a real temp home with hand-made
 // snapshot folders; a running instance is a live process whose command line names its QMP
@@ -33,7 +34,7 @@ function capture(json = false): Captured {
   return {
     output: {
       json,
-      progress: (line) => progress.push(line),
+      progress: { ...SILENT_PROGRESS, line: (line) => progress.push(line) },
       result: (result, human) => {
         value = result;
         text = human;

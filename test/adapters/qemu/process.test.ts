@@ -2,7 +2,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isProcessAlive } from '../../../adapters/support/process-alive.js';
-import { isInstanceQemu, readPidFile, spawnQemu, stopProcess, tailLog } from '../../../adapters/qemu/process.js';
+import { isInstanceQemu, QEMU_LOG_MAX_BYTES, readPidFile, spawnQemu, stopProcess, tailLog } from '../../../adapters/qemu/process.js';
 import { useTempDirs } from '../../helpers/temp.js';
 
 const temp = useTempDirs();
@@ -30,6 +30,23 @@ describe('QEMU process', () => {
     expect(await stopProcess(proc.pid, { graceMs: 2_000, exited: proc.exited })).toBe('terminated');
     expect(await proc.exited).toMatchObject({ signal: 'SIGTERM' });
     expect(proc.hasExited()).toBe(true);
+  });
+
+  it('appends each launch to the log, and past its bound starts a new one, keeping the last as <log>.1', async () => {
+    const dir = await temp();
+    const log = join(dir, 'qemu.log');
+    const binary = await fakeBinary(dir, 'echo "launch $1"');
+    const launch = async (n: number) => {
+      const proc = await spawnQemu({ binary, argv: [String(n)], logFile: log, pidFile: join(dir, 'qemu.pid') });
+      await proc.exited;
+    };
+    await launch(1);
+    await launch(2);
+    expect(await readFile(log, 'utf8')).toMatch(/launch 1\n[^]*launch 2\n$/);
+    await writeFile(log, 'x'.repeat(QEMU_LOG_MAX_BYTES + 1));
+    await launch(3);
+    expect((await readFile(`${log}.1`, 'utf8')).length).toBe(QEMU_LOG_MAX_BYTES + 1);
+    expect(await readFile(log, 'utf8')).toMatch(/^--- .*\nlaunch 3\n$/);
   });
 
   it('kills with SIGKILL what ignores SIGTERM past the grace bound', async () => {
