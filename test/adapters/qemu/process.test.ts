@@ -42,7 +42,7 @@ describe('QEMU process', () => {
     };
     await launch(1);
     await launch(2);
-    expect(await readFile(log, 'utf8')).toMatch(/launch 1\n[^]*launch 2\n$/);
+    expect(await readFile(log, 'utf8')).toMatch(/launch 1\n[\s\S]*launch 2\n$/);
     await writeFile(log, 'x'.repeat(QEMU_LOG_MAX_BYTES + 1));
     await launch(3);
     expect((await readFile(`${log}.1`, 'utf8')).length).toBe(QEMU_LOG_MAX_BYTES + 1);
