@@ -1,4 +1,4 @@
-import * as z from 'zod';
+import * as z from 'zod/mini';
 import { WarmvmError } from '../support/errors.js';
 
 /** One wrong field of a config: its path (`ports[1].guest`), what is wrong with it, and what helps fix it. */
@@ -18,7 +18,7 @@ const LISTED = 10;
  * The error for a config the schema refused: every wrong field, one line each (a person fixes
  * them all in one go instead of one per run), the first line in the shape of any config error.
  */
-export function configError(file: string, schema: z.ZodType, value: unknown, issues: readonly z.core.$ZodIssue[]): WarmvmError {
+export function configError(file: string, schema: z.ZodMiniType, value: unknown, issues: readonly z.core.$ZodIssue[]): WarmvmError {
   const problems = configProblems(schema, value, issues);
   const forExample = (problem: ConfigProblem): string | undefined => (problem.example === undefined ? undefined : `for example ${JSON.stringify(problem.example)}`);
   const first = problems[0] ?? { field: '(top level)', problem: 'is not a valid config' };
@@ -43,7 +43,7 @@ export function configError(file: string, schema: z.ZodType, value: unknown, iss
  * value meant (`configSchema` names each branch by its first field), the hint from the
  * field's `examples` when it has some.
  */
-export function configProblems(schema: z.ZodType, value: unknown, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
+export function configProblems(schema: z.ZodMiniType, value: unknown, issues: readonly z.core.$ZodIssue[]): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   collect(schema, value, issues, [], problems);
   const seen = new Set<string>();
@@ -55,7 +55,7 @@ export function configProblems(schema: z.ZodType, value: unknown, issues: readon
 type Path = readonly PropertyKey[];
 
 /** Issues relative to `schema` (and `value`, the input it was given), which sits at `prefix` in the config. */
-function collect(schema: z.ZodType, value: unknown, issues: readonly z.core.$ZodIssue[], prefix: Path, into: ConfigProblem[]): void {
+function collect(schema: z.ZodMiniType, value: unknown, issues: readonly z.core.$ZodIssue[], prefix: Path, into: ConfigProblem[]): void {
   for (const issue of issues) {
     const path = issue.path;
     // Zod reports a union's issues itself when only one branch got far enough, so any path may cross a union.
@@ -75,7 +75,7 @@ function collect(schema: z.ZodType, value: unknown, issues: readonly z.core.$Zod
       // A record's key: its own schema's message ("is not a NAME …") is the one to show.
       at(path, issue.issues[0]?.message ?? issue.message);
     } else if (issue.code === 'invalid_union' && found.branch !== undefined) {
-      collect(found.schema as z.ZodType, valueAt(value, path), issue.errors[found.branch] ?? [], [...prefix, ...path], into);
+      collect(found.schema as z.ZodMiniType, valueAt(value, path), issue.errors[found.branch] ?? [], [...prefix, ...path], into);
     } else {
       at(path, issue.message);
     }
@@ -87,22 +87,22 @@ function collect(schema: z.ZodType, value: unknown, issues: readonly z.core.$Zod
  * value meant; `branch` is the one taken by a union at the path's end. Stops at two fields
  * that exclude each other.
  */
-function walk(schema: z.ZodType, value: unknown, path: Path): { schema: z.ZodType | undefined; branch?: number; exclusive?: { at: Path; keys: [string, string] } } {
-  let current: z.ZodType | undefined = schema;
+function walk(schema: z.ZodMiniType, value: unknown, path: Path): { schema: z.ZodMiniType | undefined; branch?: number; exclusive?: { at: Path; keys: [string, string] } } {
+  let current: z.ZodMiniType | undefined = schema;
   let here = value;
   for (let depth = 0; ; depth += 1) {
     let inner = unwrap(current);
     let branch: number | undefined;
-    if (inner instanceof z.ZodUnion) {
-      const choice = branchMeant(inner.options as readonly z.ZodType[], here);
+    if (inner instanceof z.ZodMiniUnion) {
+      const choice = branchMeant(inner.def.options as readonly z.ZodMiniType[], here);
       if (choice?.exclusive) return { schema: undefined, exclusive: { at: path.slice(0, depth), keys: choice.exclusive } };
       if (choice) [current, inner, branch] = [choice.branch, unwrap(choice.branch), choice.index];
     }
     const key = path[depth];
     if (key === undefined) return { schema: current, branch };
-    if (inner instanceof z.ZodObject) current = (inner.shape as Record<PropertyKey, z.ZodType>)[key];
-    else if (inner instanceof z.ZodArray) current = inner.element as z.ZodType;
-    else if (inner instanceof z.ZodRecord) current = inner.valueType as z.ZodType;
+    if (inner instanceof z.ZodMiniObject) current = (inner.shape as Record<PropertyKey, z.ZodMiniType>)[key];
+    else if (inner instanceof z.ZodMiniArray) current = inner.def.element as z.ZodMiniType;
+    else if (inner instanceof z.ZodMiniRecord) current = inner.def.valueType as z.ZodMiniType;
     else return { schema: undefined };
     here = valueAt(here, [key]);
   }
@@ -113,11 +113,14 @@ function walk(schema: z.ZodType, value: unknown, path: Path): { schema: z.ZodTyp
  * (an image with "disk" is a disk image), or the only object branch when the value is an object.
  * Two such fields that no one branch takes together exclude each other ("url" and "disk").
  */
-function branchMeant(options: readonly z.ZodType[], value: unknown): { branch: z.ZodType; index: number; exclusive?: undefined } | { exclusive: [string, string] } | undefined {
+function branchMeant(
+  options: readonly z.ZodMiniType[],
+  value: unknown,
+): { branch: z.ZodMiniType; index: number; exclusive?: undefined } | { exclusive: [string, string] } | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
   const objects = options.flatMap((option, index) => {
     const inner = unwrap(option);
-    return inner instanceof z.ZodObject ? [{ option, index, shape: inner.shape as Record<string, z.ZodType>, key: Object.keys(inner.shape)[0] ?? '' }] : [];
+    return inner instanceof z.ZodMiniObject ? [{ option, index, shape: inner.shape as Record<string, z.ZodMiniType>, key: Object.keys(inner.shape)[0] ?? '' }] : [];
   });
   const named = objects.filter((object) => Object.hasOwn(value, object.key));
   const meant = named[0] ?? (objects.length === 1 ? objects[0] : undefined);
@@ -127,9 +130,9 @@ function branchMeant(options: readonly z.ZodType[], value: unknown): { branch: z
   return { branch: meant.option, index: meant.index };
 }
 
-function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
+function unwrap(schema: z.ZodMiniType | undefined): z.ZodMiniType | undefined {
   let current = schema;
-  while (current instanceof z.ZodOptional) current = current.unwrap() as z.ZodType;
+  while (current instanceof z.ZodMiniOptional) current = current.def.innerType as z.ZodMiniType;
   return current;
 }
 
@@ -140,9 +143,9 @@ function valueAt(value: unknown, path: Path): unknown {
 }
 
 /** The field's first example in the schema, on the field or on what its optional wraps. */
-function exampleOf(field: z.ZodType | undefined): unknown {
-  for (let current = field; current !== undefined; current = current instanceof z.ZodOptional ? (current.unwrap() as z.ZodType) : undefined) {
-    const examples = current.meta()?.examples;
+function exampleOf(field: z.ZodMiniType | undefined): unknown {
+  for (let current = field; current !== undefined; current = current instanceof z.ZodMiniOptional ? (current.def.innerType as z.ZodMiniType) : undefined) {
+    const examples = z.globalRegistry.get(current)?.examples;
     if (Array.isArray(examples) && examples.length > 0) return examples[0];
   }
   return undefined;

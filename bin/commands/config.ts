@@ -1,5 +1,5 @@
 import { loadConfigFile } from '../../adapters/spec/config.js';
-import { configJsonSchema, configJsonSchemaText } from '../../adapters/spec/config-schema.js';
+import { configJsonSchema, configJsonSchemaText } from '../../adapters/spec/config-json-schema.js';
 import type { Output } from '../output.js';
 
 /** `warmvm config schema`: the config file's JSON Schema, exactly the package's config.schema.json. */

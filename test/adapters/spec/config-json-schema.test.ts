@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configJsonSchema, configJsonSchemaText } from '../../../adapters/spec/config-schema.js';
+import { configJsonSchema, configJsonSchemaText } from '../../../adapters/spec/config-json-schema.js';
 import { projectRoot } from '../../../adapters/support/project-root.js';
 
 type JsonSchema = { properties?: Record<string, JsonSchema>; items?: JsonSchema; anyOf?: JsonSchema[]; additionalProperties?: unknown; description?: string };
