@@ -9,6 +9,8 @@ export interface ConfigProblem {
   hint?: string;
   /** A right value, from the field's `examples` in the schema (editors offer the same ones). */
   example?: unknown;
+  /** The field is not one the schema knows. */
+  unknown?: boolean;
 }
 
 /** How many wrong fields an error lists; the rest are counted. */
@@ -48,8 +50,7 @@ export function configProblems(schema: z.ZodMiniType, value: unknown, issues: re
   collect(schema, value, issues, [], problems);
   const seen = new Set<string>();
   const unique = problems.filter((problem) => !seen.has(problem.field) && seen.add(problem.field));
-  const unknown = (problem: ConfigProblem): boolean => problem.problem.startsWith('is not a known field');
-  return [...unique.filter(unknown), ...unique.filter((problem) => !unknown(problem))];
+  return [...unique.filter((problem) => problem.unknown), ...unique.filter((problem) => !problem.unknown)];
 }
 
 type Path = readonly PropertyKey[];
@@ -66,11 +67,11 @@ function collect(schema: z.ZodMiniType, value: unknown, issues: readonly z.core.
       into.push({ field, problem: `names both "${a}" and "${b}", which exclude each other`, hint: `keep "${a}" or "${b}" in "${field}", not both` });
       continue;
     }
-    const at = (where: Path, problem: string): void => {
-      into.push({ field: fieldName([...prefix, ...where]), problem, example: exampleOf(walk(schema, value, where).schema) });
+    const at = (where: Path, problem: string, unknown = false): void => {
+      into.push({ field: fieldName([...prefix, ...where]), problem, example: exampleOf(walk(schema, value, where).schema), unknown });
     };
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) at([...path, key], issue.message);
+      for (const key of issue.keys) at([...path, key], issue.message, true);
     } else if (issue.code === 'invalid_key') {
       // A record's key: its own schema's message ("is not a NAME …") is the one to show.
       at(path, issue.issues[0]?.message ?? issue.message);
