@@ -15,7 +15,7 @@ const debian = profileSpec('debian');
 const seconds = (ms: number): number => ms / 1000;
 
 /** A name of a setting or a secret: what a shell and systemd's EnvironmentFile= take. */
-export const NAME = /^[A-Z_][A-Z0-9_]*$/;
+const NAME = /^[A-Z_][A-Z0-9_]*$/;
 /** sha256 or sha512, lowercase hex of the algorithm's length. */
 const DIGEST = /^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$/;
 const DIGEST_HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
