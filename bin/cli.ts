@@ -143,6 +143,30 @@ program
     await run(opts.json, async (output, logger) => (await import('./commands/doctor.js')).doctorCommand({ home: resolveHome(), output, logger }));
   });
 
+const config = program.command('config').description('The config file (--config FILE): its JSON Schema, and a check of a file against it');
+config
+  .command('schema')
+  .description(
+    'Print the JSON Schema (draft 2020-12) of the config file on stdout: what config.schema.json in the package holds. ' +
+      'An editor that reads it checks and completes a config as you type, with each field explained.',
+  )
+  .addHelpText('after', '\nExample:\n  warmvm config schema > warmvm.schema.json   # then "$schema": "./warmvm.schema.json" in warmvm.json')
+  .action(async () => {
+    await run(false, async (output) => (await import('./commands/config.js')).configSchemaCommand({ output }));
+  });
+config
+  .command('check')
+  .description(
+    'Check a config file as "warmvm start" reads it, and print the spec it resolves to (the defaults of its image applied, ' +
+      'paths made absolute), or every field that is wrong with the fix. Exit 0: valid; 1: not. Nothing is started.',
+  )
+  .requiredOption('-c, --config <file>', 'the config file')
+  .addOption(jsonOption())
+  .addHelpText('after', '\nExample:\n  warmvm config check --config warmvm.json --json   # {"ok":true,"file":"warmvm.json","spec":{...}}')
+  .action(async (opts: { config: string; json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/config.js')).configCheckCommand({ file: opts.config, output }));
+  });
+
 const snapshot = program
   .command('snapshot')
   .summary('The snapshots: list, check, remove, and move them between hosts (push, pull, export, import)')

@@ -92,6 +92,13 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
       built: false,
     };
   }
+  if (source.kind === 'url') {
+    // The config parses it already; the downloader comes in its own change. The address is not
+    // repeated: it may carry a token.
+    throw new WarmvmError('E_CONFIG', 'image.url is not supported yet: this warmvm cannot download a disk image', {
+      hint: 'download the image yourself, check its digest, and give its path as "image.disk"',
+    });
+  }
   await mustExist(source.path, 'image.disk');
   if (source.kernel) await mustExist(source.kernel, 'image.kernel');
   if (source.initrd) await mustExist(source.initrd, 'image.initrd');

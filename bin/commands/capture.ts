@@ -2,7 +2,6 @@ import type { Failure } from '../../machines/failure.js';
 import { createActor, waitFor } from 'xstate';
 import { captureActors } from '../../actors/capture.js';
 import { CleanupStack } from '../../adapters/support/cleanup.js';
-import { loadConfigFile } from '../../adapters/spec/config.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
 import { readInstanceState } from '../../adapters/instance/state.js';
@@ -27,7 +26,8 @@ import { startBounds } from './start.js';
  */
 export async function captureCommand(options: { name: string; config: string | undefined; home: string; logger: Logger; output: Output }): Promise<number> {
   const { output, logger } = options;
-  const spec = options.config ? await loadConfigFile(options.config) : defaultSpec();
+  // Loaded only for a config, as in start.
+  const spec = options.config ? await (await import('../../adapters/spec/config.js')).loadConfigFile(options.config) : defaultSpec();
   const paths = await ensureInstanceDir(options.home, options.name);
   const cleanup = new CleanupStack(logger);
   const lock = await acquireInstanceLock(paths.lockFile, paths.name);

@@ -1,7 +1,6 @@
 import type { Failure } from '../../machines/failure.js';
 import { createActor, waitFor } from 'xstate';
 import { CleanupStack } from '../../adapters/support/cleanup.js';
-import { loadConfigFile } from '../../adapters/spec/config.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
 import type { Logger } from 'pino';
@@ -78,7 +77,8 @@ export function startBounds(spec: VmSpec): StartBounds {
 /** Runs the root machine for one instance; resolves with the process exit code. */
 export async function startCommand(options: StartOptions): Promise<number> {
   const { output, logger } = options;
-  const spec: VmSpec = options.config ? await loadConfigFile(options.config) : defaultSpec();
+  // Loaded only for a config: its schema (zod) costs a start ~13 ms that the demo guest need not pay.
+  const spec: VmSpec = options.config ? await (await import('../../adapters/spec/config.js')).loadConfigFile(options.config) : defaultSpec();
   const paths = await ensureInstanceDir(options.home, options.name);
   const cleanup = new CleanupStack(logger);
   // The lock comes before anything of the instance is touched: a refused start changes nothing.

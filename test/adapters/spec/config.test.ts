@@ -135,6 +135,102 @@ describe('parseConfig', () => {
   });
 });
 
+describe('parseConfig: an image to download', () => {
+  const sha256 = 'a'.repeat(64);
+  const url = (image: Record<string, unknown>) => parseConfig({ image: { url: 'https://example.org/disk.qcow2', digest: `sha256:${sha256}`, ...image } }, where);
+
+  it('reads the address, the digest, the format and the compression; local files relative to the config', () => {
+    expect(url({ userData: 'user-data', kernel: '/boot/vmlinuz' }).boot).toEqual({
+      kind: 'url',
+      url: 'https://example.org/disk.qcow2',
+      digest: { algorithm: 'sha256', hex: sha256 },
+      format: 'qcow2',
+      compression: undefined,
+      kernel: '/boot/vmlinuz',
+      initrd: undefined,
+      append: undefined,
+      userData: '/cfg/user-data',
+      metaData: undefined,
+    });
+    expect(url({ format: 'raw', digest: `sha512:${'b'.repeat(128)}` }).boot).toMatchObject({ format: 'raw', digest: { algorithm: 'sha512', hex: 'b'.repeat(128) } });
+    // Like a disk image of your own: no rotation command is known unless given.
+    expect(url({}).rotation).toBeUndefined();
+  });
+
+  it("takes the compression from the address's path unless given", () => {
+    const compression = (address: string, given?: string) => (url({ url: address, ...(given ? { compression: given } : {}) }).boot as { compression: unknown }).compression;
+    expect(compression('https://example.org/disk.qcow2.xz')).toBe('xz');
+    expect(compression('https://example.org/disk.raw.zst')).toBe('zstd');
+    expect(compression('https://example.org/disk.raw.ZSTD?token=x')).toBe('zstd');
+    expect(compression('https://example.org/disk.xz.qcow2')).toBeUndefined();
+    expect(compression('https://example.org/disk.qcow2', 'xz')).toBe('xz');
+    expect(configError({ image: { url: 'https://example.org/d', digest: `sha256:${sha256}`, compression: 'gzip' } }).message).toMatch(
+      /"image\.compression" must be one of "xz", "zstd", got "gzip"/,
+    );
+  });
+
+  it('takes http: and https: only', () => {
+    expect(url({ url: 'http://192.168.1.2:8000/disk.qcow2' }).boot).toMatchObject({ url: 'http://192.168.1.2:8000/disk.qcow2' });
+    for (const address of ['ftp://example.org/disk.qcow2', 'file:///var/disk.qcow2', 'example.org/disk.qcow2', 'https://']) {
+      expect(configError({ image: { url: address, digest: `sha256:${sha256}` } }).message).toContain(
+        `field "image.url" must be an http: or https: address of a disk image, got "${address}"`,
+      );
+    }
+  });
+
+  it('refuses a digest of the wrong length for its algorithm, naming both lengths; and uppercase or unknown ones', () => {
+    const digest = (value: unknown) => configError({ image: { url: 'https://example.org/d', digest: value } });
+    expect(digest(`sha512:${sha256}`).message).toContain('field "image.digest" must have 128 hex digits after "sha512:" (64 after "sha256:"), got 64');
+    expect(digest(`sha256:${sha256}a`).message).toContain('must have 64 hex digits after "sha256:" (128 after "sha512:"), got 65');
+    expect(digest(`sha256:${'A'.repeat(64)}`).message).toContain('must be "sha256:" and lowercase hex digits');
+    expect(digest('md5:d41d8cd98f00b204e9800998ecf8427e').message).toContain('must be "sha256:" and 64 lowercase hex digits, or "sha512:" and 128, got "md5:');
+    const missing = configError({ image: { url: 'https://example.org/d' } });
+    expect(missing.message).toContain('field "image.digest" must be a non-empty string, got nothing');
+    expect(missing.hint).toMatch(/for example "sha256:[0-9a-f]{64}"/);
+  });
+
+  it('refuses "url" with "disk", and any two sources at once', () => {
+    const error = configError({ image: { url: 'https://example.org/d', digest: `sha256:${sha256}`, disk: 'd.qcow2' } });
+    expect(error.message).toBe('config warmvm.json: field "image" names both "url" and "disk", which exclude each other');
+    expect(error.hint).toContain('keep "url" or "disk"');
+    expect(configError({ image: { profile: 'debian', kernel: 'k' } }).message).toContain('names both "profile" and "kernel"');
+    // A disk (or a url) may have a kernel of its own: those are not two sources.
+    expect(parseConfig({ image: { disk: 'd.qcow2', kernel: 'k' } }, where).boot.kind).toBe('disk');
+  });
+
+  it('refuses meta-data alone, as for a disk', () => {
+    expect(configError({ image: { url: 'https://example.org/d', digest: `sha256:${sha256}`, metaData: 'm' } }).message).toMatch(/image\.metaData.*user-data/);
+  });
+});
+
+describe('parseConfig: the error', () => {
+  it('takes "$schema" and ignores it', () => {
+    expect(parseConfig({ $schema: './node_modules/warmvm/config.schema.json' }, where)).toEqual(defaultSpec());
+    expect(configError({ $schema: 1 }).message).toContain('"$schema"');
+  });
+
+  it('lists every wrong field, one line each, the unknown ones first', () => {
+    const error = configError({ cpus: 0, ports: [{ gust: 80 }], memory: 1 });
+    expect(error.code).toBe('E_CONFIG');
+    expect(error.message.split('\n')).toEqual([
+      'config warmvm.json: field "ports[0].gust" is not a known field (known: guest, host)',
+      '  field "memory" is not a known field (known: $schema, memoryMb, cpus, accel, cpuModel, image, ports, health, agent, rotation, readyMarker, settings, snapshot, bounds)',
+      '  field "cpus" must be between 1 and 256, got 0',
+      '  field "ports[0].guest" must be a whole number, got nothing',
+    ]);
+    expect(error.hint).toBe('fix these 4 fields in warmvm.json; see "Config file" in the README');
+  });
+
+  it('names what was found, and a right value when the schema has one', () => {
+    expect(configError({ image: { disk: 1 } }).message).toBe('config warmvm.json: field "image.disk" must be a non-empty string, got 1');
+    expect(configError({ image: {} }).message).toContain('field "image" must name a "disk"');
+    expect(configError({ rotation: true }).message).toContain('field "rotation" must be false or {"command"');
+    expect(configError({ ports: [{ guest: 80 }, { guest: 80 }] }).message).toContain('field "ports[1].guest" forwards guest port 80 twice');
+    expect(configError({ snapshot: { pull: 'latest' } }).hint).toContain('for example "ghcr.io/acme/backend-snapshot:main"');
+    expect(configError([]).message).toBe('config warmvm.json: field "(top level)" must be an object, got []');
+  });
+});
+
 describe('loadConfigFile', () => {
   const temp = useTempDirs();
 
