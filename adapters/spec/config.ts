@@ -135,6 +135,7 @@ function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
       metaData: path('metaData'),
     };
   }
+  if (image.url !== undefined) return parseUrlImage(image, path, fail);
   if (image.kernel !== undefined) {
     rejectUnknown(image, ['kernel', 'initrd', 'append'], 'image.', fail);
     return {
@@ -144,7 +145,47 @@ function parseImage(value: unknown, baseDir: string, fail: Fail): BootSource {
       append: image.append === undefined ? undefined : expectString(image.append, 'image.append', fail),
     };
   }
-  return fail('image', 'must name a "disk" (a qcow2 or raw image), a "kernel" (with an optional "initrd"), a "profile" ("debian"), or be {"demo": true}');
+  return fail(
+    'image',
+    'must name a "disk" (a qcow2 or raw image), a "url" (with its "digest"), a "kernel" (with an optional "initrd"), a "profile" ("debian"), or be {"demo": true}',
+  );
+}
+
+const DIGEST_HEX: Record<'sha256' | 'sha512', number> = { sha256: 64, sha512: 128 };
+
+/** `{"url", "digest", "format"?, "compression"?, …}`: a disk image downloaded once, named by its digest. */
+function parseUrlImage(image: Json, path: (key: string) => string | undefined, fail: Fail): BootSource {
+  rejectUnknown(image, ['url', 'digest', 'format', 'compression', 'kernel', 'initrd', 'append', 'userData', 'metaData'], 'image.', fail);
+  if (image.metaData !== undefined && image.userData === undefined) fail('image.metaData', 'is only used with image.userData (the cloud-init seed needs user-data)');
+  const text = expectString(image.url, 'image.url', fail);
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) fail('image.url', `must be an http:// or https:// address, got ${show(text)}`);
+  const digest = /^(sha256|sha512):([0-9a-f]+)$/.exec(expectString(image.digest, 'image.digest', fail));
+  const algorithm = digest?.[1] as 'sha256' | 'sha512' | undefined;
+  if (digest === null || algorithm === undefined || digest[2]?.length !== DIGEST_HEX[algorithm])
+    fail(
+      'image.digest',
+      `must be "sha256:" and 64 lowercase hex digits, or "sha512:" and 128, got ${show(image.digest)}`,
+      'the digest of the file at the URL, as `sha256sum FILE` prints it',
+    );
+  const format = image.format ?? 'qcow2';
+  if (format !== 'qcow2' && format !== 'raw') fail('image.format', `must be "qcow2" or "raw", got ${show(format)}`);
+  // The file's own name says how it is packed, unless the config says otherwise.
+  const suffix = /\.(xz|zst|zstd)$/.exec(url?.pathname ?? '')?.[1];
+  const compression = image.compression ?? (suffix === undefined ? undefined : suffix === 'xz' ? 'xz' : 'zstd');
+  if (compression !== undefined && compression !== 'xz' && compression !== 'zstd') fail('image.compression', `must be "xz" or "zstd", got ${show(compression)}`);
+  return {
+    kind: 'url',
+    url: text,
+    digest: { algorithm: algorithm as 'sha256' | 'sha512', hex: digest?.[2] as string },
+    format: format as 'qcow2' | 'raw',
+    compression: compression as 'xz' | 'zstd' | undefined,
+    kernel: path('kernel'),
+    initrd: path('initrd'),
+    append: image.append === undefined ? undefined : expectString(image.append, 'image.append', fail),
+    userData: path('userData'),
+    metaData: path('metaData'),
+  };
 }
 
 function parseRotation(value: unknown, fail: Fail): VmSpec['rotation'] {

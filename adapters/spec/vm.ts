@@ -17,6 +17,19 @@ export type BootSource =
       /** cloud-init NoCloud files, written on a seed ISO (label cidata) attached at every launch. */
       userData: string | undefined;
       metaData: string | undefined;
+    }
+  | {
+      kind: 'url';
+      /** http(s) address of a qcow2 or raw disk image, maybe xz- or zstd-compressed; downloaded once into the home's images/ by digest. */
+      url: string;
+      digest: { algorithm: 'sha256' | 'sha512'; hex: string };
+      format: 'qcow2' | 'raw';
+      compression: 'xz' | 'zstd' | undefined;
+      kernel: string | undefined;
+      initrd: string | undefined;
+      append: string | undefined;
+      userData: string | undefined;
+      metaData: string | undefined;
     };
 
 /** Guests warmvm builds itself: `debian` is Debian 12 with cloud-init and a docker workload. */
