@@ -31,6 +31,8 @@ export interface Run {
   readonly cleanup: CleanupStack;
   readonly logger: Logger;
   readonly progress: (line: string) => void;
+  /** Bytes of a long transfer (an image's download) done, of its size (0 while unknown). */
+  readonly transfer: (what: string, doneBytes: number, totalBytes: number) => void;
   /** The config's snapshot, known once the image is (the config key hashes it). */
   snapshot?: SnapshotPaths;
   /** The snapshot a resume runs from, its folder held open (pinSnapshot): one snapshot's files, whatever is renamed meanwhile. */
@@ -68,6 +70,8 @@ export interface RunOptions {
   cleanup: CleanupStack;
   logger: Logger;
   progress: (line: string) => void;
+  /** Drawn as a progress bar by the command; nothing when not given. */
+  transfer?: (what: string, doneBytes: number, totalBytes: number) => void;
   startedAt?: number;
 }
 
@@ -79,6 +83,7 @@ export function createRun(options: RunOptions): Run {
     cleanup: options.cleanup,
     logger: options.logger,
     progress: options.progress,
+    transfer: options.transfer ?? (() => undefined),
     clockStart: options.startedAt ?? Date.now(),
     exchangeListeners: [],
     forwards: [],

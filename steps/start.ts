@@ -91,6 +91,8 @@ export async function prepareImage(run: Run, signal: AbortSignal): Promise<Image
     signal,
     logger: run.logger,
     onProgress: (line) => run.progress(`  image: ${line}`),
+    onTransfer: run.transfer,
+    cleanup: run.cleanup,
   });
   run.snapshot = snapshotPaths(homePaths(run.home).snapshots, specHash(run));
   return { image: run.boot.description, built: run.boot.built };

@@ -25,6 +25,7 @@ import { createRun, onExchange } from '../../steps/run.js';
 import { startSteps } from '../../steps/start.js';
 import type { InspectTarget, LiveInspector } from '../inspector/live.js';
 import { onInterrupt } from '../interrupt.js';
+import { transferProgress } from '../progress.js';
 import { seconds, type Output } from '../output.js';
 
 export interface StartOptions {
@@ -87,10 +88,16 @@ export async function startCommand(options: StartOptions): Promise<number> {
   try {
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
-    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: (line) => output.progress(line), startedAt: trace.startedAt });
+    // An image's download draws a bar; the next line of progress ends it first.
+    const transfer = transferProgress(output);
+    const progress = (line: string) => {
+      transfer.end();
+      output.progress(line);
+    };
+    const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress, transfer: transfer.update, startedAt: trace.startedAt });
     onExchange(run, (exchange) => trace.exchange(exchange));
     trace.onEntry((entry) => {
-      if (entry.from && entry.ms !== undefined && !isFinal(entry.from)) output.progress(`  ${phaseKey(entry.from).padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
+      if (entry.from && entry.ms !== undefined && !isFinal(entry.from)) progress(`  ${phaseKey(entry.from).padEnd(22)} ${(entry.ms / 1000).toFixed(2)} s`);
     });
 
     const rotation = options.rotation && spec.rotation !== undefined;
@@ -122,7 +129,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     });
     const stopListening = onInterrupt(
       () => {
-        output.progress('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
+        progress('warmvm: interrupted; stopping what was started (Ctrl-C again to force)');
         actor.send({ type: 'CANCEL' });
       },
       async () => {
