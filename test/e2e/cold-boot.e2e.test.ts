@@ -1,11 +1,14 @@
 import { createServer, type Server } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getStatus } from '../../adapters/vm/health-probe.js';
-import { instancePaths } from '../../adapters/instance/paths.js';
+import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
+import { startFileServer } from '../helpers/file-server.js';
 import { isProcessAlive } from '../../adapters/support/process-alive.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { findFreePort } from '../../adapters/instance/ports.js';
@@ -30,7 +33,7 @@ async function expectNoInstanceLeft(name: string, pid: number | undefined): Prom
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
-  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port', 'e2e-unhealthy', 'e2e-marker', 'e2e-disk'];
+  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-ctrlc-download', 'e2e-lock', 'e2e-port', 'e2e-unhealthy', 'e2e-marker', 'e2e-disk'];
   let demo: { kernel: string; initrd: string };
 
   beforeAll(async () => {
@@ -121,6 +124,45 @@ describe('cold boot of the demo guest on real QEMU', () => {
       expect((await cli(['status', '--name', name, '--json'])).json).toMatchObject({ state: 'running', pid: firstResult.json.pid });
       await stopAndCheckTrace(name);
       await expectNoInstanceLeft(name, firstResult.json.pid as number);
+    },
+    BOOT_TIMEOUT,
+  );
+
+  it(
+    "Ctrl-C during an image's download exits as a start does (130), launches no QEMU, and keeps what arrived for the next start",
+    async () => {
+      const name = 'e2e-ctrlc-download';
+      const dir = await mkdtemp(join(tmpdir(), 'wvm-dl-'));
+      const image = join(dir, 'data.qcow2');
+      await writeFile(join(dir, 'data.raw'), randomBytes(4 << 20));
+      await execa('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', join(dir, 'data.raw'), image]);
+      const hex = createHash('sha256').update(readFileSync(image)).digest('hex');
+      const server = await startFileServer(image);
+      // The server sends half the file, then holds the rest back until the test lets it go.
+      let release = () => {};
+      server.behaviour.hold = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const partial = join(homePaths(E2E_HOME).images, `.download-url-sha256-${hex}.partial`);
+      try {
+        const config = await caseConfig(name, { image: { url: server.url('/data.qcow2'), digest: `sha256:${hex}`, kernel: demo.kernel, initrd: demo.initrd } });
+        const run = startCli(['start', '--name', name, '--config', config, '--json']);
+        await waitFor(() => existsSync(partial) && statSync(partial).size > 0, 60_000);
+        run.kill('SIGINT');
+        const result = parse(await run);
+        expect(result.exitCode, result.stderr).toBe(130);
+        expect(result.json).toMatchObject({ failedState: 'start.image', error: { code: 'E_INTERRUPTED' } });
+        expect(statSync(partial).size).toBeGreaterThan(0);
+        expect(existsSync(join(homePaths(E2E_HOME).images, `.lock-url-sha256-${hex}`))).toBe(false);
+        expect(existsSync(join(homePaths(E2E_HOME).images, `url-sha256-${hex}`))).toBe(false);
+        await expectNoInstanceLeft(name, undefined);
+      } finally {
+        release();
+        await server.close();
+        await rm(dir, { recursive: true, force: true });
+        await rm(partial, { force: true });
+        await rm(`${partial}.json`, { force: true });
+      }
     },
     BOOT_TIMEOUT,
   );
