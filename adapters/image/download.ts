@@ -91,7 +91,6 @@ async function downloadOnce(url: string, partial: string, digest: ImageDigest, o
   try {
     if (have > 0) await hashPrefix(handle, have, hash, signal, shown);
     else await handle.truncate(0);
-    onProgress?.(have, 0);
     // A partial file that is the whole file already (its digest proves it; its unpacking was refused) needs no request.
     let whole = have > 0 && hash.copy().digest('hex') === digest.hex;
     for (let failures = 0; !whole; ) {
