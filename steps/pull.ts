@@ -49,7 +49,7 @@ export async function pullGuestImage(run: Run, signal: AbortSignal): Promise<voi
     await installGuestImages(run.home, layers, imagesDir, signal, pullProgress(run));
   } catch (error) {
     if (signal.aborted) throw error;
-    run.progress.line(`  image: not taken from ${ref} (${describeError(error).split('\n').join('; ')}); building it`);
+    run.progress.line(`  image: not taken from ${ref} (${describeError(error).split('\n').join('; ')}); ${run.spec.boot.kind === 'url' ? 'downloading' : 'building'} it`);
   }
 }
 

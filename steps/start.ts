@@ -91,6 +91,8 @@ export async function prepareImage(run: Run, signal: AbortSignal): Promise<Image
     signal,
     logger: run.logger,
     onProgress: (line) => run.progress.activity('image', line),
+    onTransfer: (what, done, total) => run.progress.bytes(what, done, total > 0 ? total : undefined),
+    cleanup: run.cleanup,
   });
   run.progress.done();
   run.snapshot = snapshotPaths(homePaths(run.home).snapshots, specHash(run));

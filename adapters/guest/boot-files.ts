@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { demoGuestDir, ensureDemoGuest } from './demo/guest.js';
 import { WarmvmError } from '../support/errors.js';
+import type { CleanupStack } from '../support/cleanup.js';
 import type { BootSource } from '../spec/vm.js';
+import { urlImageDir } from '../image/names.js';
 
 export interface BootFiles {
   kernel: string | undefined;
@@ -27,14 +29,19 @@ export interface BootFilesOptions {
   signal?: AbortSignal;
   logger?: Logger;
   onProgress?: (line: string) => void;
+  /** Bytes of a download (or its unpacking) done, of its size: a `url` image. */
+  onTransfer?: (what: string, doneBytes: number, totalBytes: number) => void;
+  /** Where a `url` image's download registers the release of its lock. */
+  cleanup?: CleanupStack;
 }
 
 /** Kernel command line of the demo guest: serial console, quiet enough to boot fast under TCG. */
 export const DEMO_APPEND = 'console=ttyS0 quiet panic=-1';
 
 /**
- * The folder under `images/` that the guest warmvm builds for this source lives in, whether it is
- * built or not (a pulled snapshot can bring it); undefined for a user's own image.
+ * The folder under `images/` that the guest warmvm builds (or the image it downloads) for this
+ * source lives in, whether it is there or not (a pulled snapshot can bring it); undefined for a
+ * user's own image.
  */
 export async function builtImageDir(source: BootSource, options: { imagesDir: string; signal?: AbortSignal; logger?: Logger }): Promise<string | undefined> {
   if (source.kind === 'demo') return await demoGuestDir(options.imagesDir, options);
@@ -42,6 +49,7 @@ export async function builtImageDir(source: BootSource, options: { imagesDir: st
     const { debianGuestDir } = await import('./debian/guest.js');
     return await debianGuestDir();
   }
+  if (source.kind === 'url') return urlImageDir(source.digest);
   return undefined;
 }
 
@@ -92,13 +100,7 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
       built: false,
     };
   }
-  if (source.kind === 'url') {
-    // The config parses it already; the downloader comes in its own change. The address is not
-    // repeated: it may carry a token.
-    throw new WarmvmError('E_CONFIG', 'image.url is not supported yet: this warmvm cannot download a disk image', {
-      hint: 'download the image yourself, check its digest, and give its path as "image.disk"',
-    });
-  }
+  if (source.kind === 'url') return await urlBootFiles(source, options);
   await mustExist(source.path, 'image.disk');
   if (source.kernel) await mustExist(source.kernel, 'image.kernel');
   if (source.initrd) await mustExist(source.initrd, 'image.initrd');
@@ -112,6 +114,34 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
     seed,
     description: seed ? `${source.path} + ${seed}` : source.path,
     built: false,
+  };
+}
+
+/** A disk image from a URL: from the cache, or downloaded into it; booted like a local disk. */
+async function urlBootFiles(source: Extract<BootSource, { kind: 'url' }>, options: BootFilesOptions): Promise<BootFiles> {
+  if (source.kernel) await mustExist(source.kernel, 'image.kernel');
+  if (source.initrd) await mustExist(source.initrd, 'image.initrd');
+  const seed = source.userData ? await seedIso(source.userData, source.metaData, options.imagesDir) : undefined;
+  // Loaded only for this source: fetch, the lock and the unpackers are no cost to other starts.
+  const { ensureUrlImage } = await import('../image/cache.js');
+  const image = await ensureUrlImage(source, {
+    imagesDir: options.imagesDir,
+    signal: options.signal,
+    logger: options.logger,
+    onProgress: options.onTransfer,
+    onWait: options.onProgress,
+    cleanup: options.cleanup,
+  });
+  return {
+    kernel: source.kernel,
+    initrd: source.initrd,
+    append: source.append,
+    disk: { path: options.overlay, format: 'qcow2' },
+    overlayBase: { path: image.path, format: source.format },
+    seed,
+    // The folder's name, by the digest: the config key, and what a snapshot's export packs.
+    description: image.dir,
+    built: image.downloaded,
   };
 }
 

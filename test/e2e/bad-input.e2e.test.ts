@@ -38,6 +38,14 @@ describe('bad input through the CLI', () => {
     expect(unknown.stderr).toContain('fix:');
   });
 
+  it("a config's local image.disk that is not there fails before launch, naming the path", async () => {
+    const dir = await temp();
+    await writeFile(join(dir, 'disk.json'), JSON.stringify({ image: { disk: 'missing.qcow2' } }));
+    const result = await cli(['start', '--name', 'bad-nodisk', '--config', join(dir, 'disk.json'), '--json']);
+    expect(result.exitCode).toBe(1);
+    expect(result.json).toMatchObject({ failedState: 'start.image', error: { code: 'E_IMAGE_MISSING', message: expect.stringContaining(join(dir, 'missing.qcow2')) } });
+  });
+
   it('stop of an instance that is not running', async () => {
     const result = await cli(['stop', '--name', 'bad-never-started', '--json']);
     expect(result.exitCode).toBe(1);

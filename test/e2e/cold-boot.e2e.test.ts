@@ -1,14 +1,23 @@
 import { createServer, type Server } from 'node:net';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getStatus } from '../../adapters/vm/health-probe.js';
-import { instancePaths } from '../../adapters/instance/paths.js';
+import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
+import { startFileServer } from '../helpers/file-server.js';
 import { isProcessAlive } from '../../adapters/support/process-alive.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
 import { findFreePort } from '../../adapters/instance/ports.js';
 import { cli, E2E_HOME, parse, startCli } from '../helpers/cli.js';
 import { expectColdMemory, expectNoRuntimeFiles, liveInstanceQemus } from '../helpers/instance-leftovers.js';
-import { captureLocks, caseConfig, caseVariantConfig, removeSnapshotOf } from '../helpers/store-check.js';
+import { captureLocks, caseConfig, caseVariantConfig, removeSnapshotOf, snapshotOf } from '../helpers/store-check.js';
+import { readBackingFile } from '../../adapters/qemu/qcow2-header.js';
+import { DEMO_APPEND } from '../../adapters/guest/boot-files.js';
+import { DEMO_ROTATION } from '../../adapters/spec/vm.js';
 import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 
 // A real QEMU, the real demo guest, the real CLI. Cold boots take ~6 s under TCG each.
@@ -24,7 +33,8 @@ async function expectNoInstanceLeft(name: string, pid: number | undefined): Prom
 }
 
 describe('cold boot of the demo guest on real QEMU', () => {
-  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-lock', 'e2e-port', 'e2e-unhealthy', 'e2e-marker'];
+  const names = ['e2e-cold', 'e2e-ctrlc', 'e2e-ctrlc-download', 'e2e-lock', 'e2e-port', 'e2e-unhealthy', 'e2e-marker', 'e2e-disk'];
+  let demo: { kernel: string; initrd: string };
 
   beforeAll(async () => {
     // A run killed midway may have left instances in the shared home; no snapshot may decide a path.
@@ -37,6 +47,7 @@ describe('cold boot of the demo guest on real QEMU', () => {
     // Builds the guest once for every e2e test (cached in the shared home).
     const built = await cli(['guest', 'build', '--json']);
     expect(built.exitCode, built.stderr).toBe(0);
+    demo = built.json as { kernel: string; initrd: string };
   }, 900_000);
 
   afterAll(async () => {
@@ -118,6 +129,45 @@ describe('cold boot of the demo guest on real QEMU', () => {
   );
 
   it(
+    "Ctrl-C during an image's download exits as a start does (130), launches no QEMU, and keeps what arrived for the next start",
+    async () => {
+      const name = 'e2e-ctrlc-download';
+      const dir = await mkdtemp(join(tmpdir(), 'wvm-dl-'));
+      const image = join(dir, 'data.qcow2');
+      await writeFile(join(dir, 'data.raw'), randomBytes(4 << 20));
+      await execa('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', join(dir, 'data.raw'), image]);
+      const hex = createHash('sha256').update(readFileSync(image)).digest('hex');
+      const server = await startFileServer(image);
+      // The server sends half the file, then holds the rest back until the test lets it go.
+      let release = () => {};
+      server.behaviour.hold = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const partial = join(homePaths(E2E_HOME).images, `.download-url-sha256-${hex}.partial`);
+      try {
+        const config = await caseConfig(name, { image: { url: server.url('/data.qcow2'), digest: `sha256:${hex}`, kernel: demo.kernel, initrd: demo.initrd } });
+        const run = startCli(['start', '--name', name, '--config', config, '--json']);
+        await waitFor(() => existsSync(partial) && statSync(partial).size > 0, 60_000);
+        run.kill('SIGINT');
+        const result = parse(await run);
+        expect(result.exitCode, result.stderr).toBe(130);
+        expect(result.json).toMatchObject({ failedState: 'start.image', error: { code: 'E_INTERRUPTED' } });
+        expect(statSync(partial).size).toBeGreaterThan(0);
+        expect(existsSync(join(homePaths(E2E_HOME).images, `.lock-url-sha256-${hex}`))).toBe(false);
+        expect(existsSync(join(homePaths(E2E_HOME).images, `url-sha256-${hex}`))).toBe(false);
+        await expectNoInstanceLeft(name, undefined);
+      } finally {
+        release();
+        await server.close();
+        await rm(dir, { recursive: true, force: true });
+        await rm(partial, { force: true });
+        await rm(`${partial}.json`, { force: true });
+      }
+    },
+    BOOT_TIMEOUT,
+  );
+
+  it(
     'Ctrl-C during the boot stops the QEMU it launched',
     async () => {
       const name = 'e2e-ctrlc';
@@ -173,6 +223,33 @@ describe('cold boot of the demo guest on real QEMU', () => {
       expect(result.json).toMatchObject({ failedState: 'coldBoot.booting' });
       expect((result.json.error as { message: string }).message).toMatch(/15 s/);
       await expectNoInstanceLeft(name, result.json.pid as number | undefined);
+    },
+    BOOT_TIMEOUT,
+  );
+
+  it(
+    "a local image.disk (the user's own file, by path): a fresh overlay over it at the cold boot, the snapshot's frozen disk backs onto it, and a resume",
+    async () => {
+      const name = 'e2e-disk';
+      // A fixed path: it is part of the config key, so each run finds its own snapshot again.
+      const disk = join(E2E_HOME, 'case-disk', 'local.qcow2');
+      if (!existsSync(disk)) {
+        await mkdir(dirname(disk), { recursive: true });
+        await execa('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+      }
+      const config = await caseConfig(name, {
+        // The demo guest's kernel and initramfs boot it; the disk rides along, as a cloud image's data disk would.
+        image: { disk, format: 'qcow2', kernel: demo.kernel, initrd: demo.initrd, append: DEMO_APPEND },
+        rotation: { command: DEMO_ROTATION.command, secrets: DEMO_ROTATION.names },
+      });
+      const first = await cli(['start', '--name', name, '--config', config, '--json']);
+      expect(first.json, first.stderr).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', rotated: true });
+      expect(await readBackingFile(join(snapshotOf(name).dir, 'disk.qcow2'))).toBe(disk);
+      expect(await readBackingFile(instancePaths(E2E_HOME, name).overlay)).toBe(join(snapshotOf(name).dir, 'disk.qcow2'));
+      expect((await cli(['stop', '--name', name, '--json'])).exitCode).toBe(0);
+      const again = await cli(['start', '--name', name, '--config', config, '--json']);
+      expect(again.json, again.stderr).toMatchObject({ outcome: 'healthy', path: 'resume' });
+      expect((await cli(['stop', '--name', name, '--json'])).exitCode).toBe(0);
     },
     BOOT_TIMEOUT,
   );

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ensureUrlImage } from '../../../adapters/image/cache.js';
+import { urlImageDir, urlImageFile } from '../../../adapters/image/names.js';
 import { compressFile } from '../../../adapters/oci/zstd-file.js';
 import { readBackingFile } from '../../../adapters/qemu/qcow2-header.js';
 import { parseConfig, parseSnapshotArtifact, SNAPSHOT_ARTIFACT_TYPE, serializeConfig } from '../../../adapters/snapshot/artifact.js';
@@ -302,6 +304,30 @@ describe('unpackSnapshot', () => {
       })().catch((error: { code?: string }) => error.code);
       expect({ name, outcome, stored: await storeLeftovers(b) }).toEqual({ name, outcome: 'E_SNAPSHOT_ARTIFACT', stored: [] });
     }
+  });
+});
+
+describe('the snapshot of an image downloaded from a URL', () => {
+  it('packs the cached image (images/url-<algorithm>-<hex>/), and the importing home has it installed: its start makes no request', async () => {
+    const root = await temp();
+    const a = await makeHome(root, 'a');
+    const b = await makeHome(root, 'b');
+    const digest = { algorithm: 'sha256' as const, hex: 'c'.repeat(64) };
+    const dir = urlImageDir(digest);
+    await mkdir(join(a.images, dir));
+    const base = join(a.images, dir, urlImageFile('qcow2'));
+    await makeBaseDisk(base);
+    const { paths, manifest } = await makeSnapshot(a, KEY, { image: dir, disk: (disk) => makeOverlay(base, disk) });
+    const packed = await pack(a, paths, manifest);
+    expect(packed.config.diskBacking).toEqual({ imageDir: dir, file: 'disk.qcow2' });
+    expect(packed.layers.filter((layer) => layer.role === 'image').map(({ name, imageDir }) => [name, imageDir])).toEqual([['disk.qcow2', dir]]);
+
+    await unpackInto(b, await imported(a.home, packed));
+    const theirs = join(b.images, dir, 'disk.qcow2');
+    expect(await backingFilename(snapshotPaths(b.snapshots, KEY).disk)).toBe(theirs);
+    // Nothing listens at this URL: a request would fail the call.
+    const found = await ensureUrlImage({ url: 'http://127.0.0.1:9/disk.qcow2', digest, format: 'qcow2', compression: undefined }, { imagesDir: b.images });
+    expect(found).toEqual({ path: theirs, dir, downloaded: false });
   });
 });
 

@@ -76,6 +76,42 @@ describe('parseConfig', () => {
     expect(configError({ image: { disk: 'cloud.qcow2', metaData: 'meta-data' } }).message).toMatch(/image\.metaData.*user-data/);
   });
 
+  it('an image from a URL: its digest, format (qcow2 unless told), compression from the path suffix unless told, and the disk fields', () => {
+    const sha = 'a'.repeat(64);
+    expect(parseConfig({ image: { url: 'https://example.org/img/disk.qcow2', digest: `sha256:${sha}`, userData: 'user-data' } }, where).boot).toEqual({
+      kind: 'url',
+      url: 'https://example.org/img/disk.qcow2',
+      digest: { algorithm: 'sha256', hex: sha },
+      format: 'qcow2',
+      compression: undefined,
+      kernel: undefined,
+      initrd: undefined,
+      append: undefined,
+      userData: '/cfg/user-data',
+      metaData: undefined,
+    });
+    const boot = (image: Record<string, unknown>) => parseConfig({ image: { digest: `sha512:${'b'.repeat(128)}`, ...image } }, where).boot;
+    expect(boot({ url: 'http://127.0.0.1:8000/disk.raw.xz', format: 'raw' })).toMatchObject({ format: 'raw', compression: 'xz', digest: { algorithm: 'sha512' } });
+    expect(boot({ url: 'https://h/disk.qcow2.zst' })).toMatchObject({ compression: 'zstd' });
+    expect(boot({ url: 'https://h/disk.qcow2.zstd?sig=1' })).toMatchObject({ compression: 'zstd' });
+    expect(boot({ url: 'https://h/disk.img', compression: 'xz' })).toMatchObject({ compression: 'xz' });
+    expect(parseConfig({ image: { url: 'https://h/d.qcow2', digest: `sha256:${sha}` } }, where).rotation).toBeUndefined();
+  });
+
+  it('an image URL is refused, naming the field, without a digest, with a wrong one, or not over http(s)', () => {
+    const sha = `sha256:${'a'.repeat(64)}`;
+    expect(configError({ image: { url: 'https://h/d.qcow2' } }).message).toMatch(/field "image\.digest" must be a non-empty string/);
+    expect(configError({ image: { url: 'https://h/d.qcow2', digest: 'sha256:abc' } }).message).toMatch(/"image\.digest" must be "sha256:" and 64 lowercase hex digits/);
+    expect(configError({ image: { url: 'https://h/d.qcow2', digest: `md5:${'a'.repeat(32)}` } }).hint).toContain('sha256sum FILE');
+    expect(configError({ image: { url: 'ftp://h/d.qcow2', digest: sha } }).message).toMatch(/"image\.url" must be an http:\/\/ or https:\/\/ address/);
+    expect(configError({ image: { url: 'not a url', digest: sha } }).message).toMatch(/"image\.url"/);
+    expect(configError({ image: { url: 'https://h/d', digest: sha, compression: 'gzip' } }).message).toMatch(/"image\.compression" must be "xz" or "zstd"/);
+    expect(configError({ image: { url: 'https://h/d', digest: sha, format: 'vmdk' } }).message).toMatch(/"image\.format" must be "qcow2" or "raw"/);
+    expect(configError({ image: { url: 'https://h/d', digest: sha, disk: 'x' } }).message).toMatch(/"image\.url" is not a known field/);
+    expect(configError({ image: { url: 'https://h/d', digest: sha, sha: 1 } }).message).toMatch(/"image\.sha" is not a known field/);
+    expect(configError({ image: { url: 'https://h/d', digest: sha, metaData: 'm' } }).message).toMatch(/image\.metaData.*user-data/);
+  });
+
   it('reads a ready marker: one non-empty line', () => {
     expect(parseConfig({ readyMarker: 'cloud-init finished' }, where).readyMarker).toBe('cloud-init finished');
     expect(parseConfig({}, where).readyMarker).toBeUndefined();
