@@ -77,6 +77,40 @@ program
   });
 
 program
+  .command('exec')
+  .summary("Run a command in a running instance's guest through the guest agent; its output as it comes, its exit status warmvm's")
+  .description(
+    "Run a command in a running instance's guest through the QEMU guest agent. Its stdout and stderr are passed on while it\n" +
+      "runs (read from files in the guest's /tmp, a fraction of a second behind), and its exit status is warmvm's (a command\n" +
+      'killed by a signal: 128 + the signal, as shells do). When stdin is not a terminal it is read to its end (at most 8 MiB)\n' +
+      'and given to the command; from a terminal nothing is read. Ctrl-C stops the command (SIGTERM to its process group,\n' +
+      'SIGKILL 5 s later) and exits 130. Put the command after "--". Exit statuses of warmvm itself: 124 --timeout passed,\n' +
+      '125 warmvm could not run it (no such instance, not running, no agent, agent busy or not answering), 127 not found.',
+  )
+  .argument('<command...>', "the program (on the guest agent's PATH, or an absolute path) and its arguments")
+  .addOption(nameOption())
+  .option('-t, --timeout <seconds>', 'stop the command (SIGTERM, then SIGKILL) after this long and exit 124 (default: no bound)')
+  .option('--no-stdin', 'do not read stdin even when it is not a terminal')
+  .addOption(jsonOption())
+  .addHelpText(
+    'after',
+    [
+      '',
+      'Examples:',
+      '  warmvm exec -- uname -a',
+      "  warmvm exec --name web -- sh -c 'echo building; sleep 2; echo done'",
+      '  echo hello | warmvm exec -- cat            # stdin forwarded',
+      '  warmvm exec --json -- cat /etc/hostname    # {"exitCode":0,"stdout":"warmvm-demo\\n","stderr":""}',
+    ].join('\n'),
+  )
+  .action(async (command: string[], opts: { name: string; timeout?: string; stdin: boolean; json?: boolean }) => {
+    await run(opts.json, async (output) => {
+      const { execCommand } = await import('./commands/exec.js');
+      return execCommand({ name: opts.name, home: resolveHome(), command, timeout: opts.timeout, stdin: opts.stdin, output });
+    });
+  });
+
+program
   .command('list')
   .summary('List the instances (state, pid, path, snapshot, ports, health) and the snapshots they run from')
   .description(
