@@ -80,8 +80,8 @@ program
   .command('exec')
   .summary("Run a command in a running instance's guest through the guest agent; its output as it comes, its exit status warmvm's")
   .description(
-    "Run a command in a running instance's guest through the QEMU guest agent. Its stdout and stderr are passed on while it" +
-      "runs (read from files in the guest's /tmp, a fraction of a second behind), and its exit status is warmvm's (a command" +
+    "Run a command in a running instance's guest through the QEMU guest agent. Its stdout and stderr are passed on while it " +
+      "runs (read from files in the guest's /tmp, a fraction of a second behind), and its exit status is warmvm's (a command " +
       'killed by a signal: 128 + the signal, as shells do). When stdin is not a terminal it is read to its end (at most 8 MiB) ' +
       'and given to the command; from a terminal nothing is read. Ctrl-C stops the command (SIGTERM to its process group, ' +
       'SIGKILL 5 s later) and exits 130. Put the command after "--". Exit statuses of warmvm itself: 124 --timeout passed, ' +
