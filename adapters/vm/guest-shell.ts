@@ -29,7 +29,7 @@ const WRAPPER = [
 ].join('\n');
 
 // The group first (the command leads it under setsid), the process alone when it does not.
-const KILL = 'kill "-$2" -- "-$1" 2>/dev/null || kill "-$2" "$1" 2>/dev/null; exit 0';
+const KILL = 'kill -s "$2" -- "-$1" 2>/dev/null || kill -s "$2" "$1" 2>/dev/null; exit 0';
 const REMOVE = 'rm -rf -- "$1"';
 
 /** A guest program and its arguments, as guest-exec takes them. */
