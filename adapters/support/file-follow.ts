@@ -6,7 +6,7 @@ export interface FollowOptions {
   onData: (chunk: Buffer) => void;
   /**
    * The file began anew: emptied and written again in place (QEMU opens `-serial file:` with
-   * O_TRUNC at every launch), replaced by another file, or there again after it went.
+   * O_TRUNC at every launch), or another file in its place (replaced, or there again after it went).
    */
   onRestart?: (how: 'truncated' | 'replaced') => void;
   signal: AbortSignal;
@@ -26,13 +26,19 @@ const HEAD = 256;
 export async function followFile(path: string, options: FollowOptions): Promise<void> {
   const waker = new FolderWaker(dirname(path));
   let file: { handle: FileHandle; ino: number; offset: number; head: Buffer } | undefined;
+  let followedOne = false;
   try {
     while (!options.signal.aborted) {
       if (!file) {
         const handle = await open(path, 'r').catch(() => undefined);
-        if (handle) file = { handle, ino: (await handle.stat()).ino, offset: 0, head: Buffer.alloc(0) };
-        // A watch on a folder that was removed (and made again) sees nothing: watch it afresh.
-        else waker.close();
+        if (handle) {
+          file = { handle, ino: (await handle.stat()).ino, offset: 0, head: Buffer.alloc(0) };
+          if (followedOne) options.onRestart?.('replaced');
+          followedOne = true;
+        } else {
+          // A watch on a folder that was removed (and made again) sees nothing: watch it afresh.
+          waker.close();
+        }
       }
       if (file) {
         await readNew(file, options.onData);
@@ -41,10 +47,7 @@ export async function followFile(path: string, options: FollowOptions): Promise<
           // Gone or replaced: the old file is read to its end above; the next one from its start.
           await file.handle.close();
           file = undefined;
-          if (now !== undefined) {
-            options.onRestart?.('replaced');
-            continue;
-          }
+          if (now !== undefined) continue;
         } else if (await writtenAnew(file)) {
           file.offset = 0;
           file.head = Buffer.alloc(0);

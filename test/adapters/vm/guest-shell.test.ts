@@ -60,7 +60,8 @@ describe('the exec wrapper', () => {
   it('kills the process group, then removes the folder', async () => {
     const folder = join(await tempDir(), 'run');
     const command = execa('/bin/sh', wrapperInvocation(folder, ['sh', '-c', 'sleep 3133 & echo started; wait']).arg.slice(0), { reject: false });
-    for (let tries = 0; tries < 200 && !(await readFile(outputFiles(folder).stdout, 'utf8').catch(() => '')).includes('started'); tries += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+    for (let tries = 0; tries < 200 && !(await readFile(outputFiles(folder).stdout, 'utf8').catch(() => '')).includes('started'); tries += 1)
+      await new Promise((resolve) => setTimeout(resolve, 25));
     await run(killInvocation(command.pid as number, 'TERM'));
     const result = await command;
     expect(result.signal).toBe('SIGTERM');
