@@ -30,7 +30,8 @@ describe('acquireAgentLock', () => {
 
   it('held by a process that is gone: taken over', async () => {
     const file = join(await tempDir(), 'agent.lock');
-    const gone = await execa('true');
+    const gone = execa('true');
+    await gone;
     await writeFile(file, `${gone.pid}\n`);
     const lock = await acquireAgentLock(file, 'one', { waitMs: 0 });
     expect((await readFile(file, 'utf8')).trim()).toBe(String(process.pid));
