@@ -72,7 +72,7 @@ describe('exec and logs on real QEMU', () => {
   it(
     'streams output while the command runs: its second line waits for the test to read its first',
     async () => {
-      const run = spawnCli(['exec', '--name', NAME, '--', 'sh', '-c', `echo first; wget -q -O - http://10.0.2.2:${gatePort}/; echo second >&2; exit 7`]);
+      const run = spawnCli(['exec', '--name', NAME, '--', 'sh', '-c', `echo first; wget -q -T 30 -O - http://10.0.2.2:${gatePort}/; echo second >&2; exit 7`]);
       const stdout = watchFor(run.stdout as NodeJS.ReadableStream);
       const stderr = watchFor(run.stderr as NodeJS.ReadableStream);
       const events: string[] = [];
