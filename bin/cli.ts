@@ -79,6 +79,68 @@ program
   });
 
 program
+  .command('exec')
+  .summary("Run a command in a running instance's guest through the guest agent; its output as it comes, its exit status warmvm's")
+  .description(
+    "Run a command in a running instance's guest through the QEMU guest agent. Its stdout and stderr are passed on while it " +
+      "runs (read from files in the guest's /tmp, a fraction of a second behind), and its exit status is warmvm's (a command " +
+      'killed by a signal: 128 + the signal, as shells do). When stdin is not a terminal it is read to its end (at most 8 MiB) ' +
+      'and given to the command; from a terminal nothing is read. Ctrl-C stops the command (SIGTERM to its process group, ' +
+      'SIGKILL 5 s later) and exits 130. Put the command after "--". Exit statuses of warmvm itself: 124 --timeout passed, ' +
+      '125 warmvm could not run it (no such instance, not running, no agent, agent busy or not answering), 127 not found.',
+  )
+  .argument('<command...>', "the program (on the guest agent's PATH, or an absolute path) and its arguments")
+  .addOption(nameOption())
+  .option('-t, --timeout <seconds>', 'stop the command (SIGTERM, then SIGKILL) after this long and exit 124 (default: no bound)')
+  .option('--no-stdin', 'do not read stdin even when it is not a terminal')
+  .addOption(jsonOption())
+  .addHelpText(
+    'after',
+    [
+      '',
+      'Examples:',
+      '  warmvm exec -- uname -a',
+      "  warmvm exec --name web -- sh -c 'echo building; sleep 2; echo done'",
+      '  echo hello | warmvm exec -- cat            # stdin forwarded',
+      '  warmvm exec --json -- cat /etc/hostname    # {"exitCode":0,"stdout":"warmvm-demo\\n","stderr":""}',
+    ].join('\n'),
+  )
+  .action(async (command: string[], opts: { name: string; timeout?: string; stdin: boolean; json?: boolean }) => {
+    await run(opts.json, async (output) => {
+      const { execCommand } = await import('./commands/exec.js');
+      return execCommand({ name: opts.name, home: resolveHome(), command, timeout: opts.timeout, stdin: opts.stdin, output });
+    });
+  });
+
+program
+  .command('logs')
+  .description(
+    "Print the guest's serial console as the instance folder keeps it (instances/<name>/serial.log), or with --qemu QEMU's " +
+      'own log (qemu.log: its stderr, one header line per launch). A stopped instance shows its last run, with a note on ' +
+      'stderr. -f follows until Ctrl-C (exit 0), across restarts: each launch writes serial.log anew, which -f notes on ' +
+      'stderr before printing the new console from its start; a removed file (a reset) is waited for.',
+  )
+  .addOption(nameOption())
+  .option('-f, --follow', 'keep printing what is added, until Ctrl-C')
+  .option('--qemu', "QEMU's log instead of the guest's console")
+  .addHelpText(
+    'after',
+    [
+      '',
+      'Examples:',
+      '  warmvm logs --name web             # the console so far',
+      '  warmvm logs -f                     # and what comes, until Ctrl-C',
+      "  warmvm exec -- sh -c 'echo hello >/dev/console'   # a line for logs -f to see",
+      '  warmvm logs --qemu                 # why did QEMU exit?',
+    ].join('\n'),
+  )
+  .action(async (opts: { name: string; follow?: boolean; qemu?: boolean }) => {
+    await run(false, async (output) =>
+      (await import('./commands/logs.js')).logsCommand({ name: opts.name, home: resolveHome(), follow: opts.follow ?? false, qemu: opts.qemu ?? false, output }),
+    );
+  });
+
+program
   .command('list')
   .summary('List the instances (state, pid, path, snapshot, ports, health) and the snapshots they run from')
   .description(

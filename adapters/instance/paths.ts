@@ -18,6 +18,8 @@ export interface InstancePaths {
   qgaSocket: string;
   pidFile: string;
   lockFile: string;
+  /** Held by a `warmvm exec` while it talks to the guest agent: the agent's socket takes one client at a time. */
+  agentLockFile: string;
   stateFile: string;
   serialLog: string;
   qemuLog: string;
@@ -66,6 +68,7 @@ export function instancePaths(home: string, name: string): InstancePaths {
     qgaSocket: join(dir, 'qga.sock'),
     pidFile: join(dir, 'qemu.pid'),
     lockFile: join(dir, 'start.lock'),
+    agentLockFile: join(dir, 'agent.lock'),
     stateFile: join(dir, 'state.json'),
     serialLog: join(dir, 'serial.log'),
     qemuLog: join(dir, 'qemu.log'),
