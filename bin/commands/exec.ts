@@ -44,7 +44,7 @@ export async function execCommand(options: ExecOptions): Promise<number> {
   const stop = new AbortController();
   const stopListening = onInterrupt(
     () => {
-      if (!options.output.json) options.output.progress('warmvm: interrupted; stopping the guest command (Ctrl-C again to leave now)');
+      if (!options.output.json) options.output.progress.line('warmvm: interrupted; stopping the guest command (Ctrl-C again to leave now)');
       stop.abort('interrupt');
     },
     () => cleanup.runAll(),

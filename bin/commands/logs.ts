@@ -35,7 +35,7 @@ export async function logsCommand(options: LogsOptions): Promise<number> {
     if (error.code === 'EPIPE') process.exit(0);
   });
   if (status.state !== 'running') {
-    options.output.progress(
+    options.output.progress.line(
       present
         ? `warmvm: instance "${paths.name}" is not running: this is ${what} of its last run (${file})`
         : `warmvm: instance "${paths.name}" is not running${options.follow ? `; waiting for ${basename(file)} of its next start` : ''}`,
@@ -60,7 +60,7 @@ export async function logsCommand(options: LogsOptions): Promise<number> {
       signal: stop.signal,
       onData: (chunk) => process.stdout.write(chunk),
       onRestart: (how) =>
-        options.output.progress(
+        options.output.progress.line(
           how === 'truncated'
             ? `warmvm: --- ${basename(file)} was written anew (the instance started again) ---`
             : `warmvm: --- ${basename(file)} was replaced: following the new one ---`,
