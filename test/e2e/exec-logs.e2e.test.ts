@@ -10,6 +10,8 @@ import { CLI, cli, E2E_HOME } from '../helpers/cli.js';
 // `warmvm exec` and `warmvm logs` on the real QEMU and demo guest. One instance of the demo config
 // (it resumes the demo snapshot when there is one), one cold-booted without an agent.
 const TIMEOUT = 300_000;
+/** For a test that waits on an event: a fault that loses the event fails it at this bound instead of hanging. */
+const EVENT_TIMEOUT = 120_000;
 const NAME = 'el-main';
 const NO_AGENT = 'el-noagent';
 
@@ -162,7 +164,7 @@ describe('exec and logs on real QEMU', () => {
       expect(String(result.stderr)).toContain('stopped (Ctrl-C)');
       expect(await guestProcesses()).not.toContain('sleep 3132');
     },
-    TIMEOUT,
+    EVENT_TIMEOUT,
   );
 
   it(
@@ -233,7 +235,7 @@ describe('exec and logs on real QEMU', () => {
       follow.kill('SIGINT');
       expect((await follow).exitCode).toBe(0);
     },
-    TIMEOUT,
+    EVENT_TIMEOUT,
   );
 
   it(
@@ -252,7 +254,7 @@ describe('exec and logs on real QEMU', () => {
       follow.kill('SIGINT');
       expect((await follow).exitCode).toBe(0);
     },
-    TIMEOUT,
+    EVENT_TIMEOUT,
   );
 
   it(
