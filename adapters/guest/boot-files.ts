@@ -100,28 +100,25 @@ export async function prepareBootFiles(source: BootSource, options: BootFilesOpt
       built: false,
     };
   }
-  if (source.kind === 'url') return await urlBootFiles(source, options);
-  await mustExist(source.path, 'image.disk');
+  if (source.kind === 'disk') await mustExist(source.path, 'image.disk');
   if (source.kernel) await mustExist(source.kernel, 'image.kernel');
   if (source.initrd) await mustExist(source.initrd, 'image.initrd');
   const seed = source.userData ? await seedIso(source.userData, source.metaData, options.imagesDir) : undefined;
+  const base = source.kind === 'url' ? await urlImage(source, options) : { path: source.path, description: seed ? `${source.path} + ${seed}` : source.path, built: false };
   return {
     kernel: source.kernel,
     initrd: source.initrd,
     append: source.append,
     disk: { path: options.overlay, format: 'qcow2' },
-    overlayBase: { path: source.path, format: source.format },
+    overlayBase: { path: base.path, format: source.format },
     seed,
-    description: seed ? `${source.path} + ${seed}` : source.path,
-    built: false,
+    description: base.description,
+    built: base.built,
   };
 }
 
 /** A disk image from a URL: from the cache, or downloaded into it; booted like a local disk. */
-async function urlBootFiles(source: Extract<BootSource, { kind: 'url' }>, options: BootFilesOptions): Promise<BootFiles> {
-  if (source.kernel) await mustExist(source.kernel, 'image.kernel');
-  if (source.initrd) await mustExist(source.initrd, 'image.initrd');
-  const seed = source.userData ? await seedIso(source.userData, source.metaData, options.imagesDir) : undefined;
+async function urlImage(source: Extract<BootSource, { kind: 'url' }>, options: BootFilesOptions): Promise<{ path: string; description: string; built: boolean }> {
   // Loaded only for this source: fetch, the lock and the unpackers are no cost to other starts.
   const { ensureUrlImage } = await import('../image/cache.js');
   const image = await ensureUrlImage(source, {
@@ -132,17 +129,8 @@ async function urlBootFiles(source: Extract<BootSource, { kind: 'url' }>, option
     onWait: options.onProgress,
     cleanup: options.cleanup,
   });
-  return {
-    kernel: source.kernel,
-    initrd: source.initrd,
-    append: source.append,
-    disk: { path: options.overlay, format: 'qcow2' },
-    overlayBase: { path: image.path, format: source.format },
-    seed,
-    // The folder's name, by the digest: the config key, and what a snapshot's export packs.
-    description: image.dir,
-    built: image.downloaded,
-  };
+  // The folder's name, by the digest: the config key, and what a snapshot's export packs.
+  return { path: image.path, description: image.dir, built: image.downloaded };
 }
 
 /**
