@@ -393,13 +393,53 @@ guest
 const trace = program.command('trace').description("Read a run's trace.jsonl: one line per state entered, by every machine");
 trace
   .command('show')
-  .description('Print a trace as a timeline: time, state (indented by machine), the state left and its time, the event')
+  .description(
+    'Print a trace as a timeline: time, state (indented by machine), the state left and its time, the event.\n' +
+      'With --waterfall: one bar per state on a time axis as wide as the terminal, "!" on a state a failure left\n' +
+      '(what left it under it), "┤" where a bound passed, each state\'s seconds, the total and the path the run took.',
+  )
   .argument('[file]', "a trace.jsonl (default: the instance's, $WARMVM_HOME/instances/<name>/trace.jsonl)")
   .addOption(nameOption())
+  .option('--waterfall', 'draw each state as a bar on a time axis')
+  .option('--width <columns>', "the waterfall's width (default: the terminal's, 100 on a pipe)")
   .addOption(jsonOption())
-  .action(async (file: string | undefined, opts: { name: string; json?: boolean }, command: Command) => {
+  .addHelpText(
+    'after',
+    [
+      '',
+      'Examples:',
+      "  warmvm trace show --waterfall                 the default instance's last run",
+      '  warmvm trace show --waterfall --width 120 instances/ci/traces/<time>.jsonl',
+      '  warmvm trace show --waterfall --json          the rows: state, depth, startMs, endMs, ms, failed, …',
+    ].join('\n'),
+  )
+  .action(async (file: string | undefined, opts: { name: string; waterfall?: boolean; width?: string; json?: boolean }, command: Command) => {
     const nameGiven = command.getOptionValueSource('name') === 'cli';
-    await run(opts.json, async (output) => (await import('./commands/trace.js')).traceShowCommand({ file, name: opts.name, nameGiven, home: resolveHome(), output }));
+    // A pipe, or a terminal nobody sized, has no width of its own.
+    const terminal = process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined;
+    await run(opts.json, async (output) => {
+      const commands = await import('./commands/trace.js');
+      const layout = opts.waterfall ? commands.waterfallLayout(opts.width, terminal) : ({ kind: 'timeline' } as const);
+      return commands.traceShowCommand({ file, name: opts.name, nameGiven, home: resolveHome(), layout, output });
+    });
+  });
+trace
+  .command('diff')
+  .summary('Compare two runs state by state: the time of each in A and B, what only one took, where B was slower')
+  .description(
+    'Compare two runs state by state: each state (matched by path, and by occurrence when a run entered it more\n' +
+      'than once) with its time in A and in B, B less A and B over A, the states only one run entered, the path\n' +
+      'each run took, and the states that made B slower or faster than A, the biggest difference first.\n' +
+      'A report, not a check: exit 0 when both traces were read, 2 when one could not be (the error on stderr).',
+  )
+  .argument('<a>', 'a trace.jsonl (e.g. $WARMVM_HOME/instances/<name>/traces/<time>.jsonl)')
+  .argument('<b>', 'another trace.jsonl')
+  .addOption(jsonOption())
+  .addHelpText('after', ['', 'Example:', '  warmvm trace diff ~/.warmvm/instances/ci/traces/<yesterday>.jsonl ~/.warmvm/instances/ci/trace.jsonl'].join('\n'))
+  // A usage error is "could not read" too.
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
+  .action(async (a: string, b: string, opts: { json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/trace.js')).traceDiffCommand({ a, b, output }));
   });
 trace
   .command('check')

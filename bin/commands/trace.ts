@@ -7,6 +7,10 @@ import { formatTraceCheck } from '../../adapters/trace/check/report.js';
 import type { TraceRecord } from '../../adapters/trace/record.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
 import { formatTimeline } from '../../adapters/trace/timeline.js';
+import { diffTraces } from '../../adapters/trace/diff.js';
+import { formatTraceDiff } from '../../adapters/trace/diff-text.js';
+import { waterfallRows } from '../../adapters/trace/waterfall.js';
+import { formatWaterfall, MIN_WATERFALL_WIDTH } from '../../adapters/trace/waterfall-text.js';
 import type { Output } from '../output.js';
 
 /** `trace check` exit codes: CI can tell a trace that differs from one that could not be checked. */
@@ -23,12 +27,42 @@ export interface TraceSource {
   home: string;
 }
 
-/** `warmvm trace show`: the trace as a timeline, or its entries with --json. */
-export async function traceShowCommand(options: TraceSource & { output: Output }): Promise<number> {
+/** How `trace show` draws: a timeline, or a waterfall `width` columns wide. */
+export type ShowLayout = { kind: 'timeline' } | { kind: 'waterfall'; width: number };
+
+/** The waterfall's width: `--width`, else the terminal's, else (a pipe) 100 columns. */
+export function waterfallLayout(width: string | undefined, terminalColumns: number | undefined): ShowLayout {
+  if (width === undefined) return { kind: 'waterfall', width: terminalColumns ?? 100 };
+  const columns = Number(width);
+  if (!/^\d+$/.test(width) || columns < MIN_WATERFALL_WIDTH) {
+    throw new WarmvmError('E_USAGE', `--width ${width} is not a number of columns of at least ${MIN_WATERFALL_WIDTH}`, { hint: 'give the columns as a whole number: --width 120' });
+  }
+  return { kind: 'waterfall', width: columns };
+}
+
+/** `warmvm trace show`: the trace as a timeline or a waterfall; with --json its entries, or the waterfall's rows. */
+export async function traceShowCommand(options: TraceSource & { layout?: ShowLayout; output: Output }): Promise<number> {
   const { file, label } = resolveTrace(options);
   const entries = await readTraceFile(file, options.file === undefined ? { instance: options.name } : {});
-  options.output.result({ ...label, file, entries }, formatTimeline(entries));
+  const layout = options.layout ?? { kind: 'timeline' };
+  if (layout.kind === 'waterfall') {
+    const rows = waterfallRows(entries);
+    options.output.result({ ...label, file, rows }, formatWaterfall(rows, { width: layout.width }).join('\n'));
+  } else {
+    options.output.result({ ...label, file, entries }, formatTimeline(entries));
+  }
   return 0;
+}
+
+/** `warmvm trace diff A B`: two runs state by state. A report, not a check: 0 when both were read, else TRACE_UNCHECKED. */
+export async function traceDiffCommand(options: { a: string; b: string; output: Output }): Promise<number> {
+  return orUnchecked(options.output, { a: options.a, b: options.b }, async () => {
+    const entriesA = await readTraceFile(options.a);
+    const entriesB = await readTraceFile(options.b);
+    const diff = diffTraces(entriesA, entriesB);
+    options.output.result({ ...diff, a: { file: options.a, ...diff.a }, b: { file: options.b, ...diff.b } }, formatTraceDiff(diff, { a: options.a, b: options.b }).join('\n'));
+    return 0;
+  });
 }
 
 /** `warmvm trace check`: the trace against an expected one; exits TRACE_MATCHED, TRACE_DIFFERS or TRACE_UNCHECKED. */

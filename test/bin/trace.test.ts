@@ -127,3 +127,68 @@ describe('warmvm trace show', () => {
     expect(result.stderr).toContain('run "warmvm start --name ci5" first');
   });
 });
+
+describe('warmvm trace show --waterfall', () => {
+  it('draws the run as wide as --width, 100 columns on a pipe', async () => {
+    const result = await cli(['trace', 'show', '--waterfall', '--width', '72', fallbackRun], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(0);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(Math.max(...lines.map((line) => line.length))).toBe(72);
+    expect(lines.find((line) => line.startsWith('  resume.preparing'))).toContain(' ! ');
+    expect(lines.slice(-2).join(' ')).toContain('path: resume (failed) → settingAside → coldBoot → capture → resume');
+    const piped = await cli(['trace', 'show', '--waterfall', '--name', 'ci6'], { WARMVM_HOME: await homeWith('ci6', resumeRun) });
+    expect(piped.exitCode).toBe(0);
+    expect(
+      Math.max(
+        ...piped.stdout
+          .trimEnd()
+          .split('\n')
+          .map((line) => line.length),
+      ),
+    ).toBe(100);
+  });
+
+  it('with --json, prints the rows', async () => {
+    const result = await cli(['trace', 'show', '--waterfall', resumeRun, '--json'], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(0);
+    const rows = result.json.rows as { state: string; depth: number; startMs: number; endMs: number }[];
+    expect(rows).toHaveLength(15);
+    expect(rows.find((row) => row.state === 'resume.incoming')).toMatchObject({ depth: 1, startMs: 131, endMs: 384 });
+  });
+
+  it('refuses a width it cannot draw', async () => {
+    const result = await cli(['trace', 'show', '--waterfall', '--width', '12', resumeRun], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('--width 12 is not a number of columns of at least 40');
+  });
+});
+
+describe('warmvm trace diff', () => {
+  it('exits 0 with the table, both paths and what made B slower', async () => {
+    const result = await cli(['trace', 'diff', resumeRun, fallbackRun], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toContain(`B: ${fallbackRun}: 6.394s, 32 states, path resume (failed) → settingAside → coldBoot → capture → resume → running`);
+    expect(result.stdout).toContain('B took 5.212s longer than A (5.41×)');
+    expect(result.stdout).toMatch(/\nB slower in: coldBoot\.booting \+3\.754s \(only in B\)/);
+    expect(result.stderr).toBe('');
+  });
+
+  it('with --json, prints both sides with their files, the rows and the summary', async () => {
+    const result = await cli(['trace', 'diff', fallbackRun, fallbackRun, '--json'], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(0);
+    expect(result.json).toMatchObject({ a: { file: fallbackRun, totalMs: 6394 }, b: { file: fallbackRun }, summary: { diffMs: 0, slower: [], faster: [] } });
+    expect(result.json.rows).toHaveLength(32);
+  });
+
+  it('exits 2 when a trace cannot be read, or on bad usage', async () => {
+    const missing = join(await temp(), 'nope.jsonl');
+    const result = await cli(['trace', 'diff', resumeRun, missing], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain(`there is no trace at ${missing}`);
+    const json = await cli(['trace', 'diff', missing, resumeRun, '--json'], { WARMVM_HOME: await temp() });
+    expect(json.exitCode).toBe(2);
+    expect(json.json).toMatchObject({ outcome: 'failed', error: { code: 'E_TRACE_MISSING' } });
+    expect((await cli(['trace', 'diff', resumeRun], { WARMVM_HOME: await temp() })).exitCode).toBe(2);
+  });
+});
