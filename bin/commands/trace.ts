@@ -8,6 +8,7 @@ import type { TraceRecord } from '../../adapters/trace/record.js';
 import { readTraceFile } from '../../adapters/trace/file.js';
 import { formatTimeline } from '../../adapters/trace/timeline.js';
 import type { Output } from '../output.js';
+import { packageVersion } from '../version.js';
 
 /** `trace check` exit codes: CI can tell a trace that differs from one that could not be checked. */
 export const TRACE_MATCHED = 0;
@@ -28,6 +29,20 @@ export async function traceShowCommand(options: TraceSource & { output: Output }
   const { file, label } = resolveTrace(options);
   const entries = await readTraceFile(file, options.file === undefined ? { instance: options.name } : {});
   options.output.result({ ...label, file, entries }, formatTimeline(entries));
+  return 0;
+}
+
+/** `warmvm trace export --otlp FILE`: the trace as OpenTelemetry spans, an OTLP JSON file. */
+export async function traceExportCommand(options: TraceSource & { otlp: string; output: Output }): Promise<number> {
+  const { file, label } = resolveTrace(options);
+  // Loaded only here: OpenTelemetry's packages are for this command and a start that sends spans.
+  const [{ readTraceSpans }, { writeOtlpFile }] = await Promise.all([import('../../adapters/otel/from-trace.js'), import('../../adapters/otel/file.js')]);
+  const { tree, spans } = await readTraceSpans(file, { instance: label.name, service: { version: packageVersion() } });
+  await writeOtlpFile(options.otlp, spans);
+  options.output.result(
+    { ...label, file, otlp: options.otlp, traceId: tree.traceId, spans: spans.length },
+    `warmvm: wrote ${spans.length} spans (trace ${tree.traceId}) of ${file} to ${options.otlp} as OTLP JSON`,
+  );
   return 0;
 }
 
