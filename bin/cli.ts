@@ -29,7 +29,10 @@ program
       'health), else cold-boots; a first start cold-boots, captures, then resumes. Every instance of one\n' +
       'config resumes the same snapshot, on its own ports; a start that finds another capturing it waits\n' +
       'for that capture. Any failure on the resume path falls back to a cold boot, once. Without --config\n' +
-      'the embedded demo guest is used.',
+      'the embedded demo guest is used.\n' +
+      'With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, the run is sent as\n' +
+      'OpenTelemetry spans over OTLP/HTTP once it is over (at most 2 s; a failed send is a warning):\n' +
+      '  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 warmvm start --name web',
   )
   .addOption(nameOption())
   .option('-c, --config <file>', 'JSON config: memoryMb, cpus, accel, image, ports, health, bounds (see README)')
@@ -440,6 +443,33 @@ trace
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
   .action(async (a: string, b: string, opts: { json?: boolean }) => {
     await run(opts.json, async (output) => (await import('./commands/trace.js')).traceDiffCommand({ a, b, output }));
+  });
+trace
+  .command('export')
+  .description('Write a trace as OpenTelemetry spans: an OTLP JSON file (ExportTraceServiceRequest), one span per state entered')
+  .argument('[file]', "a trace.jsonl (default: the instance's, $WARMVM_HOME/instances/<name>/trace.jsonl)")
+  .requiredOption('--otlp <out>', 'the OTLP JSON file to write (replaced whole, never half-written)')
+  .addOption(nameOption())
+  .addOption(jsonOption())
+  .addHelpText(
+    'after',
+    [
+      '',
+      'Example:',
+      '  warmvm trace export --otlp web.otlp.json --name web',
+      "  # then: an OpenTelemetry Collector's otlpjson file receiver, or any OTLP JSON reader",
+      '',
+      "Each state is a span (a child machine's states under the state that invoked it), under one",
+      'span for the run; the event that ended a state and the QMP/QGA/health exchanges are span',
+      'events; a failed state has status ERROR. `warmvm start` sends the same spans itself when',
+      'OTEL_EXPORTER_OTLP_ENDPOINT is set. See "OpenTelemetry" in the README.',
+    ].join('\n'),
+  )
+  .action(async (file: string | undefined, opts: { otlp: string; name: string; json?: boolean }, command: Command) => {
+    const nameGiven = command.getOptionValueSource('name') === 'cli';
+    await run(opts.json, async (output) =>
+      (await import('./commands/trace.js')).traceExportCommand({ file, otlp: opts.otlp, name: opts.name, nameGiven, home: resolveHome(), output }),
+    );
   });
 trace
   .command('check')

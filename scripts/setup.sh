@@ -7,7 +7,8 @@
 #     isoinfo from genisoimage, which checks warmvm's own ISO writer: warmvm never runs it;
 #     syslinux, mtools, dosfstools and sfdisk, which make the user-image test's BIOS-bootable disk;
 #     strace, which makes a QEMU slow to answer so that a test can interrupt a capture midway;
-#     docker-registry and htpasswd, a real OCI registry with and without auth for push and pull)
+#     docker-registry and htpasswd, a real OCI registry with and without auth for push and pull;
+#     opentelemetry-proto from bookworm-backports, the official .proto files the OTLP test decodes with)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +67,12 @@ fi
 if ! qemu_ok || ! command -v qemu-img >/dev/null; then
   say "installing QEMU from bookworm-backports (about 20 s)"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86 qemu-utils >/dev/null
+fi
+# The OTLP receiver test decodes what `start` sends with the official .proto files
+# (/usr/include/opentelemetry/proto/), which Debian 12 has only in its backports.
+if [ "$TESTS" -eq 1 ] && ! dpkg-query -W -f='${Status}' opentelemetry-proto 2>/dev/null | grep -q 'install ok installed'; then
+  say "installing opentelemetry-proto from bookworm-backports"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports opentelemetry-proto >/dev/null
 fi
 qemu_ok || die "QEMU >= 9.0 is still missing after the install: $(qemu-system-x86_64 --version 2>&1 | head -1)"
 say "$(qemu-system-x86_64 --version | head -1)"

@@ -66,6 +66,7 @@ export const ERROR_CODES = [
   'E_OCI_BLOB',
   'E_OCI_DIGEST',
   'E_OCI_LAYOUT',
+  'E_OTLP_WRITE',
   'E_OVERLAY',
   'E_PATH_TOO_LONG',
   'E_PORT_TAKEN',

@@ -25,6 +25,7 @@ import { startSteps } from '../../steps/start.js';
 import type { InspectTarget, LiveInspector } from '../inspector/live.js';
 import { onInterrupt } from '../interrupt.js';
 import { seconds, type Output } from '../output.js';
+import { packageVersion } from '../version.js';
 
 export interface StartOptions {
   name: string;
@@ -140,6 +141,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
     if (result?.outcome === 'healthy') {
       const state = await handOffHealthy(run, result.pid, result.path);
       await cleanup.runAll();
+      const spansWarning = await sendSpansIfAsked(paths.traceFile, options.name);
       const health = result.health.map((answer) => ({ url: answer.url, status: answer.status }));
       const secretsFile = result.rotated || result.kept ? paths.secretsFile : undefined;
       output.result(
@@ -156,7 +158,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
           rotated: result.rotated,
           keptSecrets: result.kept,
           secretsFile: secretsFile ?? null,
-          warnings: result.warnings,
+          warnings: spansWarning === undefined ? result.warnings : [...result.warnings, spansWarning],
           instanceDir: paths.dir,
           ...(inspector?.url ? { inspectUrl: inspector.url } : {}),
         },
@@ -186,6 +188,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
       return 0;
     }
     await cleanup.runAll();
+    const spansWarning = await sendSpansIfAsked(paths.traceFile, options.name);
     const failure: Failure = result?.outcome === 'failed' ? result.failure : { state: 'start', code: 'E_UNEXPECTED', message: 'start ended without a result', hint: undefined };
     const stopNote = result?.outcome === 'failed' && result.stopError ? ` (and stopping QEMU failed: ${result.stopError})` : '';
     output.error(new WarmvmError(failure.code, `start failed in ${failure.state}: ${failure.message}${stopNote}`, { hint: failure.hint ?? `see the trace: ${paths.traceFile}` }), {
@@ -195,6 +198,7 @@ export async function startCommand(options: StartOptions): Promise<number> {
       seconds: phaseSeconds,
       failedState: failure.state,
       ...(inspector?.url ? { inspectUrl: inspector.url } : {}),
+      ...(spansWarning === undefined ? {} : { warnings: [spansWarning] }),
     });
     // Ctrl-C ended the run: the person is leaving, do not ask for a second one.
     if (failure.code !== 'E_INTERRUPTED') {
@@ -211,6 +215,23 @@ export async function startCommand(options: StartOptions): Promise<number> {
   } finally {
     await cleanup.runAll();
   }
+}
+
+/**
+ * The run's spans to the OTLP endpoint the OTel environment names, once the run is over (its
+ * trace is whole). Without OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+ * nothing of OpenTelemetry is even loaded; with one, a send that fails is a warning on stderr
+ * (returned for --json's warnings), never the start's failure.
+ */
+async function sendSpansIfAsked(traceFile: string, name: string): Promise<string | undefined> {
+  const env = process.env;
+  if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined;
+  // The spec's switch for turning the SDK off while the endpoint stays set.
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return undefined;
+  const { sendRunTrace } = await import('../../adapters/otel/run.js');
+  const warning = await sendRunTrace(traceFile, name, { version: packageVersion() });
+  if (warning !== undefined) process.stderr.write(`warmvm: WARNING: ${warning}\n`);
+  return warning;
 }
 
 function isFinal(state: string): boolean {

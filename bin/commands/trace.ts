@@ -12,6 +12,7 @@ import { formatTraceDiff } from '../../adapters/trace/diff-text.js';
 import { waterfallRows } from '../../adapters/trace/waterfall.js';
 import { formatWaterfall, MIN_WATERFALL_WIDTH } from '../../adapters/trace/waterfall-text.js';
 import type { Output } from '../output.js';
+import { packageVersion } from '../version.js';
 
 /** `trace check` exit codes: CI can tell a trace that differs from one that could not be checked. */
 export const TRACE_MATCHED = 0;
@@ -63,6 +64,20 @@ export async function traceDiffCommand(options: { a: string; b: string; output: 
     options.output.result({ ...diff, a: { file: options.a, ...diff.a }, b: { file: options.b, ...diff.b } }, formatTraceDiff(diff, { a: options.a, b: options.b }).join('\n'));
     return 0;
   });
+}
+
+/** `warmvm trace export --otlp FILE`: the trace as OpenTelemetry spans, an OTLP JSON file. */
+export async function traceExportCommand(options: TraceSource & { otlp: string; output: Output }): Promise<number> {
+  const { file, label } = resolveTrace(options);
+  // Loaded only here: OpenTelemetry's packages are for this command and a start that sends spans.
+  const [{ readTraceSpans }, { writeOtlpFile }] = await Promise.all([import('../../adapters/otel/from-trace.js'), import('../../adapters/otel/file.js')]);
+  const { tree, spans } = await readTraceSpans(file, { instance: label.name, service: { version: packageVersion() } });
+  await writeOtlpFile(options.otlp, spans);
+  options.output.result(
+    { ...label, file, otlp: options.otlp, traceId: tree.traceId, spans: spans.length },
+    `warmvm: wrote ${spans.length} spans (trace ${tree.traceId}) of ${file} to ${options.otlp} as OTLP JSON`,
+  );
+  return 0;
 }
 
 /** `warmvm trace check`: the trace against an expected one; exits TRACE_MATCHED, TRACE_DIFFERS or TRACE_UNCHECKED. */
