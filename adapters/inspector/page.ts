@@ -25,7 +25,7 @@ export const INSPECTOR_PAGE = `<!doctype html>
   #status { padding: 3px 10px; border-radius: 12px; font-weight: 600; background: #5b6b8c; }
   #status.healthy, #status.stopped { background: #1f8a4c; } #status.failed { background: #c0392b; } #status.running { background: #2d6cdf; }
   #note { font-size: 13px; opacity: .85; }
-  main { display: grid; grid-template-columns: minmax(380px, 1fr) minmax(420px, 1.2fr); gap: 16px; padding: 16px 18px; }
+  main { display: grid; grid-template-columns: minmax(420px, 1.5fr) minmax(380px, 1fr); gap: 16px; padding: 16px 18px; }
   section.panel { background: #fff; border: 1px solid #c9d1e0; border-radius: 8px; padding: 8px 10px; margin-bottom: 12px; }
   section.panel h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: #5b6b8c; margin: 0 0 6px; }
   #fallback { display: none; border-color: #c0392b; background: #fde5e2; }
@@ -48,7 +48,9 @@ export const INSPECTOR_PAGE = `<!doctype html>
   #tabs button .at { opacity: .75; margin-left: 6px; }
   #crumbs { font: 12px ui-monospace, monospace; color: #5b6b8c; margin-bottom: 4px; }
   ul.pending { font: 12px ui-monospace, monospace; } ul.pending .active { font-weight: 700; color: #2d6cdf; } ul.pending .visited { color: #1d4fb0; }
-  #chart svg { max-width: 100%; height: auto; display: block; }
+  /* At its own size, scrolled: shrunk to the column, a wide machine's labels would be unreadable. */
+  #chart { overflow: auto; max-height: 78vh; }
+  #chart svg { display: block; }
   .node rect.box { fill: #fbfcfe; stroke: #b8c2d6; stroke-width: 1; }
   .node.transient rect.box { stroke-dasharray: 4 3; }
   .node.visited rect.box { fill: #dfe9fb; stroke: #7d9fd9; }

@@ -46,7 +46,8 @@ export async function startInspectorServer(options: { port: number }): Promise<I
     } else if (rest === 'elk.js') {
       elkSource().then(
         (source) => response.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'private, max-age=3600' }).end(source),
-        (cause: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`the layout library elkjs cannot be read: ${cause instanceof Error ? cause.message : String(cause)}\n`),
+        (cause: unknown) =>
+          response.writeHead(500, { 'content-type': 'text/plain' }).end(`the layout library elkjs cannot be read: ${cause instanceof Error ? cause.message : String(cause)}\n`),
       );
     } else if (rest === 'messages') {
       response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(kept));

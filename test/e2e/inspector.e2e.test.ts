@@ -162,7 +162,9 @@ describe('the inspector in a real browser', () => {
       await page.locator('svg[data-chart="resume"]').waitFor({ timeout: 10_000 });
       const resume = await drawn(page);
       // Soft: each of these checks reports on its own.
-      expect.soft(resume.states).toEqual(expect.arrayContaining(['resume.preparing', 'resume.incoming', 'resume.rotating', 'resume.probing', 'resume.healthy', 'resume.stopping', 'resume.failed']));
+      expect
+        .soft(resume.states)
+        .toEqual(expect.arrayContaining(['resume.preparing', 'resume.incoming', 'resume.rotating', 'resume.probing', 'resume.healthy', 'resume.stopping', 'resume.failed']));
       expect.soft(resume.edges).toEqual(expect.arrayContaining(['resume.incoming->resume.paused', 'resume.incoming->resume.stopping', 'resume.stopping->resume.failed']));
       expect.soft(resume.labels.some((label) => /after \d+(\.\d+)? s/.test(label) && label.includes('Ctrl-C') && label.includes('error'))).toBe(true);
       // The path taken lit: the states passed through, the arrows between them, and no failure arrow.
@@ -170,7 +172,9 @@ describe('the inspector in a real browser', () => {
       expect.soft(resume.visited).not.toContain('resume.stopping');
       expect
         .soft(resume.taken)
-        .toEqual(expect.arrayContaining(['resume.preparing->resume.launching', 'resume.incoming->resume.paused', 'resume.rotating->resume.probing', 'resume.probing->resume.healthy']));
+        .toEqual(
+          expect.arrayContaining(['resume.preparing->resume.launching', 'resume.incoming->resume.paused', 'resume.rotating->resume.probing', 'resume.probing->resume.healthy']),
+        );
       expect.soft(resume.taken.filter((edge) => edge.endsWith('->resume.stopping'))).toEqual([]);
       await screenshot(page, 'inspector-live-resume');
       // The command waited for Ctrl-C, and ends cleanly on it, QEMU left running.

@@ -29,7 +29,11 @@ describe('a trace as waterfall rows', () => {
     // Each machine's bars follow one another with no gap.
     for (let i = 1; i < top.length; i += 1) expect(top[i]?.start).toBe(top[i - 1]?.end);
     const parent = rows.findIndex((row) => row.state === 'start.resume');
-    const children = rows.slice(parent + 1).filter((row, index, list) => list.slice(0, index + 1).every((r) => r.depth === 1));
+    const after = rows.slice(parent + 1);
+    const children = after.slice(
+      0,
+      after.findIndex((row) => row.depth === 0),
+    );
     expect(children.map((row) => row.state)).toContain('resume.rotating');
     expect(children.every((row) => row.machine === 'resume')).toBe(true);
     expect(rows[parent + children.length + 1]?.state).toBe('start.running');

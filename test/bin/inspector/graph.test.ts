@@ -59,20 +59,23 @@ describe('a machine as the inspector draws it (machine → graph)', () => {
     );
   });
 
-  it("draws a plain machine with no setup (createMachine) too", () => {
+  it('draws a plain machine with no setup (createMachine) too', () => {
     const graph = machineGraph(createMachine({ id: 'bare', initial: 'a', states: { a: { on: { GO: 'b' }, after: { 1500: 'b' } }, b: {} } }), {});
     expect(graph.states.find((state) => state.id === 'bare.a')?.boundMs).toBe(1_500);
     expect(graph.edges.map((edge) => `${edge.kind} ${edge.label}`).sort()).toEqual(['bound after 1.5 s', 'event done']);
   });
 
-  it("gives each bounded state of the resume machine its failure, bound and Ctrl-C edges, labelled with its bound", () => {
+  it('gives each bounded state of the resume machine its failure, bound and Ctrl-C edges, labelled with its bound', () => {
     const resume = machineOf('resume');
     // resume.stopping is the cleanup: Ctrl-C waits for it, so it has no Ctrl-C edge.
     const bounded = resume.states.filter((state) => state.boundMs !== undefined && state.id !== 'resume.stopping');
     expect(bounded.length).toBeGreaterThan(3);
     for (const state of bounded) {
       const out = resume.edges.filter((edge) => edge.from === state.id);
-      expect(out.map((edge) => edge.kind), state.id).toEqual(expect.arrayContaining(['done', 'error', 'bound', 'cancel']));
+      expect(
+        out.map((edge) => edge.kind),
+        state.id,
+      ).toEqual(expect.arrayContaining(['done', 'error', 'bound', 'cancel']));
       expect(out.filter((edge) => edge.kind !== 'done').map((edge) => edge.to)).toEqual(['resume.stopping', 'resume.stopping', 'resume.stopping']);
       expect(out.find((edge) => edge.kind === 'bound')?.label).toBe(`after ${(state.boundMs as number) / 1000} s`);
     }
