@@ -90,5 +90,6 @@ describe('a trace as waterfall rows', () => {
       { at: 7, machine: 'start', state: 'start.running' },
     ];
     expect(rebuilt(entries, states)).toEqual(waterfallRows(entries, states));
+    expect(rebuilt(entries.slice(0, 2), states, 9)).toEqual(waterfallRows(entries.slice(0, 2), states, 9));
   });
 });
