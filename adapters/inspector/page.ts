@@ -40,6 +40,8 @@ export const INSPECTOR_PAGE = `<!doctype html>
   .warning { color: #b86e00; font-weight: 600; }
   #replay { display: none; gap: 10px; align-items: center; margin-bottom: 10px; }
   #replay.shown { display: flex; } #replay input { flex: 1; }
+  /* A grid item grows to its content by default: the wide statechart scrolls inside its column instead. */
+  main > div { min-width: 0; }
   #chartPanel { border: 1px solid #c9d1e0; border-radius: 8px; background: #fff; padding: 8px; }
   #tabs { display: flex; gap: 6px; flex-wrap: wrap; margin-bottom: 6px; align-items: center; }
   #tabs button { font: 12px ui-monospace, monospace; border: 1px solid #c9d1e0; background: #f4f6fa; border-radius: 6px; padding: 3px 8px; cursor: pointer; color: #33415c; }
@@ -113,6 +115,8 @@ const layouts = {};
 let layoutError = '';
 /** The machine a person picked to look at; null follows the run's deepest active machine. */
 let pinned = null;
+/** The machine and state the chart was last scrolled to. */
+let lastFocus = '';
 // elkjs (1.6 MB) loads beside the event stream, not before it: until it has laid a machine out, the
 // machine is drawn as a plain list of its states, lit the same way.
 let elkLoaded = false;
@@ -344,6 +348,15 @@ function drawCharts(active, visited, now, rows, entries) {
   }).join('');
   const marker = (id, color) => '<marker id="' + id + '" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" fill="' + color + '"/></marker>';
   byId('chart').innerHTML = '<svg role="img" aria-label="statechart of ' + text(shown) + '" data-chart="' + text(shown) + '" width="' + Math.ceil(laid.width) + '" height="' + Math.ceil(laid.height) + '" viewBox="0 0 ' + Math.ceil(laid.width) + ' ' + Math.ceil(laid.height) + '"><defs>' + marker('head', '#9aa6bd') + marker('headTaken', '#2d6cdf') + marker('headFallback', '#c0392b') + '</defs>' + edgeSvg + nodeSvg + '</svg>';
+  // A wide machine is scrolled to its active state whenever that changes, not on every redraw (a
+  // person may be scrolling it).
+  const focus = here && (laid.children || []).find((node) => node.id === here.state);
+  if (focus && shown + focus.id !== lastFocus) {
+    lastFocus = shown + focus.id;
+    const chart = byId('chart');
+    chart.scrollLeft = Math.max(0, focus.x + focus.width / 2 - chart.clientWidth / 2);
+    chart.scrollTop = Math.max(0, focus.y + BOX_HEIGHT / 2 - chart.clientHeight / 2);
+  }
 }
 
 /** One bar per stay in a state on a time axis; a bound as a dashed track and a mark; the cursor a red line. */
