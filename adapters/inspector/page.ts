@@ -1,8 +1,16 @@
+import { takenEdges } from './taken-edges.js';
+import { waterfallRows } from './waterfall-rows.js';
+
 /**
- * The inspector page: one self-contained document (no network but its own server's events), so it
- * works offline. It rebuilds everything from the message list: the machines with the active state
- * lit, the time in it against its bound, the event log, the last exchanges, the fallback reason.
- * A recorded run gets a slider to step through it.
+ * The inspector page: one self-contained document (no network but its own server: its events and
+ * the layout library elkjs, served from the package), so it works offline. It rebuilds everything
+ * from the message list: each machine as a statechart laid out by elkjs in the page (the states
+ * passed through lit with their times, the active one against its bound, the edges taken marked), a
+ * waterfall of the run, the event log, the last exchanges, the fallback reason. A recorded run gets
+ * a slider to step through it, moving a cursor along the waterfall.
+ *
+ * The page lays out in the browser, not in warmvm: a start with --inspect spends nothing on it.
+ * `waterfallRows` and `takenEdges` are the unit-tested modules' own functions, put in as source.
  */
 export const INSPECTOR_PAGE = `<!doctype html>
 <html lang="en">
@@ -17,24 +25,7 @@ export const INSPECTOR_PAGE = `<!doctype html>
   #status { padding: 3px 10px; border-radius: 12px; font-weight: 600; background: #5b6b8c; }
   #status.healthy, #status.stopped { background: #1f8a4c; } #status.failed { background: #c0392b; } #status.running { background: #2d6cdf; }
   #note { font-size: 13px; opacity: .85; }
-  main { display: grid; grid-template-columns: minmax(380px, 1fr) minmax(420px, 1.2fr); gap: 16px; padding: 16px 18px; }
-  .machine { border: 1px solid #c9d1e0; border-radius: 8px; padding: 8px; background: #fff; }
-  .machine > .title { font-weight: 600; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: #5b6b8c; margin-bottom: 6px; }
-  .state { border: 1px solid #d6dcea; border-radius: 6px; padding: 5px 8px; margin: 4px 0; background: #fbfcfe; }
-  .state .name { font-family: ui-monospace, monospace; }
-  .state .bound { float: right; color: #7a869e; font-size: 12px; }
-  .state.transient { border-style: dashed; }
-  .state.visited { background: #eef3fb; }
-  .state.active { border: 2px solid #2d6cdf; background: #e3edff; }
-  .state.active.warn { border-color: #e08e0b; background: #fff3dc; }
-  .state.active.over { border-color: #c0392b; background: #fde5e2; }
-  .state.active.final-ok { border-color: #1f8a4c; background: #e1f5e8; }
-  .state.active.final-failed { border-color: #c0392b; background: #fde5e2; }
-  .bar { height: 5px; background: #d6dcea; border-radius: 3px; margin-top: 4px; overflow: hidden; }
-  .bar > div { height: 100%; background: #2d6cdf; }
-  .warn .bar > div { background: #e08e0b; } .over .bar > div { background: #c0392b; }
-  .elapsed { font-size: 12px; color: #33415c; }
-  .state .machine { margin: 6px 0 2px 10px; }
+  main { display: grid; grid-template-columns: minmax(420px, 1.5fr) minmax(380px, 1fr); gap: 16px; padding: 16px 18px; }
   section.panel { background: #fff; border: 1px solid #c9d1e0; border-radius: 8px; padding: 8px 10px; margin-bottom: 12px; }
   section.panel h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: #5b6b8c; margin: 0 0 6px; }
   #fallback { display: none; border-color: #c0392b; background: #fde5e2; }
@@ -49,12 +40,58 @@ export const INSPECTOR_PAGE = `<!doctype html>
   .warning { color: #b86e00; font-weight: 600; }
   #replay { display: none; gap: 10px; align-items: center; margin-bottom: 10px; }
   #replay.shown { display: flex; } #replay input { flex: 1; }
+  /* A grid item grows to its content by default: the wide statechart scrolls inside its column instead. */
+  main > div { min-width: 0; }
+  #chartPanel { border: 1px solid #c9d1e0; border-radius: 8px; background: #fff; padding: 8px; }
+  #tabs { display: flex; gap: 6px; flex-wrap: wrap; margin-bottom: 6px; align-items: center; }
+  #tabs button { font: 12px ui-monospace, monospace; border: 1px solid #c9d1e0; background: #f4f6fa; border-radius: 6px; padding: 3px 8px; cursor: pointer; color: #33415c; }
+  #tabs button.inchain { border-color: #2d6cdf; }
+  #tabs button.shown { background: #2d6cdf; color: #fff; border-color: #2d6cdf; }
+  #tabs button .at { opacity: .75; margin-left: 6px; }
+  #crumbs { font: 12px ui-monospace, monospace; color: #5b6b8c; margin-bottom: 4px; }
+  ul.pending { font: 12px ui-monospace, monospace; } ul.pending .active { font-weight: 700; color: #2d6cdf; } ul.pending .visited { color: #1d4fb0; }
+  /* At its own size, scrolled: shrunk to the column, a wide machine's labels would be unreadable. */
+  #chart { overflow: auto; max-height: 78vh; }
+  #chart svg { display: block; }
+  .node rect.box { fill: #fbfcfe; stroke: #b8c2d6; stroke-width: 1; }
+  .node.transient rect.box { stroke-dasharray: 4 3; }
+  .node.visited rect.box { fill: #dfe9fb; stroke: #7d9fd9; }
+  .node.active rect.box { fill: #e3edff; stroke: #2d6cdf; stroke-width: 2.5; }
+  .node.active.warn rect.box { fill: #fff3dc; stroke: #e08e0b; }
+  .node.active.over rect.box { fill: #fde5e2; stroke: #c0392b; }
+  .node.active.final-ok rect.box { fill: #e1f5e8; stroke: #1f8a4c; }
+  .node.active.final-failed rect.box { fill: #fde5e2; stroke: #c0392b; }
+  .node.final rect.box { stroke-width: 2; }
+  .node text.name { font: 600 12px ui-monospace, monospace; fill: #1d2433; }
+  .node text.info { font: 11px system-ui, sans-serif; fill: #5b6b8c; }
+  .node.active text.info, .node.visited text.info { fill: #1d2433; }
+  .node .meter { fill: #d6dcea; } .node .meter-fill { fill: #2d6cdf; }
+  .node.warn .meter-fill { fill: #e08e0b; } .node.over .meter-fill { fill: #c0392b; }
+  .node[data-open] { cursor: pointer; }
+  .edge path { fill: none; stroke: #9aa6bd; stroke-width: 1.2; }
+  .edge.k-error path, .edge.k-bound path, .edge.k-cancel path { stroke: #c9a0a0; stroke-dasharray: 3 3; }
+  .edge.k-fallback path { stroke: #c0392b; stroke-width: 1.6; stroke-dasharray: 6 3; }
+  .edge.taken path { stroke: #2d6cdf; stroke-width: 2.6; stroke-dasharray: none; }
+  .edge.k-fallback.taken path { stroke: #c0392b; stroke-width: 3; }
+  .edge text { font: 10px ui-monospace, monospace; fill: #7a869e; }
+  .edge.taken text { fill: #1d4fb0; font-weight: 600; } .edge.k-fallback text { fill: #c0392b; }
+  #waterfallPanel { margin: 0 18px 16px; }
+  #waterfall svg { width: 100%; height: auto; display: block; }
+  .wf-row text { font: 11px ui-monospace, monospace; fill: #33415c; }
+  .wf-row .track { fill: #eef0f5; stroke: #c9d1e0; stroke-dasharray: 3 2; }
+  .wf-row .limit { stroke: #7a869e; stroke-width: 1.5; }
+  .wf-row .wf-bar { fill: #2d6cdf; } .wf-row.d1 .wf-bar { fill: #5b8def; } .wf-row.d2 .wf-bar { fill: #8fb0f3; }
+  .wf-row.open .wf-bar { fill: #1f8a4c; } .wf-row.warn .wf-bar { fill: #e08e0b; } .wf-row.over .wf-bar { fill: #c0392b; }
+  .wf-row.future { opacity: .35; }
+  .wf-axis line { stroke: #eef0f5; } .wf-axis text { font: 10px system-ui, sans-serif; fill: #7a869e; }
+  .wf-cursor { stroke: #c0392b; stroke-width: 1.5; }
 </style>
 </head>
 <body>
 <header><h1 id="title">warmvm inspector</h1><span id="status">connecting</span><span id="note"></span></header>
 <main>
-  <div><div id="replay"><span>step</span><input id="cursor" type="range" min="0" value="0"><span id="cursorText"></span></div><div id="machines"></div></div>
+  <div><div id="replay"><span>step</span><input id="cursor" type="range" min="0" value="0"><span id="cursorText"></span></div>
+    <div id="chartPanel"><div id="tabs" role="tablist" aria-label="machines"></div><div id="crumbs"></div><div id="chart"></div></div></div>
   <div>
     <section class="panel" id="fallback"><h2>Fallback</h2><div id="fallbackText"></div></section>
     <section class="panel"><h2>Now</h2><div class="kv" id="now"></div></section>
@@ -62,6 +99,7 @@ export const INSPECTOR_PAGE = `<!doctype html>
     <section class="panel"><h2>Events</h2><table><thead><tr><th class="mono">at</th><th>state entered</th><th>left after</th><th>event</th></tr></thead><tbody id="events"></tbody></table></section>
   </div>
 </main>
+<section class="panel" id="waterfallPanel"><h2>Waterfall</h2><div id="waterfall"></div></section>
 <script>
 'use strict';
 const messages = [];
@@ -70,9 +108,27 @@ const byId = (id) => document.getElementById(id);
 const text = (value) => String(value).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const seconds = (ms) => (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
 
+const waterfallRows = ${waterfallRows.toString()};
+const takenEdges = ${takenEdges.toString()};
+/** Each machine's elkjs layout, once: the machines do not change during a run. */
+const layouts = {};
+let layoutError = '';
+/** The machine a person picked to look at; null follows the run's deepest active machine. */
+let pinned = null;
+/** The machine and state the chart was last scrolled to. */
+let lastFocus = '';
+// elkjs (1.6 MB) loads beside the event stream, not before it: until it has laid a machine out, the
+// machine is drawn as a plain list of its states, lit the same way.
+let elkLoaded = false;
+const elkScript = document.createElement('script');
+elkScript.src = 'elk.js';
+elkScript.onload = () => { elkLoaded = true; if (model) layOut(); };
+elkScript.onerror = () => { layoutError = 'the layout library (elk.js) did not load'; render(); };
+document.head.appendChild(elkScript);
+
 function receive(message) {
   messages.push(message);
-  if (message.kind === 'hello') { hello = message; model = message.model; clockOffset = message.now - Date.now(); }
+  if (message.kind === 'hello') { hello = message; model = message.model; clockOffset = message.now - Date.now(); if (elkLoaded) layOut(); }
   render();
 }
 
@@ -111,7 +167,14 @@ function render() {
   const active = activeStates(entries);
   const visited = new Set(entries.map((e) => e.entry.state));
   const now = hello.live && !end ? Date.now() + clockOffset - hello.startedAt : (entries.length ? entries[entries.length - 1].entry.at : 0);
-  byId('machines').innerHTML = drawMachine(model.root, active, visited, now, end);
+  const states = stateInfo();
+  const liveNow = hello.live && !end ? now : undefined;
+  // The chart is lit up to the cursor; the waterfall shows the whole recorded run, a cursor on it.
+  const shownRows = waterfallRows(entries.map(toRowEntry), states, liveNow);
+  const allRows = hello.live ? shownRows : waterfallRows(all.map(toRowEntry), states, undefined);
+  drawCharts(active, visited, now, shownRows, entries);
+  const cursorAt = hello.live ? (end ? null : now) : (entries.length ? entries[entries.length - 1].entry.at : 0);
+  byId('waterfall').innerHTML = drawWaterfall(allRows, cursorAt, hello.live ? null : cursorAt);
   const fallback = (end && end.end.fallbackReason) || fallbackOf(entries);
   byId('fallback').classList.toggle('shown', Boolean(fallback));
   byId('fallbackText').textContent = fallback || '';
@@ -173,35 +236,161 @@ function fallbackOf(entries) {
   return '';
 }
 
-function drawMachine(id, active, visited, now, end) {
-  const machine = model.machines.find((m) => m.id === id);
-  if (!machine) return '';
-  const activeHere = active.find((a) => a.state.startsWith(id + '.'));
-  const states = machine.states.map((state) => {
-    const isActive = activeHere && activeHere.state === state.id;
-    const classes = ['state'];
+function toRowEntry(m) { return { at: m.entry.at, machine: m.entry.machine, state: m.entry.state, summary: m.summary }; }
+
+function stateInfo() {
+  const out = {};
+  for (const machine of model.machines) for (const state of machine.states) out[state.id] = { invokes: state.invokes, boundMs: state.boundMs, final: state.final };
+  return out;
+}
+
+/** A machine's edges merged by their two states: one arrow per pair, its label each event's. */
+function arrowsOf(machine) {
+  const byPair = new Map();
+  for (const edge of machine.edges) {
+    const key = edge.from + '->' + edge.to;
+    if (!byPair.has(key)) byPair.set(key, { id: key, from: edge.from, to: edge.to, edges: [] });
+    byPair.get(key).edges.push(edge);
+  }
+  return [...byPair.values()].map((arrow) => ({ ...arrow, label: [...new Set(arrow.edges.map((edge) => edge.label))].join(' · '), kinds: [...new Set(arrow.edges.map((edge) => edge.kind))] }));
+}
+
+const BOX_HEIGHT = 44;
+const boxWidth = (state) => Math.max(120, state.name.length * 8 + 28);
+
+function layOut() {
+  if (typeof ELK === 'undefined') { layoutError = 'the layout library (elk.js) did not load'; return; }
+  const elk = new ELK();
+  for (const machine of model.machines) {
+    const graph = {
+      id: machine.id,
+      layoutOptions: {
+        'elk.algorithm': 'layered', 'elk.direction': 'DOWN', 'elk.edgeRouting': 'POLYLINE',
+        'elk.layered.spacing.nodeNodeBetweenLayers': '44', 'elk.spacing.nodeNode': '26', 'elk.spacing.edgeLabel': '2',
+        'elk.layered.spacing.edgeNodeBetweenLayers': '14', 'elk.padding': '[top=8,left=8,bottom=8,right=8]',
+      },
+      children: machine.states.map((state) => ({ id: state.id, width: boxWidth(state), height: BOX_HEIGHT })),
+      edges: arrowsOf(machine).map((arrow) => ({
+        id: arrow.id, sources: [arrow.from], targets: [arrow.to],
+        labels: [{ id: arrow.id + ':label', text: arrow.label, width: arrow.label.length * 6.1 + 4, height: 12 }],
+      })),
+    };
+    elk.layout(graph).then((laid) => { layouts[machine.id] = laid; render(); }, (error) => { layoutError = String(error); render(); });
+  }
+}
+
+function drawCharts(active, visited, now, rows, entries) {
+  const chain = [model.root];
+  for (const a of active) { const state = stateOf(a.state); if (state && state.invokes) chain.push(state.invokes); }
+  const deepest = active.length ? active[active.length - 1].state.split('.')[0] : model.root;
+  const shown = pinned || deepest;
+  const activeOf = (id) => active.find((a) => a.state.startsWith(id + '.'));
+  byId('tabs').innerHTML = model.machines.map((machine) => {
+    const here = activeOf(machine.id);
+    const classes = [machine.id === shown ? 'shown' : '', chain.includes(machine.id) ? 'inchain' : ''].join(' ');
+    return '<button role="tab" class="' + classes + '" data-tab="' + text(machine.id) + '" aria-selected="' + (machine.id === shown) + '">' + text(machine.id) + (here ? '<span class="at">' + text(here.state.slice(machine.id.length + 1)) + '</span>' : '') + '</button>';
+  }).join('') + (pinned ? '<button data-tab="" title="show the machine the run is in">follow the run</button>' : '');
+  byId('crumbs').textContent = active.map((a) => a.state).join(' › ');
+  const spent = {};
+  for (const row of rows) spent[row.state] = (spent[row.state] || 0) + (row.end - row.start);
+  const machine = model.machines.find((m) => m.id === shown);
+  const laid = layouts[shown];
+  const here = activeOf(shown);
+  if (!machine) return;
+  if (!laid) {
+    const list = machine.states.map((state) => {
+      const isActive = Boolean(here && here.state === state.id);
+      return '<li data-state="' + text(state.id) + '"' + (isActive ? ' data-active="true" class="active"' : visited.has(state.id) ? ' class="visited"' : '') + '>' + text(state.name) + '</li>';
+    }).join('');
+    byId('chart').innerHTML = '<p>' + (layoutError ? 'The statechart cannot be laid out: ' + text(layoutError) : 'laying out the statechart…') + '</p><ul class="pending">' + list + '</ul>';
+    return;
+  }
+  const taken = new Set(takenEdges(machine.edges, entries.map((m) => m.entry)));
+  const arrows = new Map(arrowsOf(machine).map((arrow) => [arrow.id, arrow]));
+  const edgeSvg = (laid.edges || []).map((edge) => {
+    const arrow = arrows.get(edge.id);
+    const isTaken = arrow.edges.some((e) => taken.has(e.id));
+    const points = [];
+    for (const section of edge.sections || []) { points.push(section.startPoint); for (const bend of section.bendPoints || []) points.push(bend); points.push(section.endPoint); }
+    const d = points.map((p, i) => (i ? 'L' : 'M') + p.x.toFixed(1) + ' ' + p.y.toFixed(1)).join(' ');
+    const label = (edge.labels || [])[0];
+    const classes = ['edge'].concat(arrow.kinds.map((k) => 'k-' + k), isTaken ? ['taken'] : []).join(' ');
+    return '<g class="' + classes + '" data-edge="' + text(arrow.id) + '" data-kinds="' + arrow.kinds.join(' ') + '" data-taken="' + isTaken + '" role="img" aria-label="' + text(arrow.from + ' → ' + arrow.to + ': ' + arrow.label + (isTaken ? ' (taken)' : '')) + '">'
+      + '<path d="' + d + '" marker-end="url(#' + (isTaken ? (arrow.kinds.includes('fallback') ? 'headFallback' : 'headTaken') : 'head') + ')"/>'
+      + (label ? '<text x="' + label.x.toFixed(1) + '" y="' + (label.y + 10).toFixed(1) + '">' + text(arrow.label) + '</text>' : '') + '</g>';
+  }).join('');
+  const nodeSvg = (laid.children || []).map((node) => {
+    const state = stateOf(node.id);
+    const isActive = Boolean(here && here.state === node.id);
+    const classes = ['node'];
     if (state.transient) classes.push('transient');
-    if (visited.has(state.id)) classes.push('visited');
-    let extra = '';
+    if (state.final) classes.push('final');
+    if (visited.has(node.id)) classes.push('visited');
+    let info = state.boundMs ? '≤ ' + seconds(state.boundMs) : (state.final ? 'final' : '');
+    let meter = '';
+    if (visited.has(node.id)) info = seconds(spent[node.id] || 0) + (state.boundMs ? ' (≤ ' + seconds(state.boundMs) + ')' : '');
     if (isActive) {
       classes.push('active');
       if (state.final) classes.push(/failed$/.test(state.id) ? 'final-failed' : 'final-ok');
-      const spent = Math.max(0, now - activeHere.at);
+      const inState = Math.max(0, now - here.at);
       if (!state.final && state.boundMs) {
-        const share = spent / state.boundMs;
+        const share = inState / state.boundMs;
         if (share >= 1) classes.push('over'); else if (share >= 0.8) classes.push('warn');
-        extra = '<div class="elapsed">' + seconds(spent) + ' of ' + seconds(state.boundMs) + '</div><div class="bar"><div style="width:' + Math.min(100, share * 100).toFixed(1) + '%"></div></div>';
-      } else if (!state.final) {
-        extra = '<div class="elapsed">' + seconds(spent) + '</div>';
-      }
+        info = seconds(inState) + ' of ' + seconds(state.boundMs);
+        meter = '<rect class="meter" x="8" y="' + (BOX_HEIGHT - 8) + '" width="' + (node.width - 16) + '" height="4" rx="2"/><rect class="meter-fill" x="8" y="' + (BOX_HEIGHT - 8) + '" width="' + ((node.width - 16) * Math.min(1, share)).toFixed(1) + '" height="4" rx="2"/>';
+      } else if (!state.final) info = seconds(inState);
     }
-    const child = state.invokes && (isActive || visited.has(state.id)) ? drawMachine(state.invokes, active, visited, now, end) : '';
-    const bound = state.boundMs ? '<span class="bound">≤ ' + seconds(state.boundMs) + '</span>' : '';
-    return '<div class="' + classes.join(' ') + '" data-state="' + text(state.id) + '"' + (isActive ? ' data-active="true"' : '') + '><span class="name">' + text(state.name) + '</span>' + bound + extra + child + '</div>';
+    const opens = state.invokes ? ' data-open="' + text(state.invokes) + '"' : '';
+    const label = state.id + (isActive ? ', active, ' : visited.has(node.id) ? ', passed through, ' : ', ') + info;
+    return '<g class="' + classes.join(' ') + '" data-state="' + text(state.id) + '"' + (isActive ? ' data-active="true"' : '') + ' data-visited="' + visited.has(node.id) + '" data-ms="' + Math.round(spent[node.id] || 0) + '"' + opens + ' role="img" aria-label="' + text(label) + '" transform="translate(' + node.x.toFixed(1) + ' ' + node.y.toFixed(1) + ')">'
+      + '<rect class="box" width="' + node.width + '" height="' + BOX_HEIGHT + '" rx="' + (state.final ? 14 : 6) + '"/>'
+      + '<text class="name" x="10" y="17">' + text(state.name) + (state.invokes ? ' ▸' : '') + '</text><text class="info" x="10" y="32">' + text(info) + '</text>' + meter + '</g>';
   }).join('');
-  return '<div class="machine" data-machine="' + text(id) + '"><div class="title">' + text(id) + '</div>' + states + '</div>';
+  const marker = (id, color) => '<marker id="' + id + '" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" fill="' + color + '"/></marker>';
+  byId('chart').innerHTML = '<svg role="img" aria-label="statechart of ' + text(shown) + '" data-chart="' + text(shown) + '" width="' + Math.ceil(laid.width) + '" height="' + Math.ceil(laid.height) + '" viewBox="0 0 ' + Math.ceil(laid.width) + ' ' + Math.ceil(laid.height) + '"><defs>' + marker('head', '#9aa6bd') + marker('headTaken', '#2d6cdf') + marker('headFallback', '#c0392b') + '</defs>' + edgeSvg + nodeSvg + '</svg>';
+  // A wide machine is scrolled to its active state whenever that changes, not on every redraw (a
+  // person may be scrolling it).
+  const focus = here && (laid.children || []).find((node) => node.id === here.state);
+  if (focus && shown + focus.id !== lastFocus) {
+    lastFocus = shown + focus.id;
+    const chart = byId('chart');
+    chart.scrollLeft = Math.max(0, focus.x + focus.width / 2 - chart.clientWidth / 2);
+    chart.scrollTop = Math.max(0, focus.y + BOX_HEIGHT / 2 - chart.clientHeight / 2);
+  }
 }
 
+/** One bar per stay in a state on a time axis; a bound as a dashed track and a mark; the cursor a red line. */
+function drawWaterfall(rows, nowAt, cursorAt) {
+  const LABEL = 230, WIDTH = 640, ROW = 18, TOP = 22;
+  const last = rows.reduce((most, row) => Math.max(most, row.end), 0);
+  const span = Math.max(1, last, nowAt || 0);
+  const x = (ms) => LABEL + (Math.min(ms, span) / span) * WIDTH;
+  const steps = [100, 200, 500, 1000, 2000, 5000, 10000, 20000, 30000, 60000, 120000, 300000];
+  const step = steps.find((s) => span / s <= 10) || 600000;
+  let axis = '';
+  for (let t = 0; t <= span; t += step) axis += '<line x1="' + x(t).toFixed(1) + '" x2="' + x(t).toFixed(1) + '" y1="14" y2="' + (TOP + rows.length * ROW) + '"/><text x="' + x(t).toFixed(1) + '" y="10" text-anchor="middle">' + (t / 1000) + ' s</text>';
+  const bars = rows.map((row, index) => {
+    const y = TOP + index * ROW;
+    const ms = row.end - row.start;
+    const share = row.boundMs ? ms / row.boundMs : 0;
+    const classes = ['wf-row', 'd' + Math.min(row.depth, 2)];
+    if (row.open) classes.push('open');
+    if (share >= 1) classes.push('over'); else if (share >= 0.8) classes.push('warn');
+    if (cursorAt !== null && row.start > cursorAt) classes.push('future');
+    const track = row.boundMs ? '<rect class="track" x="' + x(row.start).toFixed(1) + '" y="' + (y + 3) + '" width="' + Math.max(1, x(row.start + row.boundMs) - x(row.start)).toFixed(1) + '" height="' + (ROW - 6) + '"/>' + (row.start + row.boundMs <= span ? '<line class="limit" x1="' + x(row.start + row.boundMs).toFixed(1) + '" x2="' + x(row.start + row.boundMs).toFixed(1) + '" y1="' + (y + 1) + '" y2="' + (y + ROW - 1) + '"/>' : '') : '';
+    const title = row.state + ': ' + seconds(ms) + (row.boundMs ? ' of its ' + seconds(row.boundMs) + ' bound' : '') + (row.open ? ' (still in it)' : '') + ' — entered on ' + row.summary;
+    return '<g class="' + classes.join(' ') + '" data-row="' + index + '" data-state="' + text(row.state) + '" data-depth="' + row.depth + '" data-start="' + row.start + '" data-ms="' + ms + '"' + (row.boundMs ? ' data-bound-ms="' + row.boundMs + '"' : '') + '><title>' + text(title) + '</title>'
+      + '<text x="' + (4 + row.depth * 14) + '" y="' + (y + 13) + '">' + text(row.state) + '</text>' + track
+      + '<rect class="wf-bar" x="' + x(row.start).toFixed(1) + '" y="' + (y + 4) + '" width="' + Math.max(1.5, x(row.end) - x(row.start)).toFixed(1) + '" height="' + (ROW - 8) + '" rx="2"/>'
+      + '<text x="' + (LABEL + WIDTH + 8) + '" y="' + (y + 13) + '">' + text(seconds(ms) + (row.boundMs ? ' / ≤ ' + seconds(row.boundMs) : '')) + '</text></g>';
+  }).join('');
+  const cursorLine = cursorAt !== null ? '<line class="wf-cursor" data-cursor="' + cursorAt + '" x1="' + x(cursorAt).toFixed(1) + '" x2="' + x(cursorAt).toFixed(1) + '" y1="14" y2="' + (TOP + rows.length * ROW) + '"/>' : '';
+  const height = TOP + rows.length * ROW + 6;
+  return '<svg role="img" aria-label="waterfall of the run" data-waterfall="true" data-total-ms="' + last + '" viewBox="0 0 ' + (LABEL + WIDTH + 150) + ' ' + height + '" width="' + (LABEL + WIDTH + 150) + '" height="' + height + '"><g class="wf-axis">' + axis + '</g>' + bars + cursorLine + '</svg>';
+}
+
+byId('tabs').addEventListener('click', (event) => { const tab = event.target.closest('[data-tab]'); if (tab) { pinned = tab.getAttribute('data-tab') || null; render(); } });
+byId('chart').addEventListener('click', (event) => { const node = event.target.closest('[data-open]'); if (node) { pinned = node.getAttribute('data-open'); render(); } });
 byId('cursor').addEventListener('input', (event) => { const all = messages.filter((m) => m.kind === 'entry'); const value = Number(event.target.value); cursor = value >= all.length - 1 ? null : value; render(); });
 const source = new EventSource('events');
 source.onmessage = (event) => receive(JSON.parse(event.data));

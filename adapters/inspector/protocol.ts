@@ -6,10 +6,26 @@ export interface InspectorModel {
   machines: ModelMachine[];
 }
 
-/** One machine of the model: its top-level states, in order. */
+/** One machine of the model: its top-level states, in order, and its transitions as edges. */
 export interface ModelMachine {
   id: string;
   states: ModelState[];
+  edges: ModelEdge[];
+}
+
+/**
+ * What a transition is for: the actor's answer (`done`), its error, its bound passing, Ctrl-C, a
+ * transient step (`always`), or the fallback to a cold boot after the fast path failed.
+ */
+export type EdgeKind = 'done' | 'error' | 'bound' | 'cancel' | 'always' | 'fallback' | 'event';
+
+/** One transition drawn as an arrow from one state to another, labelled with its event. */
+export interface ModelEdge {
+  id: string;
+  from: string;
+  to: string;
+  kind: EdgeKind;
+  label: string;
 }
 
 /** One state of a machine: its node id (`resume.incoming`), its name, its bound. */
@@ -17,6 +33,8 @@ export interface ModelState {
   id: string;
   name: string;
   final: boolean;
+  /** The state the machine starts in. */
+  initial?: boolean;
   /** Entered and left in one step (`always`): never the active state. */
   transient: boolean;
   boundMs?: number;

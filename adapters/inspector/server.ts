@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import { WarmvmError } from '../support/errors.js';
 import type { InspectorMessage } from './protocol.js';
 import { INSPECTOR_PAGE } from './page.js';
@@ -41,6 +43,12 @@ export async function startInspectorServer(options: { port: number }): Promise<I
     const rest = path.slice(token.length + 2);
     if (rest === '') {
       response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(INSPECTOR_PAGE);
+    } else if (rest === 'elk.js') {
+      elkSource().then(
+        (source) => response.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'private, max-age=3600' }).end(source),
+        (cause: unknown) =>
+          response.writeHead(500, { 'content-type': 'text/plain' }).end(`the layout library elkjs cannot be read: ${cause instanceof Error ? cause.message : String(cause)}\n`),
+      );
     } else if (rest === 'messages') {
       response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(kept));
     } else if (rest === 'events') {
@@ -85,6 +93,20 @@ export async function startInspectorServer(options: { port: number }): Promise<I
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+let elk: Promise<string> | undefined;
+
+/**
+ * elkjs's browser build, from the installed package (no CDN: the page works offline), read once on
+ * the first request so a start with --inspect reads nothing until a page asks for it.
+ */
+function elkSource(): Promise<string> {
+  elk ??= readFile(createRequire(import.meta.url).resolve('elkjs/lib/elk.bundled.js'), 'utf8');
+  elk.catch(() => {
+    elk = undefined;
+  });
+  return elk;
 }
 
 function frame(message: InspectorMessage): string {

@@ -8,9 +8,12 @@ import { caseConfig, corruptMemory, removeSnapshotOf } from '../helpers/store-ch
 
 /*
  * The inspector in a real browser (Debian's Chromium through playwright-core) on real runs: a
- * resume watched live to healthy, a forced fallback whose reason is on the page, and a recorded
- * trace stepped through with `warmvm inspect`. Screenshots go under the e2e home; their paths
- * are printed.
+ * resume watched live to healthy (its statechart lit along the path taken, a waterfall of the run),
+ * a forced fallback whose reason and fallback edge are on the page, and a recorded trace stepped
+ * through with `warmvm inspect`. Screenshots go under the e2e home (outside the repository); their
+ * paths are printed. The page's SVG carries data- attributes for these checks: a state's
+ * `data-state`, `data-visited`, `data-active`; an arrow's `data-edge` (from->to), `data-kinds`,
+ * `data-taken`; a waterfall bar's `data-depth` and `data-ms`.
  */
 const CHROMIUM = '/usr/bin/chromium';
 const TIMEOUT = 240_000;
@@ -89,6 +92,36 @@ async function watchActiveStates(page: Page): Promise<void> {
   });
 }
 
+/** What the SVG shows, read from its data- attributes. */
+async function drawn(page: Page) {
+  return (await page.evaluate(`(() => {
+    const all = (selector, attribute) => [...document.querySelectorAll(selector)].map((node) => node.getAttribute(attribute));
+    return {
+      chart: document.querySelector('svg[data-chart]')?.getAttribute('data-chart'),
+      states: all('svg[data-chart] g.node', 'data-state'),
+      visited: all('svg[data-chart] g.node[data-visited="true"]', 'data-state'),
+      edges: all('svg[data-chart] g.edge', 'data-edge'),
+      labels: [...document.querySelectorAll('svg[data-chart] g.edge text')].map((node) => node.textContent),
+      taken: all('svg[data-chart] g.edge[data-taken="true"]', 'data-edge'),
+      fallbacksTaken: all('svg[data-chart] g.edge.k-fallback[data-taken="true"]', 'data-edge'),
+      rows: [...document.querySelectorAll('svg[data-waterfall] g.wf-row')].map((node) => ({ state: node.getAttribute('data-state'), depth: Number(node.getAttribute('data-depth')), ms: Number(node.getAttribute('data-ms')) })),
+      cursor: document.querySelector('svg[data-waterfall] [data-cursor]')?.getAttribute('data-cursor'),
+      future: document.querySelectorAll('svg[data-waterfall] g.wf-row.future').length,
+    };
+  })()`)) as {
+    chart: string | undefined;
+    states: string[];
+    visited: string[];
+    edges: string[];
+    labels: string[];
+    taken: string[];
+    fallbacksTaken: string[];
+    rows: { state: string; depth: number; ms: number }[];
+    cursor: string | undefined;
+    future: number;
+  };
+}
+
 async function screenshot(page: Page, name: string): Promise<string> {
   const file = join(SHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -124,12 +157,38 @@ describe('the inspector in a real browser', () => {
       const secrets = (await import('node:fs')).readFileSync(join(E2E_HOME, 'instances', name, 'secrets.env'), 'utf8');
       const html = await page.content();
       for (const line of secrets.trim().split('\n')) expect(html).not.toContain(line.split('=')[1]);
+      // The run over, the chart follows it to start.running; the resume machine is a tab away.
+      await page.locator('[data-tab="resume"]').click();
+      await page.locator('svg[data-chart="resume"]').waitFor({ timeout: 10_000 });
+      const resume = await drawn(page);
+      // Soft: each of these checks reports on its own.
+      expect
+        .soft(resume.states)
+        .toEqual(expect.arrayContaining(['resume.preparing', 'resume.incoming', 'resume.rotating', 'resume.probing', 'resume.healthy', 'resume.stopping', 'resume.failed']));
+      expect.soft(resume.edges).toEqual(expect.arrayContaining(['resume.incoming->resume.paused', 'resume.incoming->resume.stopping', 'resume.stopping->resume.failed']));
+      expect.soft(resume.labels.some((label) => /after \d+(\.\d+)? s/.test(label) && label.includes('Ctrl-C') && label.includes('error'))).toBe(true);
+      // The path taken lit: the states passed through, the arrows between them, and no failure arrow.
+      expect.soft(resume.visited).toEqual(expect.arrayContaining(['resume.preparing', 'resume.incoming', 'resume.rotating', 'resume.probing', 'resume.healthy']));
+      expect.soft(resume.visited).not.toContain('resume.stopping');
+      expect
+        .soft(resume.taken)
+        .toEqual(
+          expect.arrayContaining(['resume.preparing->resume.launching', 'resume.incoming->resume.paused', 'resume.rotating->resume.probing', 'resume.probing->resume.healthy']),
+        );
+      expect.soft(resume.taken.filter((edge) => edge.endsWith('->resume.stopping'))).toEqual([]);
       await screenshot(page, 'inspector-live-resume');
       // The command waited for Ctrl-C, and ends cleanly on it, QEMU left running.
       expect(run.stderr()).toContain('Press Ctrl-C to end');
       const ended = await run.interrupt();
       expect(ended.exitCode).toBe(0);
       expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'resume', inspectUrl: await run.url });
+      // The waterfall: the root machine's bars add up to the run's own total (within 5 %), the resume's under it.
+      const total = (ended.json.seconds as { total: number }).total * 1000;
+      const top = resume.rows.filter((row) => row.depth === 0);
+      const sum = top.reduce((all, row) => all + row.ms, 0);
+      expect.soft(Math.abs(sum - total) / total, `bars sum to ${sum} ms, the run took ${total} ms`).toBeLessThanOrEqual(0.05);
+      expect.soft(resume.rows.filter((row) => row.depth === 1).map((row) => row.state)).toEqual(expect.arrayContaining(['resume.incoming', 'resume.rotating', 'resume.healthy']));
+      expect.soft(top.at(-1)?.state).toBe('start.running');
       await page.close();
     },
     TIMEOUT,
@@ -152,6 +211,13 @@ describe('the inspector in a real browser', () => {
       await page.locator('#status.healthy').waitFor({ timeout: 120_000 });
       expect(await page.locator('#fallback').isVisible()).toBe(true);
       expect(await page.locator('#fallbackText').textContent()).toMatch(/resume\.preparing: .*(corrupt|bytes|checksum)/);
+      // The start machine's chart (the run ended in start.running) with the fallback edge taken.
+      await page.locator('svg[data-chart="start"]').waitFor({ timeout: 10_000 });
+      const start = await drawn(page);
+      expect.soft(start.fallbacksTaken.length, `taken: ${start.taken.join(', ')}`).toBeGreaterThanOrEqual(1);
+      expect.soft(start.fallbacksTaken.every((edge) => edge.startsWith('start.resume->'))).toBe(true);
+      expect.soft(start.taken).toEqual(expect.arrayContaining(['start.coldBoot->start.capture', 'start.capture->start.resume', 'start.resume->start.running']));
+      expect.soft(start.visited).toEqual(expect.arrayContaining(['start.resume', 'start.coldBoot', 'start.capture', 'start.running']));
       await screenshot(page, 'inspector-fallback');
       const ended = await run.interrupt();
       expect(ended.json).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume', fallbackReason: expect.stringContaining('resume.preparing') });
@@ -186,9 +252,16 @@ describe('the inspector in a real browser', () => {
       expect(await page.locator('#replay').isVisible()).toBe(true);
       expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.running');
       // Back to the first steps: the run was then still choosing, not healthy.
+      const atEnd = await drawn(page);
       await page.locator('#cursor').fill('4');
       expect(await page.locator('[data-active="true"]').last().getAttribute('data-state')).toBe('start.choosing');
       expect(await page.locator('#status').textContent()).toBe('replaying');
+      // The waterfall keeps the whole run; its cursor moved back to the fifth state's time.
+      const atStep = await drawn(page);
+      expect.soft(atStep.rows.length).toBe(atEnd.rows.length);
+      expect.soft(Number(atStep.cursor)).toBeLessThan(Number(atEnd.cursor));
+      expect.soft(atStep.future).toBeGreaterThan(0);
+      expect.soft(atEnd.future).toBe(0);
       await screenshot(page, 'inspector-replay');
       const ended = await run.interrupt();
       expect(ended.exitCode).toBe(0);

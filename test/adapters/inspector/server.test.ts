@@ -29,4 +29,29 @@ describe('the inspector server', () => {
     expect(await status(server, page, '127.0.0.1')).toBe(421);
     expect(await status(server, '/not-the-token/', `127.0.0.1:${server.port}`)).toBe(404);
   });
+
+  it('serves the layout library elkjs from the installed package, under its token only (no CDN)', async () => {
+    server = await startInspectorServer({ port: 0 });
+    const page = new URL(server.url).pathname;
+    const host = `127.0.0.1:${server.port}`;
+    const body = await new Promise<string>((resolve, reject) => {
+      get({ host: '127.0.0.1', port: server?.port, path: `${page}elk.js`, headers: { host } }, (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        response.on('end', () => resolve(text));
+      }).on('error', reject);
+    });
+    expect(body).toContain('g.ELK = f()');
+    expect(await status(server, '/elk.js', host)).toBe(404);
+    const html = await new Promise<string>((resolve, reject) => {
+      get({ host: '127.0.0.1', port: server?.port, path: page, headers: { host } }, (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        response.on('end', () => resolve(text));
+      }).on('error', reject);
+    });
+    // The page loads nothing from another origin.
+    expect(html).toContain("elkScript.src = 'elk.js'");
+    expect(html).not.toMatch(/(src|href)="(https?:)?\/\//);
+  });
 });
