@@ -1,7 +1,7 @@
 import { assign, setup } from 'xstate';
 import { boundDelays, boundedSteps, delayOf, doneOutput } from './bounded.js';
 import { placeholder } from './placeholder.js';
-import { failedOutput, type Failure, type FailedOutput } from './failure.js';
+import { failedOutput, type Failure, type FailedOutput, toFailure } from './failure.js';
 import type { HealthResult, RotateResult } from './cold-boot.js';
 
 export interface CaptureBounds {
@@ -95,6 +95,8 @@ const capture = setup({
   },
   guards: {
     keeping: ({ context }) => context.keep !== undefined,
+    // A step whose QEMU died under it leaves no VM to run again: recover at once, naming that step.
+    keepingLiveVm: ({ context, event }) => context.keep !== undefined && !('error' in event && toFailure('', event.error).code === 'E_QEMU_EXITED'),
     rotationWanted: ({ context }) => context.keep?.rotation === true,
   },
   actions: {
@@ -118,7 +120,7 @@ const { bounded, cleanup, failOnError, boundTransition, failOnCancel } = bounded
  */
 function keepOnFailure(state: string, bound: 'pauseMs' | 'migrateMs', waitingFor: string) {
   return {
-    onError: [{ guard: 'keeping' as const, ...failOnError('continuing', state) }, failOnError('recovering', state)],
+    onError: [{ guard: 'keepingLiveVm' as const, ...failOnError('continuing', state) }, failOnError('recovering', state)],
     after: {
       [delayOf(bound)]: [
         { guard: 'keeping' as const, ...boundTransition('continuing', state, bound, waitingFor, HINT) },

@@ -19,6 +19,8 @@ function world(faults: {
   setAsideCapturing?: boolean;
   resumeFails?: string[];
   captureFails?: boolean;
+  /** QEMU dies under the capture's migration: nothing is left to keep. */
+  captureQemuExits?: boolean;
   /** The failed capture's VM cannot be run again (QEMU died with the migration). */
   continueFails?: boolean;
   /** The capture fails after QEMU quit, while storing: there is no VM left to keep. */
@@ -81,6 +83,7 @@ function world(faults: {
           migrateToFile: fromPromise<Migrated, void>(async () => {
             calls.push('capture.migrate');
             if (faults.captureFails) throw errorWithCode('migration failed: disk full', 'E_MIGRATION');
+            if (faults.captureQemuExits) throw errorWithCode('QEMU exited (killed by SIGKILL) while migrating to file', 'E_QEMU_EXITED');
             return { stateBytes: 1, ms: 1 };
           }),
           quitQemu: stop('capture.quit'),
@@ -221,6 +224,14 @@ describe('start machine', () => {
       expect(calls).toContain('cold.rotate');
       expect(maxLive).toBe(1);
     }
+  });
+
+  it('a capture whose QEMU died under it keeps nothing: no continuing, the fallback names the capture step that failed', async () => {
+    const { output, calls, maxLive } = await run({ captureQemuExits: true });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold', fallbackReason: expect.stringMatching(/^capture\.migrating: QEMU exited/) });
+    expect(calls).not.toContain('capture.continue');
+    expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
+    expect(maxLive).toBe(1);
   });
 
   it('Ctrl-C while the cold boot prepares ends the start in failed, with no QEMU launched', async () => {
