@@ -64,6 +64,9 @@ const profileImage = about(
   },
 );
 
+/** What a disk image boots with besides itself, whether it is a local file or downloaded. */
+const diskBootFields = { kernel, initrd, append, userData, metaData };
+
 const urlImage = about(
   fields({
     url: about(
@@ -87,11 +90,7 @@ const urlImage = about(
         description: 'How the download is compressed: "xz" or "zstd". Default: from the address\'s path, ".xz" is xz, ".zst" or ".zstd" is zstd, anything else is not compressed.',
       }),
     ),
-    kernel,
-    initrd,
-    append,
-    userData,
-    metaData,
+    ...diskBootFields,
   }).check(metaDataNeedsUserData),
   {
     title: 'disk image to download',
@@ -104,11 +103,7 @@ const diskImage = about(
   fields({
     disk: path('A qcow2 or raw disk image', 'It is never written: each start runs on a fresh qcow2 overlay in the instance folder.'),
     format: z.optional(diskFormat),
-    kernel,
-    initrd,
-    append,
-    userData,
-    metaData,
+    ...diskBootFields,
   }).check(metaDataNeedsUserData),
   {
     title: 'disk image',
