@@ -63,13 +63,27 @@ program
 
 program
   .command('inspect')
-  .description('Serve the inspector page on a recorded trace (a run that is over, a CI artifact), with a slider to step through it; until Ctrl-C')
+  .summary('Serve the inspector page on a recorded trace, or on two compared side by side; until Ctrl-C')
+  .description(
+    'Serve the inspector page on a recorded trace (a run that is over, a CI artifact), with a slider to step\n' +
+      'through it. Given two traces A and B, the page compares them instead: the machines lit by both runs (what\n' +
+      "only A took, only B, both), each run's path, where B was slower and faster, and every state's time in A\n" +
+      'and in B on one time axis (the rows of `warmvm trace diff A B`). Serves on 127.0.0.1 under a token (the URL\n' +
+      'on stderr) until Ctrl-C.',
+  )
   .argument('[file]', "a trace.jsonl (default: the instance's, $WARMVM_HOME/instances/<name>/trace.jsonl)")
+  .argument('[other]', 'a second trace.jsonl: compare FILE (A) with it (B)')
   .addOption(nameOption())
   .option('-p, --port <port>', 'the port on 127.0.0.1 (default: any free one)', '0')
   .addOption(jsonOption())
-  .action(async (file: string | undefined, opts: { name: string; port: string; json?: boolean }) => {
-    await run(opts.json, async (output) => (await import('./commands/inspect.js')).inspectCommand({ file, name: opts.name, home: resolveHome(), port: Number(opts.port), output }));
+  .addHelpText(
+    'after',
+    ['', 'Examples:', '  warmvm inspect --name ci', '  warmvm inspect ~/.warmvm/instances/ci/traces/<yesterday>.jsonl ~/.warmvm/instances/ci/trace.jsonl'].join('\n'),
+  )
+  .action(async (file: string | undefined, other: string | undefined, opts: { name: string; port: string; json?: boolean }) => {
+    await run(opts.json, async (output) =>
+      (await import('./commands/inspect.js')).inspectCommand({ file, other, name: opts.name, home: resolveHome(), port: Number(opts.port), output }),
+    );
   });
 
 program

@@ -1,4 +1,6 @@
+import type { DiffRow, TraceDiff } from '../trace/diff.js';
 import type { Exchange, TraceRecord } from '../trace/record.js';
+import type { PathStep } from '../trace/run-path.js';
 
 /** What the inspector page draws: the machines, their states and bounds. No run data. */
 export interface InspectorModel {
@@ -56,3 +58,28 @@ export type InspectorMessage =
   | { kind: 'entry'; entry: TraceRecord; summary: string }
   | { kind: 'exchange'; exchange: Exchange }
   | { kind: 'end'; end: RunEnd };
+
+/** One of two compared runs: its trace file, its time, the way it went, how it ended, the edges it took. */
+export interface ComparedRun {
+  file: string;
+  totalMs: number;
+  states: number;
+  path: PathStep[];
+  end: RunEnd;
+  /** The model's edge ids this run took (see takenEdges). */
+  taken: string[];
+}
+
+/**
+ * What the comparison page draws, all of it at once: the machines, each run, and the diff of
+ * `warmvm trace diff A B` (its rows state by state, its summary). Trace data only: no secrets.
+ */
+export interface CompareMessage {
+  kind: 'compare';
+  title: string;
+  model: InspectorModel;
+  a: ComparedRun;
+  b: ComparedRun;
+  rows: DiffRow[];
+  summary: TraceDiff['summary'];
+}

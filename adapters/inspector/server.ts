@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { WarmvmError } from '../support/errors.js';
-import type { InspectorMessage } from './protocol.js';
+import type { CompareMessage, InspectorMessage } from './protocol.js';
 import { INSPECTOR_PAGE } from './page.js';
 
 /** A running inspector server: where its page is, and how to send the page messages. */
@@ -11,7 +11,7 @@ export interface InspectorServer {
   /** The page, with its token: only someone given this URL can open it. */
   url: string;
   port: number;
-  publish(message: InspectorMessage): void;
+  publish(message: InspectorMessage | CompareMessage): void;
   close(): Promise<void>;
 }
 
@@ -23,9 +23,10 @@ const MAX_KEPT = 20_000;
  * server-sent events (everything so far, then live), and the same as JSON at `messages`. The
  * messages are secret-free by construction: trace entries and exchange summaries.
  */
-export async function startInspectorServer(options: { port: number }): Promise<InspectorServer> {
+export async function startInspectorServer(options: { port: number; page?: string }): Promise<InspectorServer> {
   const token = randomBytes(18).toString('base64url');
-  const kept: InspectorMessage[] = [];
+  const page = options.page ?? INSPECTOR_PAGE;
+  const kept: (InspectorMessage | CompareMessage)[] = [];
   const streams = new Set<ServerResponse>();
   let hosts: Set<string> = new Set();
   const server = createServer((request, response) => {
@@ -42,7 +43,7 @@ export async function startInspectorServer(options: { port: number }): Promise<I
     }
     const rest = path.slice(token.length + 2);
     if (rest === '') {
-      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(INSPECTOR_PAGE);
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page);
     } else if (rest === 'elk.js') {
       elkSource().then(
         (source) => response.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'private, max-age=3600' }).end(source),
@@ -109,6 +110,6 @@ function elkSource(): Promise<string> {
   return elk;
 }
 
-function frame(message: InspectorMessage): string {
+function frame(message: InspectorMessage | CompareMessage): string {
   return `data: ${JSON.stringify(message)}\n\n`;
 }

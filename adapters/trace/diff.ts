@@ -14,6 +14,9 @@ export interface DiffRow {
   /** The time spent in it in each run; absent in the run that never entered it. */
   aMs?: number;
   bMs?: number;
+  /** Where it began in each run, in ms since that run began. */
+  aStartMs?: number;
+  bStartMs?: number;
   /** B's time less A's, a missing state counting 0. */
   diffMs: number;
   /** B's time over A's, when both ran it and A's took any time. */
@@ -74,8 +77,8 @@ export function diffTraces(a: readonly TraceRecord[], b: readonly TraceRecord[])
     rows.push({
       ...both,
       depth: some.depth,
-      ...(rowA ? { aMs: rowA.ms, aFailed: rowA.failed } : {}),
-      ...(rowB ? { bMs: rowB.ms, bFailed: rowB.failed } : {}),
+      ...(rowA ? { aMs: rowA.ms, aStartMs: rowA.startMs, aFailed: rowA.failed } : {}),
+      ...(rowB ? { bMs: rowB.ms, bStartMs: rowB.startMs, bFailed: rowB.failed } : {}),
       diffMs: (rowB?.ms ?? 0) - (rowA?.ms ?? 0),
       ...(rowA && rowB && rowA.ms > 0 ? { ratio: rowB.ms / rowA.ms } : {}),
     });

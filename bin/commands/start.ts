@@ -86,8 +86,12 @@ export async function startCommand(options: StartOptions): Promise<number> {
   const lock = await acquireInstanceLock(paths.lockFile, paths.name);
   cleanup.add('release the instance lock', () => lock.release());
   try {
+    const bounds = startBounds(spec);
+    // Opened before the trace begins: the run's time, and its waterfall, are the machines' alone.
+    const inspector = options.inspect ? await openInspector(options.inspect, bounds, options.name) : undefined;
     await archivePreviousTrace(paths.traceFile);
     const trace = new TraceRecorder(paths.traceFile);
+    inspector?.begin(trace.startedAt);
     const run = createRun({ spec, paths, home: options.home, cleanup, logger, progress: output.progress, startedAt: trace.startedAt });
     onExchange(run, (exchange) => trace.exchange(exchange));
     trace.onEntry((entry) => {
@@ -105,8 +109,6 @@ export async function startCommand(options: StartOptions): Promise<number> {
     });
     output.progress.line(`warmvm: starting instance "${options.name}"${options.cold ? ' (cold boot forced)' : ''}`);
     if (!options.rotation) output.progress.line('warmvm: WARNING: --no-rotation: the guest keeps the placeholder secrets of its snapshot');
-    const bounds = startBounds(spec);
-    const inspector = options.inspect ? await openInspector(options.inspect, bounds, options.name, trace.startedAt) : undefined;
     if (inspector) {
       trace.onEntry((entry) => inspector.entry(entry));
       onExchange(run, (exchange) => inspector.exchange(exchange));
@@ -239,7 +241,7 @@ function isFinal(state: string): boolean {
 }
 
 /** The live inspector, loaded only for --inspect: a plain start never pays for the page and its server. */
-async function openInspector(target: InspectTarget, bounds: StartBounds, name: string, startedAt: number): Promise<LiveInspector> {
+async function openInspector(target: InspectTarget, bounds: StartBounds, name: string): Promise<LiveInspector> {
   const [{ LiveInspector }, { inspectorModel }] = await Promise.all([import('../inspector/live.js'), import('../inspector/model.js')]);
-  return await LiveInspector.open(target, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${name}`, startedAt });
+  return await LiveInspector.open(target, { model: inspectorModel({ kind: 'start', bounds }), title: `warmvm start --name ${name}` });
 }

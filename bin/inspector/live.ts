@@ -39,7 +39,8 @@ export class LiveInspector {
     private readonly stately: StatelyInspector | undefined,
   ) {}
 
-  static async open(target: InspectTarget, run: { model: InspectorModel; title: string; startedAt: number }): Promise<LiveInspector> {
+  /** Opened before the run begins (see `begin`), so the time it takes is not in the run's trace. */
+  static async open(target: InspectTarget, run: { model: InspectorModel; title: string }): Promise<LiveInspector> {
     if (target.kind === 'stately') {
       const stately = await connectStatelyInspector(target.url);
       if (!stately) {
@@ -50,9 +51,17 @@ export class LiveInspector {
       return new LiveInspector(undefined, stately);
     }
     const server = await startInspectorServer({ port: target.port });
-    server.publish({ kind: 'hello', model: run.model, title: run.title, live: true, startedAt: run.startedAt, now: Date.now() });
     announce(`warmvm: inspector at ${server.url}`);
-    return new LiveInspector(server, undefined);
+    const inspector = new LiveInspector(server, undefined);
+    inspector.hello = { model: run.model, title: run.title };
+    return inspector;
+  }
+
+  private hello: { model: InspectorModel; title: string } | undefined;
+
+  /** The run began at `startedAt` (its trace's clock): the page gets the machines and that time. */
+  begin(startedAt: number): void {
+    if (this.hello) this.server?.publish({ kind: 'hello', ...this.hello, live: true, startedAt, now: Date.now() });
   }
 
   get url(): string | undefined {

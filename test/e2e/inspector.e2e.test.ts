@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -120,6 +120,20 @@ async function drawn(page: Page) {
     cursor: string | undefined;
     future: number;
   };
+}
+
+/** The newest trace of `name` that is a start's that ended healthy: trace.jsonl or one it kept in traces/. */
+async function lastStartTrace(name: string): Promise<string> {
+  const folder = join(E2E_HOME, 'instances', name);
+  const kept = (await readdir(join(folder, 'traces')))
+    .filter((file) => file.endsWith('.jsonl'))
+    .sort()
+    .reverse();
+  for (const file of [join(folder, 'trace.jsonl'), ...kept.map((file) => join(folder, 'traces', file))]) {
+    const lines = (await readFile(file, 'utf8')).trim().split('\n');
+    if (lines[0]?.includes('"machine":"start"') && lines.some((line) => line.includes('"state":"start.running"'))) return file;
+  }
+  throw new Error(`no healthy start's trace of ${name} in ${folder}`);
 }
 
 async function screenshot(page: Page, name: string): Promise<string> {
@@ -267,6 +281,95 @@ describe('the inspector in a real browser', () => {
       expect(ended.exitCode).toBe(0);
       await page.close();
       expect((await readdir(SHOTS)).filter((file) => file.endsWith('.png')).length).toBeGreaterThanOrEqual(3);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'compares two recorded runs side by side with warmvm inspect A B: the diff of trace diff, both paths lit on the machines',
+    async () => {
+      // A: insp-live's last resume (its trace.jsonl is a stop's by now: the start is among its kept traces). B: the fallback.
+      const a = await lastStartTrace('insp-live');
+      const b = join(E2E_HOME, 'instances', 'insp-fallback', 'trace.jsonl');
+      const expected = await cli(['trace', 'diff', a, b, '--json']);
+      expect(expected.exitCode, expected.stderr).toBe(0);
+      const diff = expected.json as { rows: { state: string; occurrence: number; aMs?: number; bMs?: number; only?: string }[]; summary: { diffMs: number } };
+
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      const run = serving(['inspect', a, b, '--json']);
+      await page.goto(await run.url);
+      await page.locator('svg[data-chart="start"]').waitFor({ timeout: 30_000 });
+      const shown = (await page.evaluate(`(() => {
+        const all = (selector, attribute) => [...document.querySelectorAll(selector)].map((node) => node.getAttribute(attribute));
+        const number = (node, attribute) => node.hasAttribute(attribute) ? Number(node.getAttribute(attribute)) : undefined;
+        const svg = document.querySelector('svg[data-side-by-side]');
+        return {
+          status: document.querySelector('#status').className,
+          pathA: document.querySelector('[data-path="a"]').textContent,
+          pathB: document.querySelector('[data-path="b"]').textContent,
+          runs: document.querySelector('#runs').textContent,
+          verdict: document.querySelector('#verdict').textContent,
+          spanMs: Number(svg.getAttribute('data-span-ms')),
+          rows: [...svg.querySelectorAll('g.cmp-row')].map((row) => ({
+            state: row.getAttribute('data-state'), occurrence: Number(row.getAttribute('data-occurrence')),
+            aMs: number(row, 'data-a-ms'), bMs: number(row, 'data-b-ms'), only: row.getAttribute('data-only') || undefined,
+            aWidth: row.querySelector('[data-bar="a"]') ? Number(row.querySelector('[data-bar="a"]').getAttribute('width')) : undefined,
+            bWidth: row.querySelector('[data-bar="b"]') ? Number(row.querySelector('[data-bar="b"]').getAttribute('width')) : undefined,
+          })),
+          fallbackA: all('svg[data-chart] g.edge.k-fallback[data-taken-a="true"]', 'data-edge'),
+          fallbackB: all('svg[data-chart] g.edge.k-fallback[data-taken-b="true"]', 'data-edge'),
+          both: all('svg[data-chart] g.edge[data-taken-a="true"][data-taken-b="true"]', 'data-edge'),
+          nodes: Object.fromEntries([...document.querySelectorAll('svg[data-chart] g.node')].map((node) => [node.getAttribute('data-state'), node.getAttribute('data-in')])),
+        };
+      })()`)) as {
+        status: string;
+        pathA: string;
+        pathB: string;
+        runs: string;
+        verdict: string;
+        spanMs: number;
+        rows: { state: string; occurrence: number; aMs?: number; bMs?: number; only?: string; aWidth?: number; bWidth?: number }[];
+        fallbackA: string[];
+        fallbackB: string[];
+        both: string[];
+        nodes: Record<string, string>;
+      };
+      // The page draws trace diff's rows, state by state, in its order.
+      expect
+        .soft(shown.rows.map(({ state, occurrence, aMs, bMs, only }) => ({ state, occurrence, aMs, bMs, only })))
+        .toEqual(diff.rows.map(({ state, occurrence, aMs, bMs, only }) => ({ state, occurrence, aMs, bMs, only })));
+      expect.soft(shown.rows.filter((row) => row.only === 'b').map((row) => row.state)).toEqual(expect.arrayContaining(['start.coldBoot', 'coldBoot.booting', 'start.capture']));
+      // One time axis for both: the widest bar each run has in a state both ran is as long, against the other, as its time.
+      const both = shown.rows
+        .filter((row) => row.aMs !== undefined && row.bMs !== undefined)
+        .sort((x, y) => Math.min(y.aMs ?? 0, y.bMs ?? 0) - Math.min(x.aMs ?? 0, x.bMs ?? 0))[0];
+      expect(both, 'a state both runs spent time in').toBeDefined();
+      if (both?.aWidth !== undefined && both.bWidth !== undefined && both.aMs !== undefined && both.bMs !== undefined) {
+        expect.soft(both.aWidth / both.bWidth, `${both.state}: bars ${both.aWidth} and ${both.bWidth} for ${both.aMs} and ${both.bMs} ms`).toBeCloseTo(both.aMs / both.bMs, 1);
+      }
+      // The paths, the fallback only B took, what both took, the verdict.
+      expect.soft(shown.status).toBe('slower');
+      expect.soft(shown.verdict).toMatch(/^B took [\d.]+ s longer than A/);
+      expect.soft(shown.pathA).toBe('resume → running');
+      expect.soft(shown.pathB).toMatch(/^resume \(failed\) → .*coldBoot → capture → resume → running$/);
+      expect.soft(shown.runs).toMatch(/fell back: resume\.preparing: /);
+      expect.soft(shown.fallbackA).toEqual([]);
+      expect.soft(shown.fallbackB.length).toBeGreaterThanOrEqual(1);
+      expect.soft(shown.both).toContain('start.resume->start.running');
+      expect.soft(shown.nodes).toMatchObject({ 'start.resume': 'both', 'start.coldBoot': 'b', 'start.capture': 'b', 'start.running': 'both' });
+      await screenshot(page, 'inspector-compare');
+      // The resume machine, a tab away: both runs went through it; only B's failed resume stopped.
+      await page.locator('[data-tab="resume"]').click();
+      await page.locator('svg[data-chart="resume"]').waitFor({ timeout: 10_000 });
+      const resumeNodes = (await page.evaluate(
+        `Object.fromEntries([...document.querySelectorAll('svg[data-chart] g.node')].map((node) => [node.getAttribute('data-state'), node.getAttribute('data-in')]))`,
+      )) as Record<string, string>;
+      expect.soft(resumeNodes).toMatchObject({ 'resume.preparing': 'both', 'resume.rotating': 'both', 'resume.healthy': 'both', 'resume.stopping': 'b' });
+      await screenshot(page, 'inspector-compare-resume');
+      const ended = await run.interrupt();
+      expect(ended.exitCode).toBe(0);
+      expect(ended.json).toMatchObject({ url: await run.url, a, b, summary: { diffMs: diff.summary.diffMs } });
+      await page.close();
     },
     TIMEOUT,
   );
