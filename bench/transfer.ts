@@ -27,7 +27,7 @@ import { execa } from 'execa';
 import { decompressFile } from '../adapters/oci/zstd-file.js';
 import type { Digest } from '../adapters/oci/types.js';
 import { RegistryClient } from '../adapters/registry/client.js';
-import { type PackedLayer, parseSnapshotArtifact } from '../adapters/snapshot/artifact.js';
+import { layerEncoding, type PackedLayer, parseSnapshotArtifact } from '../adapters/snapshot/artifact.js';
 import { fileChecksum } from '../adapters/snapshot/checksum.js';
 import { blobPath } from '../adapters/snapshot/pack.js';
 import { type LocalRegistry, startLocalRegistry } from './local-registry.js';
@@ -322,6 +322,12 @@ try {
       // Where a pull's time goes besides the download: each step alone, on the same blob.
       const file = blobPath(from, one.layer.descriptor.digest);
       one.split.sha256.push(await timed(() => sha256File(file)));
+      if (layerEncoding(one.layer) === 'raw') {
+        // The blob is the file: a pull links it into place.
+        one.fileBytes = one.layer.descriptor.size;
+        one.split.checksum.push(await timed(() => fileChecksum(file)));
+        continue;
+      }
       const unpacked = join(scratch, one.layer.name);
       one.split.decompress.push(
         await timed(async () => {
@@ -385,7 +391,7 @@ console.log(formatSummary('  / curl on the largest blob', s(whole.pullRatio), 'Ã
 for (const one of measured) {
   const { layer } = one;
   console.log(
-    `   ${layer.name} (${layer.role}${layer === measured[0]?.layer ? ', the largest' : ''}): ${(layer.descriptor.size / MB).toFixed(1)} MB compressed, ${(one.fileBytes / MB).toFixed(1)} MB unpacked`,
+    `   ${layer.name} (${layer.role}${layer === measured[0]?.layer ? ', the largest' : ''}): ${layerEncoding(layer) === 'raw' ? `${(layer.descriptor.size / MB).toFixed(1)} MB, a raw layer (the file as it is)` : `${(layer.descriptor.size / MB).toFixed(1)} MB compressed, ${(one.fileBytes / MB).toFixed(1)} MB unpacked`}`,
   );
   console.log(mbs('push: RegistryClient.pushBlob', s(one.push.blob)));
   console.log(mbs('push: curl POST + one PUT', s(one.push.curl)));
@@ -398,7 +404,7 @@ for (const one of measured) {
   console.log('     the parts of its pull, each alone (pullBlob = fetch + write + sha256 + fdatasync):');
   console.log(`     ${mbs('Node fetch, body dropped', s(one.split.fetch))}`);
   console.log(`     ${formatSummary('sha256 of the blob', s(one.split.sha256))}`);
-  console.log(`     ${formatSummary('decompress (sparse zstd)', s(one.split.decompress))}`);
+  console.log(`     ${one.split.decompress.length === 0 ? 'decompress: none, the blob is linked into place' : formatSummary('decompress (sparse zstd)', s(one.split.decompress))}`);
   console.log(`     ${formatSummary('XXH128 checksum of the file', s(one.split.checksum))}`);
 }
 console.log(`command: node ${relative(process.cwd(), process.argv[1] ?? '')} ${process.argv.slice(2).join(' ')}`.trimEnd());

@@ -155,6 +155,44 @@ export async function compressFile(src: string, destFile: string, options: Compr
   }
 }
 
+/** A file smaller than this is always compressed: sampling it would cost more than it saves. */
+const SAMPLED_MIN_BYTES = 64 << 20;
+/** Chunks compressed to judge a file, spread over it. */
+const SAMPLE_CHUNKS = 8;
+/** zstd keeping more than this share of the sampled bytes does not pay for itself. */
+const NOT_WORTH_RATIO = 0.9;
+
+/**
+ * Whether zstd would leave `src` about as large as it is: a large file without holes whose
+ * sampled chunks (spread over it, at the level compressFile uses) keep over 90% of their bytes,
+ * such as a qcow2 image of compressed clusters or a gzip'd initrd. Such a file travels as it is.
+ */
+export async function zstdWouldNotShrink(src: string, signal?: AbortSignal): Promise<boolean> {
+  const found = await stat(src);
+  // Holes are what a zstd blob carries for nothing and a raw one would send as zeros.
+  if (found.size < SAMPLED_MIN_BYTES || found.blocks * 512 < found.size * NOT_WORTH_RATIO) return false;
+  const binding = await loadBinding();
+  const cctx = new binding.CCtx();
+  cctx.setParameter(binding.CParameter.compressionLevel, 3);
+  const compressed = Buffer.allocUnsafe(binding.compressBound(CHUNK_BYTES));
+  const slot = Buffer.allocUnsafe(CHUNK_BYTES);
+  const chunks = Math.floor(found.size / CHUNK_BYTES);
+  const input = await open(src, 'r');
+  let read = 0;
+  let kept = 0;
+  try {
+    for (let k = 0; k < SAMPLE_CHUNKS; k += 1) {
+      if (signal?.aborted) throw abortError(signal, `sampling ${src}`);
+      const data = await readChunk(input, slot, Math.floor(((k + 0.5) * chunks) / SAMPLE_CHUNKS), found.size, src);
+      read += data.length;
+      kept += cctx.compress2(compressed, data);
+    }
+  } finally {
+    await input.close();
+  }
+  return kept >= read * NOT_WORTH_RATIO;
+}
+
 /**
  * Decompresses the zstd blob `src` into `destFile`, leaving a hole wherever a chunk of the
  * output is all zeros. Any standard zstd stream is read, frame after frame, in bounded memory.

@@ -5,12 +5,21 @@ import { parseManifest, type SnapshotManifest } from './manifest.js';
 /*
  * A snapshot as an OCI artifact: an image manifest whose config is warmvm's own (the snapshot's
  * manifest and where its disk's backing file lives) and whose layers are its files, each
- * compressed with zstd. A registry stores it like any image; only warmvm unpacks it.
+ * compressed with zstd, or as it is when zstd would not shrink it (a qcow2 of compressed
+ * clusters): such a layer is the file itself, and a pull links it into place instead of
+ * unpacking it. A registry stores it like any image; only warmvm unpacks it.
  */
 export const SNAPSHOT_ARTIFACT_TYPE = 'application/vnd.warmvm.snapshot.v1';
 export const SNAPSHOT_CONFIG_MEDIA_TYPE = 'application/vnd.warmvm.snapshot.config.v1+json';
-/** Every layer is one file, compressed as standard zstd (frames back to back; holes come back as holes). */
+/** Every layer is one file, compressed as standard zstd (frames back to back; holes come back as holes)… */
 export const LAYER_MEDIA_TYPE = 'application/vnd.warmvm.snapshot.file.v1+zstd';
+/** …or the file's own bytes, when zstd would not shrink it. */
+export const RAW_LAYER_MEDIA_TYPE = 'application/vnd.warmvm.snapshot.file.v1';
+/** How a layer's blob holds its file. */
+export type LayerEncoding = 'zstd' | 'raw';
+/** Format 2 may hold raw layers, which a warmvm that reads format 1 would take for damaged zstd. */
+export const ARTIFACT_FORMAT = 2;
+const READABLE_FORMATS = new Set([1, 2]);
 /** What a layer is for: one of the snapshot's files, or a file of the guest image it boots. */
 export const ROLE_ANNOTATION = 'dev.warmvm.role';
 /** The guest image's folder under `images/` that an image layer belongs in. */
@@ -31,7 +40,7 @@ export type DiskBacking = { imageDir: string; file: string } | { path: string };
 
 export interface SnapshotArtifactConfig {
   /** The artifact's own format, apart from the snapshot's. */
-  artifactFormat: 1;
+  artifactFormat: 1 | 2;
   manifest: SnapshotManifest;
   diskBacking: DiskBacking | undefined;
 }
@@ -44,10 +53,15 @@ export interface PackedLayer {
   descriptor: Descriptor;
 }
 
-export function layerDescriptor(role: LayerRole, name: string, imageDir: string | undefined, blob: { digest: Digest; size: number }): Descriptor {
+export function layerDescriptor(role: LayerRole, name: string, imageDir: string | undefined, blob: { digest: Digest; size: number; encoding: LayerEncoding }): Descriptor {
   const annotations: Record<string, string> = { [TITLE_ANNOTATION]: name, [ROLE_ANNOTATION]: role };
   if (imageDir !== undefined) annotations[IMAGE_DIR_ANNOTATION] = imageDir;
-  return { mediaType: LAYER_MEDIA_TYPE, digest: blob.digest, size: blob.size, annotations };
+  return { mediaType: blob.encoding === 'raw' ? RAW_LAYER_MEDIA_TYPE : LAYER_MEDIA_TYPE, digest: blob.digest, size: blob.size, annotations };
+}
+
+/** How a layer's blob holds its file, read from its media type (parseSnapshotArtifact refuses any other). */
+export function layerEncoding(layer: PackedLayer): LayerEncoding {
+  return layer.descriptor.mediaType === RAW_LAYER_MEDIA_TYPE ? 'raw' : 'zstd';
 }
 
 export function imageManifestFor(config: { digest: Digest; size: number }, layers: Descriptor[], createdAt: string): ImageManifest {
@@ -83,6 +97,9 @@ export function parseSnapshotArtifact(body: Buffer, where: string): { manifest: 
     if (!isDigest(layer.digest) || !isRole(role) || !safeName(name) || (imageDir !== undefined && !safeName(imageDir)) || (role === 'image') !== (imageDir !== undefined)) {
       throw notASnapshot(where, `a layer (${String(layer.digest)}) lacks a valid role, file name or image folder`);
     }
+    if (layer.mediaType !== LAYER_MEDIA_TYPE && layer.mediaType !== RAW_LAYER_MEDIA_TYPE) {
+      throw notASnapshot(where, `its layer ${name} has media type ${String(layer.mediaType)}, not ${LAYER_MEDIA_TYPE} or ${RAW_LAYER_MEDIA_TYPE}`);
+    }
     return { role, name, imageDir, descriptor: layer };
   });
   for (const role of ['memory', 'state'] as const) if (!layers.some((layer) => layer.role === role)) throw notASnapshot(where, `it has no ${role} layer`);
@@ -101,7 +118,10 @@ export function parseConfig(body: Buffer, where: string): SnapshotArtifactConfig
     throw notASnapshot(where, 'its config is not JSON', cause);
   }
   if (!isObject(value)) throw notASnapshot(where, 'its config is not a JSON object');
-  if (value.artifactFormat !== 1) throw notASnapshot(where, `its config is artifact format ${String(value.artifactFormat)}; this warmvm reads format 1`);
+  const format = value.artifactFormat;
+  if (typeof format !== 'number' || !READABLE_FORMATS.has(format)) {
+    throw notASnapshot(where, `its config is artifact format ${String(format)}; this warmvm reads formats ${[...READABLE_FORMATS].join(' and ')}`);
+  }
   if (!isObject(value.manifest)) throw notASnapshot(where, 'its config holds no snapshot manifest');
   let manifest: SnapshotManifest;
   try {
@@ -123,7 +143,7 @@ export function parseConfig(body: Buffer, where: string): SnapshotArtifactConfig
     backing === null ||
     (isObject(backing) && ('path' in backing ? typeof backing.path === 'string' && backing.path.startsWith('/') : safeName(backing.imageDir) && safeName(backing.file)));
   if (!backingOk) throw notASnapshot(where, 'its disk backing is malformed');
-  return { artifactFormat: 1, manifest, diskBacking: (backing ?? undefined) as DiskBacking | undefined };
+  return { artifactFormat: format as 1 | 2, manifest, diskBacking: (backing ?? undefined) as DiskBacking | undefined };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

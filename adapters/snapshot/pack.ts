@@ -1,14 +1,26 @@
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { chmod, copyFile, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { compressFile, decompressFile } from '../oci/zstd-file.js';
+import { compressFile, decompressFile, zstdWouldNotShrink } from '../oci/zstd-file.js';
 import { blobRelativePath, type Descriptor, type Digest } from '../oci/types.js';
 import { readBackingFile } from '../qemu/qcow2-header.js';
 import { rebaseOverlay } from '../qemu/overlay.js';
-import { syncDir, writeFileDurably } from '../support/durable.js';
+import { syncDir, syncFile, writeFileDurably } from '../support/durable.js';
 import { WarmvmError, throwIfAborted } from '../support/errors.js';
 import { fileExists } from '../support/file-exists.js';
-import { type DiskBacking, imageManifestFor, layerDescriptor, type LayerRole, type PackedLayer, type SnapshotArtifactConfig, serializeConfig } from './artifact.js';
+import {
+  ARTIFACT_FORMAT,
+  type DiskBacking,
+  imageManifestFor,
+  layerDescriptor,
+  type LayerEncoding,
+  layerEncoding,
+  type LayerRole,
+  type PackedLayer,
+  type SnapshotArtifactConfig,
+  serializeConfig,
+} from './artifact.js';
 import { fileChecksum } from './checksum.js';
 import type { SnapshotManifest } from './manifest.js';
 import { commitCapture, createCaptureDir, SNAPSHOT_FILE_MODE, type SnapshotPaths } from './store.js';
@@ -67,7 +79,7 @@ export async function packSnapshot(
     const found = await stat(file.path);
     await add('image', file.path, file.name, file.dir, `image:${found.ino}:${found.size}:${found.mtimeMs}`);
   }
-  const config: SnapshotArtifactConfig = { artifactFormat: 1, manifest, diskBacking };
+  const config: SnapshotArtifactConfig = { artifactFormat: ARTIFACT_FORMAT, manifest, diskBacking };
   const configBlob = await writeBlob(options.layoutRoot, serializeConfig(config));
   const imageManifest = imageManifestFor(
     configBlob,
@@ -105,7 +117,7 @@ export async function unpackSnapshot(
     const unpack = async (role: LayerRole, name: string, bytes: number) => {
       const layer = layers.find((candidate) => candidate.role === role);
       if (!layer) throw missingLayer(role);
-      await decompressFile(blobPath(layoutRoot, layer.descriptor.digest), join(dir, name), {
+      await unpackLayer(layoutRoot, layer, join(dir, name), {
         signal,
         expectedBytes: bytes,
         onProgress: onProgress && ((done, total) => onProgress(`unpacking ${name}`, done, total)),
@@ -150,34 +162,114 @@ export async function writeBlob(layoutRoot: string, body: Buffer): Promise<{ dig
   return { digest, size: body.length };
 }
 
-async function packFile(
-  file: string,
-  cacheKey: string,
-  name: string,
-  options: { layoutRoot: string; signal?: AbortSignal; onProgress?: TransferProgress },
-): Promise<{ digest: Digest; size: number }> {
+async function packFile(file: string, cacheKey: string, name: string, options: { layoutRoot: string; signal?: AbortSignal; onProgress?: TransferProgress }): Promise<PackedBlob> {
   const index = join(options.layoutRoot, 'blobs', PACKED_INDEX, `${createHash('sha256').update(cacheKey).digest('hex').slice(0, 32)}.json`);
   const cached = await readPacked(index);
   if (cached && (await stat(blobPath(options.layoutRoot, cached.digest)).catch(() => undefined))?.size === cached.size) return cached;
   const temp = join(options.layoutRoot, 'blobs', `.pack-${process.pid}-${name}`);
   try {
-    const blob = await compressFile(file, temp, {
-      signal: options.signal,
-      onProgress: options.onProgress && ((done, total) => options.onProgress?.(`compressing ${name}`, done, total)),
-    });
+    let blob: PackedBlob;
+    if (await zstdWouldNotShrink(file, options.signal)) {
+      blob = { ...(await linkRaw(file, temp, options.signal, options.onProgress && ((done, total) => options.onProgress?.(`hashing ${name}`, done, total)))), encoding: 'raw' };
+    } else {
+      const compressed = await compressFile(file, temp, {
+        signal: options.signal,
+        onProgress: options.onProgress && ((done, total) => options.onProgress?.(`compressing ${name}`, done, total)),
+      });
+      blob = { digest: compressed.digest, size: compressed.size, encoding: 'zstd' };
+    }
     await rename(temp, blobPath(options.layoutRoot, blob.digest));
+    await syncDir(join(options.layoutRoot, 'blobs', 'sha256'));
     await mkdir(dirname(index), { recursive: true });
-    await writeFileDurably(index, `${JSON.stringify({ digest: blob.digest, size: blob.size })}\n`);
-    return { digest: blob.digest, size: blob.size };
+    await writeFileDurably(index, `${JSON.stringify(blob)}\n`);
+    return blob;
   } finally {
     await rm(temp, { force: true });
   }
 }
 
-async function readPacked(index: string): Promise<{ digest: Digest; size: number } | undefined> {
+interface PackedBlob {
+  digest: Digest;
+  size: number;
+  encoding: LayerEncoding;
+}
+
+/**
+ * A file that travels as it is, as a blob: `temp` is a second name for it (a snapshot's and an
+ * image's files are never written, only replaced), or a copy where the two cannot share an
+ * inode; its digest is the sha256 of the file.
+ */
+async function linkRaw(
+  file: string,
+  temp: string,
+  signal: AbortSignal | undefined,
+  onProgress: ((done: number, total: number) => void) | undefined,
+): Promise<{ digest: Digest; size: number }> {
+  await rm(temp, { force: true });
+  await linkOrCopy(file, temp);
+  const hash = createHash('sha256');
+  const size = (await stat(temp)).size;
+  let done = 0;
+  for await (const chunk of createReadStream(temp, { highWaterMark: 4 << 20, signal }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    done += chunk.length;
+    onProgress?.(done, size);
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+/** A hard link, or a flushed copy where a link cannot be made (another file system, a file system without links). */
+async function linkOrCopy(from: string, to: string): Promise<void> {
   try {
-    const value = JSON.parse(await readFile(index, 'utf8')) as { digest: Digest; size: number };
-    return typeof value.digest === 'string' && typeof value.size === 'number' ? value : undefined;
+    await link(from, to);
+  } catch {
+    await copyFile(from, to);
+    await syncFile(to);
+  }
+}
+
+/**
+ * A layer's file at `dest`, from its blob (present and verified by digest): a zstd layer is
+ * unpacked, a raw one is the blob itself under a second name (nothing writes either), put there
+ * by a rename so that `dest` is whole or absent.
+ */
+async function unpackLayer(
+  layoutRoot: string,
+  layer: PackedLayer,
+  dest: string,
+  options: { signal?: AbortSignal; expectedBytes?: number; onProgress?: (done: number, total: number) => void },
+): Promise<void> {
+  const blob = blobPath(layoutRoot, layer.descriptor.digest);
+  if (layerEncoding(layer) === 'zstd') {
+    await decompressFile(blob, dest, options);
+    return;
+  }
+  const size = (await stat(blob)).size;
+  if (options.expectedBytes !== undefined && size !== options.expectedBytes) {
+    throw new WarmvmError('E_OCI_BLOB', `the blob ${blob} holds ${size} bytes, where ${options.expectedBytes} were expected`, {
+      hint: 'it is not the file its snapshot names: delete it, then pull or import the snapshot again',
+    });
+  }
+  throwIfAborted(options.signal, `unpacking ${layer.name}`);
+  const temp = `${dest}.tmp-${process.pid}`;
+  try {
+    await rm(temp, { force: true });
+    await linkOrCopy(blob, temp);
+    await rename(temp, dest);
+  } finally {
+    await rm(temp, { force: true });
+  }
+  await syncDir(dirname(dest));
+  options.onProgress?.(size, size);
+}
+
+async function readPacked(index: string): Promise<PackedBlob | undefined> {
+  try {
+    const value = JSON.parse(await readFile(index, 'utf8')) as { digest: Digest; size: number; encoding?: LayerEncoding };
+    // Written before raw layers existed: every blob then was zstd.
+    return typeof value.digest === 'string' && typeof value.size === 'number'
+      ? { digest: value.digest, size: value.size, encoding: value.encoding === 'raw' ? 'raw' : 'zstd' }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -225,7 +317,7 @@ export async function installGuestImages(
     await mkdir(staging, { recursive: true });
     try {
       for (const file of files) {
-        await decompressFile(blobPath(layoutRoot, file.descriptor.digest), join(staging, file.name), {
+        await unpackLayer(layoutRoot, file, join(staging, file.name), {
           signal,
           onProgress: onProgress && ((done, total) => onProgress(`unpacking ${name}/${file.name}`, done, total)),
         });

@@ -76,7 +76,7 @@ export async function snapshotExportCommand(options: Common & { file: string; ke
     const bytes = packed.layers.reduce((sum, layer) => sum + layer.descriptor.size, 0);
     output.result(
       { ok: true, file: options.file, key: paths.key, digest: packed.manifest.digest, tag: options.tag, layers: packed.layers.length, bytes },
-      `exported snapshot ${paths.key} to ${options.file} (${packed.layers.length} layers, ${sizeText(bytes)} compressed, manifest ${packed.manifest.digest.slice(0, 19)}…)`,
+      `exported snapshot ${paths.key} to ${options.file} (${packed.layers.length} layers, ${sizeText(bytes)} of blobs, manifest ${packed.manifest.digest.slice(0, 19)}…)`,
     );
     return 0;
   } finally {

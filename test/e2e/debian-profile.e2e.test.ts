@@ -1,7 +1,13 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { homePaths } from '../../adapters/instance/paths.js';
+import type { ImageManifest } from '../../adapters/oci/types.js';
+import { LAYER_MEDIA_TYPE, RAW_LAYER_MEDIA_TYPE } from '../../adapters/snapshot/artifact.js';
+import { blobPath } from '../../adapters/snapshot/pack.js';
 import { cli, type CliResult } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectCorruptStateFallsBack, expectFirstStart, expectResumeWithNewSecrets, startHealthy, withGuestAgent } from '../helpers/real-guest.js';
@@ -16,6 +22,7 @@ let configDir: string;
 let config: string;
 
 const fingerprint = (result: CliResult): Promise<string> => secretFingerprint(result);
+const execFileAsync = promisify(execFile);
 
 describe('the Debian profile on real QEMU', () => {
   beforeAll(async () => {
@@ -83,6 +90,44 @@ describe('the Debian profile on real QEMU', () => {
       expect(execs).toBe('');
     });
     await stopAndCheckTrace(name);
+  }, 1_800_000);
+
+  it('its disk is compressed clusters that travel as they are: exported, imported into an empty home, linked into place, and resumed there', async () => {
+    await startHealthy(name, config);
+    expect((await cli(['stop', '--name', name])).exitCode).toBe(0);
+    const built = (await cli(['guest', 'build', '--profile', 'debian', '--json'])).json as { disk: string };
+    const info = JSON.parse((await execFileAsync('qemu-img', ['info', '--output=json', built.disk])).stdout) as { 'format-specific': { data: { 'compression-type': string } } };
+    expect(info['format-specific'].data['compression-type']).toBe('zstd');
+
+    const home = await mkdtemp(join(tmpdir(), 'wvm-deb-'));
+    try {
+      const file = join(home, 'debian.oci.tar');
+      const exported = await cli(['snapshot', 'export', file, '--name', name, '--json']);
+      expect(exported.exitCode, exported.stderr).toBe(0);
+      const manifest = JSON.parse(
+        (await execFileAsync('tar', ['-xOf', file, `blobs/sha256/${String(exported.json.digest).slice('sha256:'.length)}`], { maxBuffer: 1 << 20 })).stdout,
+      ) as ImageManifest;
+      const media = Object.fromEntries(
+        manifest.layers.map((layer) => [`${layer.annotations?.['dev.warmvm.role']}:${layer.annotations?.['org.opencontainers.image.title']}`, layer.mediaType]),
+      );
+      expect(media['image:disk.qcow2']).toBe(RAW_LAYER_MEDIA_TYPE);
+      expect(media['memory:mem.raw']).toBe(LAYER_MEDIA_TYPE);
+
+      const imported = await cli(['snapshot', 'import', file, '--json'], { WARMVM_HOME: home });
+      expect(imported.exitCode, imported.stderr).toBe(0);
+      const [imageDir] = (await readdir(homePaths(home).images)).filter((entry) => entry.startsWith('debian-'));
+      const disk = await stat(join(homePaths(home).images, imageDir as string, 'disk.qcow2'));
+      const rawLayer = manifest.layers.find((layer) => layer.mediaType === RAW_LAYER_MEDIA_TYPE);
+      // The blob is the image file: unpacking it was a link, not 1 GB written.
+      expect(disk.ino).toBe((await stat(blobPath(home, rawLayer?.digest ?? 'sha256:missing'))).ino);
+      const started = await cli(['start', '--name', 'deb-imported', '--json', '--config', config], { WARMVM_HOME: home });
+      expect(started.json.outcome, started.stderr).toBe('healthy');
+      expect(started.json.path).toBe('resume');
+      expect((await cli(['stop', '--name', 'deb-imported'], { WARMVM_HOME: home })).exitCode).toBe(0);
+    } finally {
+      await cli(['stop', '--name', 'deb-imported'], { WARMVM_HOME: home });
+      await rm(home, { recursive: true, force: true });
+    }
   }, 1_800_000);
 
   it('falls back to a cold boot when the stored state is corrupt, and ends healthy', async () => {

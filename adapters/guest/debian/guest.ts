@@ -18,7 +18,8 @@ import { removeStaleImages, type StaleImages } from '../stale-images.js';
 /**
  * warmvm's Debian profile: Debian 12 from debootstrap (systemd, cloud-init, the guest agent,
  * docker.io), an ext4 image made with `mkfs.ext4 -d` (no mount), converted to qcow2, booted once
- * with its own kernel and a cloud-init seed to provision the workload container, and cached in
+ * with its own kernel and a cloud-init seed to provision the workload container, converted again
+ * into compressed clusters (guests only read it: writes go to overlays), and cached in
  * `<imagesDir>/debian-<key>/` where the key hashes every input: the package list, the cloud-init
  * templates, the workload's files and this builder's version. `base.qcow2` beside it is the same
  * Debian before that first boot (cloud-init on, never booted): a plain cloud image to give your own
@@ -26,7 +27,7 @@ import { removeStaleImages, type StaleImages } from '../stale-images.js';
  */
 
 /** Bump when the build changes in a way the inputs' hash cannot see. */
-export const DEBIAN_GUEST_BUILDER_VERSION = 3;
+export const DEBIAN_GUEST_BUILDER_VERSION = 4;
 /** root= by device: the disk is always the first virtio-blk. apparmor=0: docker refuses to run a container when AppArmor is on without its parser (not installed). net.ifnames=0: the NIC is eth0 whatever PCI slot it gets (a start adds the settings disk the provisioning boot lacked), so the network cloud-init configured still matches. */
 export const DEBIAN_APPEND = 'root=/dev/vda rw console=ttyS0 quiet apparmor=0 net.ifnames=0';
 export const PROVISIONED_MARKER = 'warmvm: provisioned';
@@ -218,6 +219,15 @@ async function build(
   await rm(work, { recursive: true, force: true });
   await rm(seedIso, { force: true });
   progress(`provisioned in ${provisioned.seconds.toFixed(0)} s`);
+  // Compressed clusters, which QEMU reads as they are: a snapshot carries this file as it is, so
+  // a pull has nothing to unpack (3.4 s for this disk as a zstd layer), and it is a third of the size.
+  progress('disk.qcow2 with zstd-compressed clusters');
+  const packed = join(buildDir, 'disk.packed.qcow2');
+  await execa('qemu-img', ['convert', '-c', '-f', 'qcow2', '-O', 'qcow2', '-o', 'compression_type=zstd', join(buildDir, 'disk.qcow2'), packed], {
+    cancelSignal: signal,
+    stdin: 'ignore',
+  });
+  await rename(packed, join(buildDir, 'disk.qcow2'));
   const record = async (file: string) => ({ file, bytes: (await stat(join(buildDir, file))).size });
   return {
     key,

@@ -5,8 +5,10 @@ import {
   imageManifestFor,
   LAYER_MEDIA_TYPE,
   layerDescriptor,
+  layerEncoding,
   parseConfig,
   parseSnapshotArtifact,
+  RAW_LAYER_MEDIA_TYPE,
   ROLE_ANNOTATION,
   SNAPSHOT_ARTIFACT_TYPE,
   SNAPSHOT_CONFIG_MEDIA_TYPE,
@@ -25,11 +27,11 @@ const TYPE_ERROR_TEXT = /Cannot read properties|Cannot use 'in' operator|is not 
 /** The layers a disk guest's snapshot packs: its three files and two files of its guest image. */
 function snapshotLayers(): Descriptor[] {
   return [
-    layerDescriptor('memory', MEMORY_FILE, undefined, { digest: digest('1'), size: 10 }),
-    layerDescriptor('state', STATE_FILE, undefined, { digest: digest('2'), size: 20 }),
-    layerDescriptor('disk', FROZEN_DISK, undefined, { digest: digest('3'), size: 30 }),
-    layerDescriptor('image', 'vmlinuz', 'demo-abc', { digest: digest('4'), size: 40 }),
-    layerDescriptor('image', 'initrd.img', 'demo-abc', { digest: digest('5'), size: 50 }),
+    layerDescriptor('memory', MEMORY_FILE, undefined, { digest: digest('1'), size: 10, encoding: 'zstd' }),
+    layerDescriptor('state', STATE_FILE, undefined, { digest: digest('2'), size: 20, encoding: 'zstd' }),
+    layerDescriptor('disk', FROZEN_DISK, undefined, { digest: digest('3'), size: 30, encoding: 'zstd' }),
+    layerDescriptor('image', 'vmlinuz', 'demo-abc', { digest: digest('4'), size: 40, encoding: 'zstd' }),
+    layerDescriptor('image', 'initrd.img', 'demo-abc', { digest: digest('5'), size: 50, encoding: 'raw' }),
   ];
 }
 
@@ -59,13 +61,13 @@ function refused(buffer: Buffer, why: string | RegExp): void {
 
 describe('layerDescriptor and imageManifestFor', () => {
   it('name a layer by its title and role, with its image folder only for an image file', () => {
-    expect(layerDescriptor('memory', MEMORY_FILE, undefined, { digest: digest('1'), size: 10 })).toEqual({
+    expect(layerDescriptor('memory', MEMORY_FILE, undefined, { digest: digest('1'), size: 10, encoding: 'zstd' })).toEqual({
       mediaType: LAYER_MEDIA_TYPE,
       digest: digest('1'),
       size: 10,
       annotations: { [TITLE_ANNOTATION]: MEMORY_FILE, [ROLE_ANNOTATION]: 'memory' },
     });
-    expect(layerDescriptor('image', 'vmlinuz', 'demo-abc', { digest: digest('4'), size: 40 }).annotations).toEqual({
+    expect(layerDescriptor('image', 'vmlinuz', 'demo-abc', { digest: digest('4'), size: 40, encoding: 'zstd' }).annotations).toEqual({
       [TITLE_ANNOTATION]: 'vmlinuz',
       [ROLE_ANNOTATION]: 'image',
       [IMAGE_DIR_ANNOTATION]: 'demo-abc',
@@ -98,6 +100,11 @@ describe('parseSnapshotArtifact', () => {
       ['image', 'initrd.img', 'demo-abc'],
     ]);
     expect(parsed.layers.map((layer) => layer.descriptor)).toEqual(manifest.layers);
+    // A file zstd would not shrink travels as it is, and says so by its media type.
+    expect(parsed.layers.map((layer) => [layer.descriptor.mediaType, layerEncoding(layer)])).toEqual([
+      ...Array.from({ length: 4 }, () => [LAYER_MEDIA_TYPE, 'zstd']),
+      [RAW_LAYER_MEDIA_TYPE, 'raw'],
+    ]);
   });
 
   it('takes a snapshot without disk or image layers', () => {
@@ -206,6 +213,15 @@ describe('parseSnapshotArtifact', () => {
     );
   });
 
+  it('refuses a layer of another media type, naming it, rather than unpack what it cannot read', () => {
+    refused(
+      manifestWith((m) => {
+        (m.layers[0] as Descriptor).mediaType = 'application/vnd.oci.image.layer.v1.tar+gzip';
+      }),
+      `its layer ${MEMORY_FILE} has media type application/vnd.oci.image.layer.v1.tar+gzip, not ${LAYER_MEDIA_TYPE} or ${RAW_LAYER_MEDIA_TYPE}`,
+    );
+  });
+
   it('refuses a layer with a malformed digest', () => {
     refused(
       manifestWith((m) => {
@@ -277,8 +293,8 @@ describe('serializeConfig and parseConfig', () => {
 
   it('refuses a config that is not JSON, or of another artifact format', () => {
     configRefused(Buffer.from('artifactFormat: 1'), 'its config is not JSON');
-    configRefused(body({ artifactFormat: 2, manifest }), 'its config is artifact format 2; this warmvm reads format 1');
-    configRefused(body({ artifactFormat: '1', manifest }), 'its config is artifact format 1; this warmvm reads format 1');
+    configRefused(body({ artifactFormat: 3, manifest }), 'its config is artifact format 3; this warmvm reads formats 1 and 2');
+    configRefused(body({ artifactFormat: '1', manifest }), 'its config is artifact format 1; this warmvm reads formats 1 and 2');
     configRefused(body({ manifest }), 'its config is artifact format undefined');
   });
 

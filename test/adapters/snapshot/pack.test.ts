@@ -6,7 +6,7 @@ import { ensureUrlImage } from '../../../adapters/image/cache.js';
 import { urlImageDir, urlImageFile } from '../../../adapters/image/names.js';
 import { compressFile } from '../../../adapters/oci/zstd-file.js';
 import { readBackingFile } from '../../../adapters/qemu/qcow2-header.js';
-import { parseConfig, parseSnapshotArtifact, SNAPSHOT_ARTIFACT_TYPE, serializeConfig } from '../../../adapters/snapshot/artifact.js';
+import { LAYER_MEDIA_TYPE, parseConfig, parseSnapshotArtifact, RAW_LAYER_MEDIA_TYPE, SNAPSHOT_ARTIFACT_TYPE, serializeConfig } from '../../../adapters/snapshot/artifact.js';
 import { fileChecksum } from '../../../adapters/snapshot/checksum.js';
 import { parseManifest, type SnapshotManifest } from '../../../adapters/snapshot/manifest.js';
 import { blobPath, type PackedSnapshot, packSnapshot, unpackSnapshot } from '../../../adapters/snapshot/pack.js';
@@ -90,7 +90,7 @@ describe('packSnapshot', () => {
     const memoryBlob = packed.layers[0]?.descriptor.size ?? 0;
     expect(memoryBlob).toBeLessThan(MEMORY_DATA_BYTES + (1 << 20));
 
-    expect(packed.config).toEqual({ artifactFormat: 1, manifest, diskBacking: undefined });
+    expect(packed.config).toEqual({ artifactFormat: 2, manifest, diskBacking: undefined });
     expect(await readFile(blobPath(a.home, packed.configBlob.digest))).toEqual(serializeConfig(packed.config));
     expect(parseConfig(await readFile(blobPath(a.home, packed.configBlob.digest)), 'x')).toEqual(packed.config);
     expect(await readFile(blobPath(a.home, packed.manifest.digest))).toEqual(packed.manifestBody);
@@ -168,6 +168,50 @@ describe('packSnapshot', () => {
     const own = { ...manifest, spec: { ...manifest.spec, image: '/srv/vmlinuz + /srv/seed.iso' } };
     const packed = await pack(a, paths, own);
     expect(packed.layers.map((layer) => layer.role)).toEqual(['memory', 'state']);
+  });
+});
+
+describe('a file zstd would not shrink', () => {
+  it('travels as it is: its blob is the file under a second name, and the importing home links it into place', async () => {
+    const { a, b, paths, manifest } = await twoHomes();
+    // Random bytes stand for a qcow2 of compressed clusters; large enough to be sampled.
+    const disk = randomBytes(72 << 20);
+    await writeFile(join(a.images, IMAGE, 'disk.qcow2'), disk);
+    const packed = await pack(a, paths, manifest);
+    const media = Object.fromEntries(packed.layers.map((layer) => [layer.name, layer.descriptor.mediaType]));
+    expect(media).toEqual({
+      [MEMORY_FILE]: LAYER_MEDIA_TYPE,
+      [STATE_FILE]: LAYER_MEDIA_TYPE,
+      'cmdline.txt': LAYER_MEDIA_TYPE,
+      'disk.qcow2': RAW_LAYER_MEDIA_TYPE,
+      'initrd.img': LAYER_MEDIA_TYPE,
+      vmlinuz: LAYER_MEDIA_TYPE,
+    });
+    const raw = packed.layers.find((layer) => layer.name === 'disk.qcow2')?.descriptor;
+    const blob = blobPath(a.home, raw?.digest ?? 'sha256:missing');
+    expect(raw?.size).toBe(disk.length);
+    expect(await sha256File(blob)).toBe(raw?.digest);
+    expect((await stat(blob)).ino).toBe((await stat(join(a.images, IMAGE, 'disk.qcow2'))).ino);
+
+    // The pulling home: the blob (as a pull leaves it) becomes the image file, not a copy of it.
+    await mkdir(join(b.home, 'blobs', 'sha256'), { recursive: true });
+    for (const descriptor of [...packed.layers.map((layer) => layer.descriptor), packed.configBlob, packed.manifest]) {
+      await writeFile(blobPath(b.home, descriptor.digest), await readFile(blobPath(a.home, descriptor.digest)));
+    }
+    await unpackInto(b, await imported(b.home, packed));
+    const installed = join(b.images, IMAGE, 'disk.qcow2');
+    expect((await readFile(installed)).equals(disk)).toBe(true);
+    expect((await stat(installed)).ino).toBe((await stat(blobPath(b.home, raw?.digest ?? 'sha256:missing'))).ino);
+    expect(await treeDigests(join(b.images, IMAGE))).toEqual(await treeDigests(join(a.images, IMAGE)));
+  });
+
+  it('is judged by zstd on samples of it: the same size of compressible bytes is compressed', async () => {
+    const { a, paths, manifest } = await twoHomes();
+    await writeFile(join(a.images, IMAGE, 'disk.qcow2'), Buffer.alloc(72 << 20, 'a compressible line of text\n'));
+    const packed = await pack(a, paths, manifest);
+    const layer = packed.layers.find((candidate) => candidate.name === 'disk.qcow2')?.descriptor;
+    expect(layer?.mediaType).toBe(LAYER_MEDIA_TYPE);
+    expect(layer?.size).toBeLessThan(1 << 20);
   });
 });
 
