@@ -64,6 +64,8 @@ export interface DecompressOptions {
   onProgress?(doneBytes: number, totalBytes: number): void;
   /** The file's size: a blob that holds another size is refused (before anything is written, when it says its size). */
   expectedBytes?: number;
+  /** Each CHUNK_BYTES of the file as it is written, in order (the last may be shorter), and whether it is all zeros; the buffer is reused after. */
+  onChunk?(chunk: Buffer, zero: boolean): void;
 }
 
 type Binding = typeof import('zstd-napi/binding.js');
@@ -222,7 +224,7 @@ export async function decompressFile(src: string, destFile: string, options: Dec
     const binding = await loadBinding();
     const dctx = new binding.DCtx();
     output = await open(temp, 'w', 0o644);
-    const writer = new HoleWriter(output);
+    const writer = new HoleWriter(output, options.onChunk);
     // Whether the last call left zstd inside a frame (its hint is 0 only at a frame's end).
     let inFrame = false;
     for (;;) {
@@ -402,7 +404,10 @@ class HoleWriter {
   private filled = 0;
   private pending: Promise<void> = Promise.resolve();
 
-  constructor(private readonly handle: FileHandle) {}
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly onChunk: DecompressOptions['onChunk'],
+  ) {}
 
   room(): Buffer {
     return (this.slots[this.slot] as Buffer).subarray(this.filled);
@@ -420,7 +425,10 @@ class HoleWriter {
     const at = this.done;
     this.done += this.filled;
     this.filled = 0;
-    if (chunk.length > 0 && !isZero(chunk)) {
+    if (chunk.length === 0) return;
+    const zero = isZero(chunk);
+    this.onChunk?.(chunk, zero);
+    if (!zero) {
       // The other slot's write must be done before that slot is filled again.
       await this.pending;
       this.pending = handled(this.writeData(chunk, at));

@@ -27,9 +27,7 @@ export async function fileChecksum(path: string, options: { signal?: AbortSignal
   const found = await stat(path);
   const bytes = found.size;
   const chunks = Math.ceil(bytes / CHUNK_BYTES);
-  // Loaded here, not at the top: its WASM bundle costs a start ~50 ms, and a resume rarely hashes.
-  const hasher: Hasher = await (await import('hash-wasm')).createXXHash128();
-  const digests: Uint8Array[] = new Array(chunks);
+  const checksum = await chunkChecksum();
   const handle = await open(path, 'r');
   try {
     // A few buffers, reused: fresh ones would fault in every page of a 3 GB file once more.
@@ -45,14 +43,7 @@ export async function fileChecksum(path: string, options: { signal?: AbortSignal
     const pending = slots.slice(0, chunks).map((slot, index) => read(index, slot));
     for (let index = 0; index < chunks; index += 1) {
       if (options.signal?.aborted) throw abortError(options.signal, 'the checksum');
-      const buffer = await (pending[index] as Promise<Buffer>);
-      if (isZero(buffer)) {
-        digests[index] = zeroDigest(hasher, buffer.length);
-      } else {
-        hasher.init();
-        hasher.update(buffer);
-        digests[index] = hasher.digest('binary');
-      }
+      checksum.add(await (pending[index] as Promise<Buffer>));
       // Its slot is free once hashed: the read READS_AHEAD chunks on goes into it.
       if (index + READS_AHEAD < chunks) pending.push(read(index + READS_AHEAD, slots[index % READS_AHEAD] as Buffer));
     }
@@ -61,10 +52,43 @@ export async function fileChecksum(path: string, options: { signal?: AbortSignal
   } finally {
     await handle.close();
   }
-  hasher.init();
-  for (const digest of digests) hasher.update(digest);
   // What the file takes on the disk (its allocated blocks, delayed ones included): the rest are holes.
-  return { checksum: `${SCHEME}:${hasher.digest('hex')}`, bytes, dataBytes: Math.min(bytes, found.blocks * 512) };
+  return { checksum: checksum.finish(), bytes, dataBytes: Math.min(bytes, found.blocks * 512) };
+}
+
+/** The checksum of a file given chunk by chunk, as it is read or written. */
+export interface ChunkChecksum {
+  /** The next CHUNK_BYTES of the file, in order (the last may be shorter); `zero` when the caller knows it is all zeros. */
+  add(chunk: Buffer, zero?: boolean): void;
+  /** The file's checksum, once every chunk was added. */
+  finish(): string;
+}
+
+/** fileChecksum's scheme fed by the caller: a file being unpacked is checksummed without reading it again. */
+export async function chunkChecksum(): Promise<ChunkChecksum> {
+  // Loaded here, not at the top: its WASM bundle costs a start ~50 ms, and a resume rarely hashes.
+  const hasher: Hasher = await (await import('hash-wasm')).createXXHash128();
+  const digests: Uint8Array[] = [];
+  let short = false;
+  return {
+    add(chunk, zero) {
+      // A short chunk ends the file: one after it would put every later chunk off the grid.
+      if (short) throw new Error(`a chunk of ${chunk.length} bytes came after a short one: chunks are ${CHUNK_BYTES} bytes but the last`);
+      short = chunk.length !== CHUNK_BYTES;
+      if (zero ?? isZero(chunk)) {
+        digests.push(zeroDigest(hasher, chunk.length));
+        return;
+      }
+      hasher.init();
+      hasher.update(chunk);
+      digests.push(hasher.digest('binary'));
+    },
+    finish() {
+      hasher.init();
+      for (const digest of digests) hasher.update(digest);
+      return `${SCHEME}:${hasher.digest('hex')}`;
+    },
+  };
 }
 
 function chunkLength(index: number, bytes: number): number {

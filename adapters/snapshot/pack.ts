@@ -21,10 +21,10 @@ import {
   type SnapshotArtifactConfig,
   serializeConfig,
 } from './artifact.js';
-import { fileChecksum } from './checksum.js';
-import type { SnapshotManifest } from './manifest.js';
+import { chunkChecksum, fileChecksum } from './checksum.js';
+import type { SnapshotFile, SnapshotManifest } from './manifest.js';
 import { commitCapture, createCaptureDir, SNAPSHOT_FILE_MODE, type SnapshotPaths } from './store.js';
-import { recordVerified, verifyBeforeLaunch, verifyInFull } from './verify.js';
+import { expectChecksum, recordVerified, verifyBeforeLaunch } from './verify.js';
 
 /** Reports the bytes of one file done so far, as it is compressed, sent, received or unpacked. */
 export type TransferProgress = (what: string, doneBytes: number, totalBytes: number) => void;
@@ -114,32 +114,26 @@ export async function unpackSnapshot(
   const dir = await createCaptureDir(target.paths);
   try {
     const files = config.manifest.files;
-    const unpack = async (role: LayerRole, name: string, bytes: number) => {
+    // What travelled was checked by digest; each file's checksum, taken as it is unpacked, proves it is what was captured.
+    const unpack = async (role: LayerRole, file: SnapshotFile) => {
       const layer = layers.find((candidate) => candidate.role === role);
       if (!layer) throw missingLayer(role);
-      await unpackLayer(layoutRoot, layer, join(dir, name), {
+      const checksum = await unpackLayer(layoutRoot, layer, join(dir, file.name), {
         signal,
-        expectedBytes: bytes,
-        onProgress: onProgress && ((done, total) => onProgress(`unpacking ${name}`, done, total)),
+        expectedBytes: file.bytes,
+        onProgress: onProgress && ((done, total) => onProgress(`unpacking ${file.name}`, done, total)),
+        checksum: true,
       });
+      expectChecksum(file, checksum ?? '', dir);
     };
-    await unpack('memory', files.memory.name, files.memory.bytes);
-    await unpack('state', files.state.name, files.state.bytes);
+    await unpack('memory', files.memory);
+    await unpack('state', files.state);
     let manifest = config.manifest;
     if (files.disk) {
-      await unpack('disk', files.disk.name, files.disk.bytes);
+      await unpack('disk', files.disk);
+      // Its header now names this home's image: the manifest records the checksum it has now.
       manifest = await rebaseFrozenDisk(join(dir, files.disk.name), manifest, config.diskBacking, target.imagesDir, signal);
     }
-    const staged = {
-      ...target.paths,
-      dir,
-      memory: join(dir, files.memory.name),
-      state: join(dir, files.state.name),
-      disk: join(dir, files.disk?.name ?? 'disk.qcow2'),
-      verified: join(dir, 'verified.json'),
-    };
-    // What travelled was checked by digest; this proves what was unpacked is what was captured.
-    await verifyInFull(staged, manifest, signal);
     for (const name of [files.memory.name, files.state.name, ...(files.disk ? [files.disk.name] : [])]) await chmod(join(dir, name), SNAPSHOT_FILE_MODE);
     await writeFileDurably(join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     await recordVerified({ dir, verified: join(dir, 'verified.json') }, manifest);
@@ -237,12 +231,13 @@ async function unpackLayer(
   layoutRoot: string,
   layer: PackedLayer,
   dest: string,
-  options: { signal?: AbortSignal; expectedBytes?: number; onProgress?: (done: number, total: number) => void },
-): Promise<void> {
+  options: { signal?: AbortSignal; expectedBytes?: number; onProgress?: (done: number, total: number) => void; checksum?: boolean },
+): Promise<string | undefined> {
   const blob = blobPath(layoutRoot, layer.descriptor.digest);
   if (layerEncoding(layer) === 'zstd') {
-    await decompressFile(blob, dest, options);
-    return;
+    const checksum = options.checksum ? await chunkChecksum() : undefined;
+    await decompressFile(blob, dest, { ...options, onChunk: checksum && ((chunk, zero) => checksum.add(chunk, zero)) });
+    return checksum?.finish();
   }
   const size = (await stat(blob)).size;
   if (options.expectedBytes !== undefined && size !== options.expectedBytes) {
@@ -261,6 +256,7 @@ async function unpackLayer(
   }
   await syncDir(dirname(dest));
   options.onProgress?.(size, size);
+  return options.checksum ? (await fileChecksum(dest, { signal: options.signal })).checksum : undefined;
 }
 
 async function readPacked(index: string): Promise<PackedBlob | undefined> {

@@ -84,7 +84,11 @@ async function stampOf(path: string, file: SnapshotFile, shown: string): Promise
 }
 
 async function checkFile(path: string, file: SnapshotFile, shown: string, signal: AbortSignal | undefined): Promise<void> {
-  const { checksum } = await fileChecksum(path, { signal });
+  expectChecksum(file, (await fileChecksum(path, { signal })).checksum, shown);
+}
+
+/** A file of the snapshot in `shown` found with `checksum`: anything but the manifest's is refused. */
+export function expectChecksum(file: SnapshotFile, checksum: string, shown: string): void {
   if (checksum !== file.checksum) {
     throw new WarmvmError(
       'E_SNAPSHOT_CORRUPT',

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CHUNK_BYTES, fileChecksum } from '../../../adapters/snapshot/checksum.js';
+import { CHUNK_BYTES, chunkChecksum, fileChecksum } from '../../../adapters/snapshot/checksum.js';
 import { useTempDirs } from '../../helpers/temp.js';
 
 const temp = useTempDirs();
@@ -55,5 +55,23 @@ describe('fileChecksum', () => {
     const controller = new AbortController();
     controller.abort();
     await expect(fileChecksum(join(dir, 'f'), { signal: controller.signal })).rejects.toMatchObject({ code: 'E_ABORTED' });
+  });
+});
+
+describe('chunkChecksum', () => {
+  it('fed the chunks of a file (zeros said or found) gives its fileChecksum; a short chunk ends it', async () => {
+    const dir = await temp();
+    const size = 2 * CHUNK_BYTES + 999;
+    const data = Buffer.alloc(size);
+    randomBytes(5000).copy(data, CHUNK_BYTES * 2 + 10);
+    await writeFile(join(dir, 'f'), data);
+    const fed = await chunkChecksum();
+    fed.add(data.subarray(0, CHUNK_BYTES), true);
+    fed.add(data.subarray(CHUNK_BYTES, 2 * CHUNK_BYTES));
+    fed.add(data.subarray(2 * CHUNK_BYTES));
+    expect(fed.finish()).toBe((await fileChecksum(join(dir, 'f'))).checksum);
+    const off = await chunkChecksum();
+    off.add(data.subarray(0, 1000));
+    expect(() => off.add(data.subarray(0, CHUNK_BYTES))).toThrow(/after a short one/);
   });
 });

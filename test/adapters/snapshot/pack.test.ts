@@ -281,6 +281,24 @@ describe('unpackSnapshot', () => {
     expect(await storeLeftovers(b)).toEqual([]);
   });
 
+  it('fails on a memory file one byte off deep inside, found by the checksum taken as it is unpacked', async () => {
+    const { root, a, b, paths, manifest } = await twoHomes();
+    const input = await imported(a.home, await pack(a, paths, manifest));
+    const other = join(root, 'other-mem.raw');
+    await writeFile(other, await readFile(paths.memory));
+    const handle = await open(other, 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, 40 << 20);
+    byte[0] = (byte[0] ?? 0) ^ 0x01;
+    await handle.write(byte, 0, 1, 40 << 20);
+    await handle.close();
+    const blob = await compressFile(other, join(root, 'other-mem.zst'));
+    await rename(join(root, 'other-mem.zst'), blobPath(a.home, blob.digest));
+    const layers = input.layers.map((layer) => (layer.role === 'memory' ? { ...layer, descriptor: { ...layer.descriptor, digest: blob.digest, size: blob.size } } : layer));
+    await expect(unpackInto(b, { ...input, layers })).rejects.toMatchObject({ code: 'E_SNAPSHOT_CORRUPT', message: expect.stringContaining(`${MEMORY_FILE} in`) });
+    expect(await storeLeftovers(b)).toEqual([]);
+  });
+
   it('fails on a missing blob or a missing layer, leaving nothing in the store', async () => {
     const { a, b, paths, manifest } = await twoHomes();
     const input = await imported(a.home, await pack(a, paths, manifest));
