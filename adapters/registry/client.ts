@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm, stat, truncate as truncateFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -8,6 +8,8 @@ import { syncDir } from '../support/durable.js';
 import { abortError, throwIfAborted, WarmvmError } from '../support/errors.js';
 import { silentLogger } from '../support/logger.js';
 import { redactValues, truncate } from '../support/redact.js';
+import { sleep } from '../support/sleep.js';
+import { type CurlOutcome, type CurlRun, findCurl, startCurl } from './curl.js';
 import { type Digest, isDigest, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../oci/types.js';
 import { type CredentialLookup, dockerConfigPath, lookupCredentials, type RegistryCredentials } from './credentials.js';
 import type { RegistryReference } from './reference.js';
@@ -40,6 +42,9 @@ const MAX_SMALL_BODY = 1 << 20;
 const WRITE_BYTES = 1 << 20;
 /** Writes of a download in flight at once, while the next bytes are received and hashed. */
 const WRITES_AHEAD = 4;
+/** What curl wrote is read back and hashed in pieces of this size, looking again this often when it is ahead. */
+const TAIL_BYTES = 4 << 20;
+const TAIL_POLL_MS = 3;
 const USER_AGENT = 'warmvm';
 
 export interface TransferOptions {
@@ -60,6 +65,8 @@ export interface RegistryClientOptions {
   /** Credentials to use instead of config.json's; null for anonymous. */
   credentials?: RegistryCredentials | null;
   logger?: Logger;
+  /** Who receives a blob's bytes: curl when it is installed (see ./curl.ts), else Node's fetch; 'fetch' always uses fetch. */
+  downloader?: 'curl' | 'fetch';
 }
 
 export interface Manifest {
@@ -270,14 +277,19 @@ export class RegistryClient {
       if (have > 0) await hashPrefix(handle, have, hash, signal, what);
       onProgress?.(have, size);
       if (have < size) {
-        const call: Call = { what, method: 'GET', url: this.blobUrl(digest), headers: { 'accept-encoding': 'identity' }, signal };
-        if (have > 0) call.headers = { ...call.headers, range: `bytes=${have}-` };
-        let { response } = await this.send(call);
+        // With curl, the request here asks for one byte: it settles authentication and redirects, and curl fetches the rest from where they led.
+        const curl = this.options.downloader === 'fetch' ? undefined : await findCurl();
+        const range = (from: number): Record<string, string> => (curl !== undefined ? { range: `bytes=${from}-${from}` } : from > 0 ? { range: `bytes=${from}-` } : {});
+        const call: Call = { what, method: 'GET', url: this.blobUrl(digest), headers: { 'accept-encoding': 'identity', ...range(have) }, signal };
+        let { response, url } = await this.send(call);
         if (have > 0 && response.status === 416) {
           // The registry holds less than what is here: start over.
           await discard(response);
-          call.headers = { 'accept-encoding': 'identity' };
-          ({ response } = await this.send(call));
+          have = 0;
+          hash = createHash('sha256');
+          await handle.truncate(0);
+          call.headers = { 'accept-encoding': 'identity', ...range(0) };
+          ({ response, url } = await this.send(call));
         }
         if (response.status === 200 && have > 0) {
           // The registry ignored Range and sends the whole blob: start over.
@@ -309,7 +321,11 @@ export class RegistryClient {
           await discard(response);
           throw (failed = mismatch(`has ${have + Number(length)} bytes, not the ${size} its manifest names`));
         }
-        have = await this.receive(call, response, handle, have, size, hash, onProgress, () => (failed = mismatch(`has more than the ${size} bytes its manifest names`)));
+        const tooLong = () => (failed = mismatch(`has more than the ${size} bytes its manifest names`));
+        have = await this.receive(call, response, handle, have, size, hash, onProgress, tooLong);
+        if (curl !== undefined && response.status === 206 && have < size) {
+          have = await this.receiveByCurl(curl, call, url, partial, have, size, hash, onProgress, tooLong);
+        }
       }
       await handle.datasync();
       finished = true;
@@ -421,6 +437,97 @@ export class RegistryClient {
     } catch (error) {
       this.logger.debug({ err: { message: (error as Error).message } }, 'could not cancel the upload');
     }
+  }
+
+  /**
+   * The rest of a blob, from `url` (where the registry's redirects led), fetched by curl into the
+   * partial file and hashed as it lands there; returns the bytes the file then has. The
+   * Authorization goes along only when `url` is the registry's own origin. A cut leaves what
+   * arrived in the file, to continue from.
+   */
+  private async receiveByCurl(
+    curl: string,
+    call: Call,
+    url: string,
+    partial: string,
+    start: number,
+    size: number,
+    hash: Hash,
+    onProgress: TransferOptions['onProgress'],
+    tooLong: () => WarmvmError,
+  ): Promise<number> {
+    const authorization = new URL(url).origin === this.origin ? this.current : undefined;
+    let run: CurlRun;
+    try {
+      run = await startCurl(curl, { url, authorization, file: partial, from: start, signal: call.signal });
+    } catch (error) {
+      throw this.networkError(call, error);
+    }
+    let outcome: CurlOutcome | Error | undefined;
+    run.finished.then(
+      (value) => {
+        outcome = value;
+      },
+      (error: Error) => {
+        outcome = error;
+      },
+    );
+    let have = start;
+    const reading = await open(partial, 'r');
+    try {
+      const buffer = Buffer.allocUnsafe(TAIL_BYTES);
+      for (;;) {
+        // Once curl has exited, a read that finds nothing more means the file holds all it wrote.
+        const ended = outcome !== undefined;
+        const { bytesRead } = await reading.read(buffer, 0, buffer.length, have);
+        if (bytesRead > 0) {
+          if (have + bytesRead > size) throw tooLong();
+          hash.update(buffer.subarray(0, bytesRead));
+          have += bytesRead;
+          onProgress?.(have, size);
+        } else if (ended) {
+          break;
+        } else {
+          await Promise.race([run.finished.catch(() => undefined), sleep(TAIL_POLL_MS)]);
+        }
+      }
+    } finally {
+      run.stop();
+      await run.finished.catch(() => undefined);
+      await reading.close();
+    }
+    if (call.signal?.aborted) throw abortError(call.signal, call.what);
+    if (outcome instanceof Error) throw this.networkError(call, outcome);
+    const { exitCode, status, stderr } = outcome as CurlOutcome;
+    if (exitCode === 0 && status === 206) return have;
+    if (status >= 400) throw this.statusError(call, status, `HTTP ${status}`);
+    throw this.curlError(call, exitCode, status, stderr, have, size);
+  }
+
+  /** curl's failure as the fetch path would say it: unreachable, an untrusted certificate, or cut short (the partial file kept). */
+  private curlError(call: Call, exitCode: number, status: number, stderr: string, have: number, size: number): WarmvmError {
+    const host = new URL(call.url).host;
+    const said = this.scrub(stderr.replace(/^curl: /, '') || `curl exited with ${exitCode}`);
+    if (exitCode === 60 || exitCode === 77) {
+      return new WarmvmError('E_REGISTRY_UNREACHABLE', `could not reach ${host} for ${call.what}: its certificate is not trusted here (${said})`, {
+        hint: 'if the registry uses a private CA, give it to warmvm: NODE_EXTRA_CA_CERTS=/path/to/ca.pem warmvm …',
+      });
+    }
+    if (exitCode === 6 || exitCode === 7 || exitCode === 35) {
+      return new WarmvmError('E_REGISTRY_UNREACHABLE', `could not reach ${host} for ${call.what} (${said})`, {
+        hint: `check that ${host} is up and reachable from here, then try again`,
+      });
+    }
+    if (exitCode === 47 || (status >= 300 && status < 400) || status === 200) {
+      return new WarmvmError(
+        'E_REGISTRY',
+        `${call.what} failed: ${new URL(call.url).host} answered its first byte, then ${status === 200 ? 'ignored the range of the rest' : 'redirected the rest elsewhere'} (HTTP ${status})`,
+        {
+          hint: "the registry's storage answers ranged requests unlike the first: pull again, or ask the registry's operator",
+        },
+      );
+    }
+    return new WarmvmError('E_REGISTRY', `${call.what} stopped at ${have} of ${size} bytes (${said})`, { hint: 'pull again: it continues where it stopped' });
   }
 
   /** Writes a response's body into the partial file from `have` on, hashing it; returns the bytes the file then has. */

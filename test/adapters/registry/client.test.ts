@@ -52,18 +52,22 @@ afterAll(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
-describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
+// Every case for each way of receiving a blob: curl (when installed, as here) and Node's fetch.
+describe.each(['curl', 'fetch'] as const)('RegistryClient on a real registry (distribution 2.8.2), receiving with %s', (downloader) => {
+  const client = (repository: string, chunkBytes = CHUNK_BYTES): RegistryClient =>
+    new RegistryClient(parseReference(`${registry.registry}/${repository}`), { chunkBytes, credentials: null, downloader });
+
   it('pushes a blob in chunks streamed from the file and pulls it back byte for byte', async () => {
-    const snapshots = client('warmvm/pushed');
+    const snapshots = client(`warmvm/pushed-${downloader}`);
     const progress: number[] = [];
     expect(await snapshots.pushBlob(blobFile, digest, BLOB_BYTES, { onProgress: (done) => progress.push(done) })).toEqual({ sent: true });
-    const patches = registry.requests().filter((request) => request.method === 'PATCH' && request.path.startsWith('/v2/warmvm/pushed/blobs/uploads/'));
+    const patches = registry.requests().filter((request) => request.method === 'PATCH' && request.path.startsWith(`/v2/warmvm/pushed-${downloader}/blobs/uploads/`));
     expect(patches.map((request) => request.status)).toEqual([202, 202, 202, 202, 202]);
     expect(progress.at(-1)).toBe(BLOB_BYTES);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
     expect(await snapshots.hasBlob(digest)).toBe(true);
 
-    const dest = join(dir, 'pulled');
+    const dest = join(dir, `pulled-${downloader}`);
     await snapshots.pullBlob(digest, BLOB_BYTES, dest);
     expect((await readFile(dest)).equals(blob)).toBe(true);
     expect(await exists(`${dest}.partial`)).toBe(false);
@@ -110,7 +114,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
 
   it('continues a cut pull with Range: only the missing half comes over the wire', async () => {
     const snapshots = client('warmvm/chunked');
-    const dest = join(dir, 'resumed');
+    const dest = join(dir, `resumed-${downloader}`);
     const half = BLOB_BYTES / 2;
     await writeFile(`${dest}.partial`, blob.subarray(0, half));
     const before = registry.servedBytes();
@@ -122,7 +126,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
 
   it('keeps what an aborted pull got, and the next pull fetches only the rest', async () => {
     const snapshots = client('warmvm/chunked');
-    const dest = join(dir, 'aborted');
+    const dest = join(dir, `aborted-${downloader}`);
     const controller = new AbortController();
     const pulled = snapshots.pullBlob(digest, BLOB_BYTES, dest, {
       signal: controller.signal,
@@ -144,7 +148,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
 
   it('starts over when the registry answers a Range request with the whole blob', async () => {
     const snapshots = client('warmvm/chunked');
-    const dest = join(dir, 'range-ignored');
+    const dest = join(dir, `range-ignored-${downloader}`);
     await writeFile(`${dest}.partial`, blob.subarray(0, BLOB_BYTES / 2));
     registry.setProxy({ dropRange: true });
     try {
@@ -160,19 +164,21 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
 
   it('starts over once when a continued pull does not match: the partial file was the damaged part', async () => {
     const snapshots = client('warmvm/chunked');
-    const dest = join(dir, 'wrong-start');
+    const dest = join(dir, `wrong-start-${downloader}`);
     const kept = 1 << 20;
     await writeFile(`${dest}.partial`, randomBytes(kept));
     const before = registry.servedBytes();
     await snapshots.pullBlob(digest, BLOB_BYTES, dest);
     // The rest after the bad start, then the whole.
     expect(registry.servedBytes() - before).toBe(BLOB_BYTES - kept + BLOB_BYTES);
+    // fetch: the rest (206), then the whole (200); curl: each time one byte, then curl the rest after it.
+    const statuses = downloader === 'fetch' ? [206, 200] : [206, 206, 206, 206];
     expect(
       registry
         .requests()
-        .slice(-2)
+        .slice(-statuses.length)
         .map((request) => request.status),
-    ).toEqual([206, 200]);
+    ).toEqual(statuses);
     expect((await readFile(dest)).equals(blob)).toBe(true);
     expect(await exists(`${dest}.partial`)).toBe(false);
   });
@@ -187,7 +193,7 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
     } finally {
       await data.close();
     }
-    const dest = join(dir, 'tampered-pulled');
+    const dest = join(dir, `tampered-pulled-${downloader}`);
     const error = await snapshots.pullBlob(small.digest, small.data.length, dest).catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'E_REGISTRY_DIGEST' });
     expect((error as Error).message).toMatch(
@@ -200,13 +206,21 @@ describe('RegistryClient on a real registry (distribution 2.8.2)', () => {
 
   it('refuses a blob longer than its manifest says before downloading it', async () => {
     const snapshots = client('warmvm/chunked');
-    const dest = join(dir, 'too-long');
+    const dest = join(dir, `too-long-${downloader}`);
     const before = registry.servedBytes();
     const error = await snapshots.pullBlob(digest, 1000, dest).catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'E_REGISTRY_DIGEST' });
     expect((error as Error).message).toContain(`has ${BLOB_BYTES} bytes, not the 1000 its manifest names`);
     // The body is cancelled on its headers; what the proxy counts is what filled the loopback socket's buffers meanwhile (a few MB).
     expect(registry.servedBytes() - before).toBeLessThan(BLOB_BYTES / 4);
+    expect(await exists(dest)).toBe(false);
+    expect(await exists(`${dest}.partial`)).toBe(false);
+  });
+
+  it('says a blob the repository lacks is missing, and leaves no file', async () => {
+    const dest = join(dir, `missing-${downloader}`);
+    const unknown = `sha256:${'1'.repeat(64)}` as Digest;
+    await expect(client('warmvm/chunked').pullBlob(unknown, 100, dest)).rejects.toMatchObject({ code: 'E_REGISTRY_MISSING' });
     expect(await exists(dest)).toBe(false);
     expect(await exists(`${dest}.partial`)).toBe(false);
   });
