@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
+import { resolveCommand } from '../support/which.js';
 
 /*
  * One blob's bytes fetched by curl into a file, while the client hashes the file behind it. Node's
@@ -38,19 +39,7 @@ let found: Promise<string | undefined> | undefined;
 
 /** Where curl is, once per process; undefined without it (the client then receives with fetch). */
 export function findCurl(): Promise<string | undefined> {
-  found ??= (async () => {
-    for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-      const path = `${dir || '.'}/curl`;
-      if (
-        await access(path, constants.X_OK).then(
-          () => true,
-          () => false,
-        )
-      )
-        return path;
-    }
-    return undefined;
-  })();
+  found ??= resolveCommand('curl');
   return found;
 }
 

@@ -51,6 +51,18 @@ export async function doctorCommand(options: { home: string; output: Output; log
       requirement.optional,
     );
   }
+  await attempt(
+    'snapshot pull: curl',
+    async () => {
+      if (!(await commandExists('curl'))) {
+        throw new WarmvmError('E_MISSING', 'curl was not found (it receives the blobs of a snapshot pull; without it Node does, at about half the rate)', {
+          hint: 'apt-get install curl',
+        });
+      }
+      return 'found';
+    },
+    true,
+  );
   await attempt('accelerator', async () => {
     if (!qemu) throw new WarmvmError('E_QEMU_MISSING', 'not probed: QEMU is not usable', { hint: 'fix the qemu check first' });
     const found = qemu;
