@@ -109,6 +109,17 @@ interface Call {
   signal: AbortSignal | undefined;
 }
 
+/** Where a download's bytes go: from `start` of `size`, into `hash`, reported as they come. */
+interface Landing {
+  call: Call;
+  start: number;
+  size: number;
+  hash: Hash;
+  onProgress: TransferOptions['onProgress'];
+  /** The error for more bytes than `size`. */
+  tooLong: () => WarmvmError;
+}
+
 interface Answer {
   response: Response;
   /** The URL that answered, after redirects: a relative Location resolves against it. */
@@ -324,9 +335,9 @@ export class RegistryClient {
           throw (failed = mismatch(`has ${have + Number(length)} bytes, not the ${size} its manifest names`));
         }
         const tooLong = () => (failed = mismatch(`has more than the ${size} bytes its manifest names`));
-        have = await this.receive(call, response, handle, have, size, hash, onProgress, tooLong);
+        have = await this.receive({ call, start: have, size, hash, onProgress, tooLong }, response, handle);
         if (curl !== undefined && response.status === 206 && have < size) {
-          have = await this.receiveByCurl(curl, call, url, partial, have, size, hash, onProgress, tooLong);
+          have = await this.receiveByCurl({ call, start: have, size, hash, onProgress, tooLong }, curl, url, partial);
         }
       }
       await handle.datasync();
@@ -447,17 +458,8 @@ export class RegistryClient {
    * Authorization goes along only when `url` is the registry's own origin. A cut leaves what
    * arrived in the file, to continue from.
    */
-  private async receiveByCurl(
-    curl: string,
-    call: Call,
-    url: string,
-    partial: string,
-    start: number,
-    size: number,
-    hash: Hash,
-    onProgress: TransferOptions['onProgress'],
-    tooLong: () => WarmvmError,
-  ): Promise<number> {
+  private async receiveByCurl(landing: Landing, curl: string, url: string, partial: string): Promise<number> {
+    const { call, start, size, hash, onProgress, tooLong } = landing;
     const authorization = new URL(url).origin === this.origin ? this.current : undefined;
     let run: CurlRun;
     try {
@@ -549,16 +551,8 @@ export class RegistryClient {
   }
 
   /** Writes a response's body into the partial file from `have` on, hashing it; returns the bytes the file then has. */
-  private async receive(
-    call: Call,
-    response: Response,
-    handle: FileHandle,
-    start: number,
-    size: number,
-    hash: Hash,
-    onProgress: TransferOptions['onProgress'],
-    tooLong: () => WarmvmError,
-  ): Promise<number> {
+  private async receive(landing: Landing, response: Response, handle: FileHandle): Promise<number> {
+    const { call, start, size, hash, onProgress, tooLong } = landing;
     if (response.body === null) return start;
     let written = start;
     const pending: Uint8Array[] = [];
