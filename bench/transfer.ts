@@ -10,8 +10,9 @@
  *    largest are its image disks) moved by warmvm and by curl to and from the same registry: push
  *    (RegistryClient.pushBlob to a fresh repository, since the registry checks presence per
  *    repository, against curl's POST + one monolithic PUT), pull (RegistryClient.pullBlob against
- *    curl -o, and curl -o plus the fdatasync pullBlob does); target: ≥ 70% of curl's MB/s. The
- *    whole `snapshot push` (to a fresh repository) and `snapshot pull` (part 1's) too. Then where
+ *    curl -o, curl -o plus the fdatasync pullBlob does, and curl -o plus the sha256 it does);
+ *    target: ≥ 70% of curl's MB/s. The whole `snapshot push` (to a fresh repository) and
+ *    `snapshot pull` (part 1's) too. Then where
  *    a pull's time goes: Node's fetch alone, the blob's sha256, its decompression, the XXH128
  *    checksum of the unpacked file, each alone.
  * Every run alternates who goes first; ratios are taken pair by pair within a run. The image is
@@ -181,7 +182,7 @@ interface BlobFigures {
   /** The file it unpacks to. */
   fileBytes: number;
   push: { blob: number[]; curl: number[]; ratio: number[] };
-  pull: { blob: number[]; curl: number[]; curlSynced: number[]; ratio: number[]; ratioSynced: number[] };
+  pull: { blob: number[]; curl: number[]; curlSynced: number[]; curlHashed: number[]; ratio: number[]; ratioSynced: number[]; ratioHashed: number[] };
   split: { fetch: number[]; sha256: number[]; decompress: number[]; checksum: number[] };
 }
 /** The largest layer blob, and the memory file's when that is another. */
@@ -224,7 +225,7 @@ try {
         layer,
         fileBytes: 0,
         push: { blob: [], curl: [], ratio: [] },
-        pull: { blob: [], curl: [], curlSynced: [], ratio: [], ratioSynced: [] },
+        pull: { blob: [], curl: [], curlSynced: [], curlHashed: [], ratio: [], ratioSynced: [], ratioHashed: [] },
         split: { fetch: [], sha256: [], decompress: [], checksum: [] },
       }));
       imageDir = layers.find((layer) => layer.imageDir !== undefined)?.imageDir ?? '';
@@ -322,6 +323,10 @@ try {
       // Where a pull's time goes besides the download: each step alone, on the same blob.
       const file = blobPath(from, one.layer.descriptor.digest);
       one.split.sha256.push(await timed(() => sha256File(file)));
+      // What a download checked by its digest costs at the least when curl writes it and the file is hashed after.
+      const { size } = one.layer.descriptor;
+      one.pull.curlHashed.push(size / MB / (size / MB / last(one.pull.curl) + last(one.split.sha256)));
+      one.pull.ratioHashed.push(last(one.pull.blob) / last(one.pull.curlHashed));
       if (layerEncoding(one.layer) === 'raw') {
         // The blob is the file: a pull links it into place.
         one.fileBytes = one.layer.descriptor.size;
@@ -401,6 +406,8 @@ for (const one of measured) {
   console.log(mbs('pull: curl -o, then fdatasync', s(one.pull.curlSynced)));
   console.log(`${formatSummary('pull: pullBlob / curl', s(one.pull.ratio), '×')}   target ≥ 0.7×`);
   console.log(formatSummary('pull: pullBlob / (curl + fdatasync)', s(one.pull.ratioSynced), '×'));
+  console.log(mbs('pull: curl -o, then sha256 of the file', s(one.pull.curlHashed)));
+  console.log(formatSummary('pull: pullBlob / (curl + sha256)', s(one.pull.ratioHashed), '×'));
   console.log('     the parts of its pull, each alone (pullBlob = fetch + write + sha256 + fdatasync):');
   console.log(`     ${mbs('Node fetch, body dropped', s(one.split.fetch))}`);
   console.log(`     ${formatSummary('sha256 of the blob', s(one.split.sha256))}`);
