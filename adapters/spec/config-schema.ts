@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { about, fields, flag, list, matching, oneOf, shown, text, wholeNumber } from './fields.js';
+import { about, fields, flag, list, matching, oneOf, shown, shownAddress, text, wholeNumber } from './fields.js';
 import { defaultSpec, GUEST_PROFILES, profileSpec, type GuestProfile } from './vm.js';
 
 /**
@@ -35,7 +35,7 @@ const userData = z.optional(
   ),
 );
 const metaData = z.optional(path('A cloud-init meta-data file for the seed ISO', 'Needs userData. Default: an instance id derived from the user-data.'));
-const urlProblem = (iss: { input?: unknown }): string => `must be an http: or https: address of a disk image, got ${shown(iss.input)}`;
+const urlProblem = (iss: { input?: unknown }): string => `must be an http: or https: address of a disk image, got ${shownAddress(iss.input)}`;
 const metaDataNeedsUserData = z.refine<{ metaData?: string | undefined; userData?: string | undefined }>((image) => image.metaData === undefined || image.userData !== undefined, {
   path: ['metaData'],
   error: 'is only used with image.userData (the cloud-init seed needs user-data)',

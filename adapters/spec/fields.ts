@@ -13,6 +13,12 @@ export function shown(value: unknown): string {
   return value === undefined ? 'nothing' : JSON.stringify(value);
 }
 
+/** An address as an error shows it: without user info or query, which may hold credentials (a signed URL's token), even when it does not parse. */
+export function shownAddress(value: unknown): string {
+  if (typeof value !== 'string') return shown(value);
+  return shown(value.replace(/^([^:/?#]*:\/\/)[^/?#]*@/, '$1…@').replace(/\?.*$/s, '?…'));
+}
+
 type Found = { input?: unknown };
 
 /** What editors show of a field (description, default, examples), carried into the JSON Schema. */

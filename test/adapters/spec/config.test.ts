@@ -200,6 +200,12 @@ describe('parseConfig: an image to download', () => {
     }
   });
 
+  it('never shows the user info or query of an address it refuses: they may hold a password or a token', () => {
+    const message = configError({ image: { url: 'ftp://ci:hunter2@example.org/disk.qcow2?X-Amz-Signature=abc123', digest: `sha256:${sha256}` } }).message;
+    expect(message).toContain('got "ftp://…@example.org/disk.qcow2?…"');
+    expect(message).not.toMatch(/hunter2|abc123/);
+  });
+
   it('refuses a digest of the wrong length for its algorithm, naming both lengths; and uppercase or unknown ones', () => {
     const digest = (value: unknown) => configError({ image: { url: 'https://example.org/d', digest: value } });
     expect(digest(`sha512:${sha256}`).message).toContain('field "image.digest" must have 128 hex digits after "sha512:" (64 after "sha256:"), got 64');
