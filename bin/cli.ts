@@ -436,7 +436,7 @@ trace
     const terminal = process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined;
     await run(opts.json, async (output) => {
       const commands = await import('./commands/trace.js');
-      const layout = opts.waterfall ? commands.waterfallLayout(opts.width, terminal) : ({ kind: 'timeline' } as const);
+      const layout = commands.showLayout(opts.waterfall === true, opts.width, terminal);
       return commands.traceShowCommand({ file, name: opts.name, nameGiven, home: resolveHome(), layout, output });
     });
   });

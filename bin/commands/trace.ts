@@ -31,8 +31,18 @@ export interface TraceSource {
 /** How `trace show` draws: a timeline, or a waterfall `width` columns wide. */
 export type ShowLayout = { kind: 'timeline' } | { kind: 'waterfall'; width: number };
 
+/** How `trace show` draws, from its flags: `--width` alone draws nothing different, so it is refused rather than ignored. */
+export function showLayout(waterfall: boolean, width: string | undefined, terminalColumns: number | undefined): ShowLayout {
+  if (waterfall) return waterfallLayout(width, terminalColumns);
+  if (width !== undefined)
+    throw new WarmvmError('E_USAGE', '--width sets the width of the waterfall, and no --waterfall was given', {
+      hint: `add --waterfall: warmvm trace show --waterfall --width ${width}`,
+    });
+  return { kind: 'timeline' };
+}
+
 /** The waterfall's width: `--width`, else the terminal's, else (a pipe) 100 columns. */
-export function waterfallLayout(width: string | undefined, terminalColumns: number | undefined): ShowLayout {
+function waterfallLayout(width: string | undefined, terminalColumns: number | undefined): ShowLayout {
   if (width === undefined) return { kind: 'waterfall', width: terminalColumns ?? 100 };
   const columns = Number(width);
   if (!/^\d+$/.test(width) || columns < MIN_WATERFALL_WIDTH) {

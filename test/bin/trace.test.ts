@@ -161,6 +161,13 @@ describe('warmvm trace show --waterfall', () => {
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toContain('--width 12 is not a number of columns of at least 40');
   });
+
+  it('refuses --width without --waterfall, naming the flag it lacks, instead of ignoring it', async () => {
+    const result = await cli(['trace', 'show', '--width', '120', resumeRun], { WARMVM_HOME: await temp() });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('--width sets the width of the waterfall, and no --waterfall was given');
+    expect(result.stderr).toContain('warmvm trace show --waterfall --width 120');
+  });
 });
 
 describe('warmvm trace diff', () => {
