@@ -18,6 +18,9 @@ import { buildQemuArgv, defaultCpuModel } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
 import { projectRoot } from '../adapters/support/project-root.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
+import { helpIfAsked } from './argv.js';
+
+helpIfAsked(import.meta.url);
 
 const runs = parseRuns(process.argv, 5);
 const cli = join(projectRoot(), 'dist', 'bin', 'warmvm.js');

@@ -12,6 +12,9 @@ import { execa } from 'execa';
 import { resolveHome } from '../adapters/instance/paths.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 import { CLI as cli, startedHealthy, type Started } from './warmvm-run.js';
+import { helpIfAsked } from './argv.js';
+
+helpIfAsked(import.meta.url);
 
 const runs = parseRuns(process.argv, 3);
 const home = resolveHome();

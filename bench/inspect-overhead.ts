@@ -15,6 +15,9 @@ import { execa } from 'execa';
 import { projectRoot } from '../adapters/support/project-root.js';
 import { resolveHome } from '../adapters/instance/paths.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
+import { helpIfAsked } from './argv.js';
+
+helpIfAsked(import.meta.url);
 
 const runs = parseRuns(process.argv, 15);
 const cli = join(projectRoot(), 'dist', 'bin', 'warmvm.js');

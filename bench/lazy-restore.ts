@@ -31,13 +31,15 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { instancePaths, resolveHome } from '../adapters/instance/paths.js';
-import { option } from './argv.js';
+import { helpIfAsked, option } from './argv.js';
 import { cleanUpOnce, endQemusUnder } from './bench-cleanup.js';
 import { BLOB, FILL_TIMEOUT_MS, type Fill, fillGuest } from './guest-fill.js';
 import { type GuestShell, guestShell } from './guest-shell.js';
 import { progress } from './progress.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 import { CLI, type CliRun, warmvmJson } from './warmvm-run.js';
+
+helpIfAsked(import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Arguments

@@ -20,6 +20,9 @@ import { readInstanceState, type InstanceState } from '../adapters/instance/stat
 import { snapshotPaths } from '../adapters/snapshot/store.js';
 import { DEMO_ROTATION } from '../adapters/spec/vm.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
+import { helpIfAsked } from './argv.js';
+
+helpIfAsked(import.meta.url);
 
 const runs = parseRuns(process.argv, 7);
 const home = resolveHome();

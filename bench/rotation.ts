@@ -25,11 +25,13 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { instancePaths, resolveHome } from '../adapters/instance/paths.js';
-import { option } from './argv.js';
+import { helpIfAsked, option } from './argv.js';
 import { cleanUpOnce, endQemusUnder } from './bench-cleanup.js';
 import { progress } from './progress.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 import { CLI, type CliRun, warmvmJson } from './warmvm-run.js';
+
+helpIfAsked(import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Arguments

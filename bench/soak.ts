@@ -17,11 +17,13 @@ import { readdir } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
-import { option } from './argv.js';
+import { helpIfAsked, option } from './argv.js';
 import { cleanUpOnce, endQemusUnder, qemusUnderHomes } from './bench-cleanup.js';
 import { progress } from './progress.js';
 import { formatSummary, summarize } from './stats.js';
 import { CLI, startedHealthy, warmvmJson } from './warmvm-run.js';
+
+helpIfAsked(import.meta.url);
 
 const cycles = Number(option('--cycles') ?? 200);
 const cloneCycles = Number(option('--clone-cycles') ?? 50);

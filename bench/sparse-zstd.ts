@@ -14,6 +14,9 @@ import { fileExists } from '../adapters/support/file-exists.js';
 import { listSnapshotKeys, snapshotPaths } from '../adapters/snapshot/store.js';
 import { compressSparse, decompressSparse } from '../adapters/snapshot/sparse-zstd.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
+import { helpIfAsked } from './argv.js';
+
+helpIfAsked(import.meta.url);
 
 const runs = parseRuns(process.argv, 3);
 // Not `4 << 30`: JavaScript's shifts are 32-bit, and that is 0.

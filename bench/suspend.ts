@@ -19,13 +19,15 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { instancePaths } from '../adapters/instance/paths.js';
-import { option } from './argv.js';
+import { helpIfAsked, option } from './argv.js';
 import { cleanUpOnce, endQemusUnder } from './bench-cleanup.js';
 import { blobBytes, type Fill, fillGuest, fillSurvived } from './guest-fill.js';
 import { guestShell } from './guest-shell.js';
 import { progress } from './progress.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 import { CLI, type CliRun, type Started, startedHealthy, warmvmJson } from './warmvm-run.js';
+
+helpIfAsked(import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Arguments

@@ -34,6 +34,9 @@ import { blobPath } from '../adapters/snapshot/pack.js';
 import { type LocalRegistry, startLocalRegistry } from './local-registry.js';
 import { formatSummary, parseRuns, type Summary, summarize } from './stats.js';
 import { CLI } from './warmvm-run.js';
+import { helpIfAsked } from './argv.js';
+
+helpIfAsked(import.meta.url);
 
 const runs = parseRuns(process.argv, 3);
 const profileArg = process.argv.indexOf('--profile');
