@@ -42,6 +42,10 @@ const MAX_SMALL_BODY = 1 << 20;
 const WRITE_BYTES = 1 << 20;
 /** Writes of a download in flight at once, while the next bytes are received and hashed. */
 const WRITES_AHEAD = 4;
+/** Answers to a read that mean "not now": tried again after these pauses, or the Retry-After the registry gives (at most RETRY_AFTER_MAX_MS). */
+const TRANSIENT_STATUSES = new Set([429, 502, 503, 504]);
+const RETRY_PAUSES_MS = [250, 1000, 3000];
+const RETRY_AFTER_MAX_MS = 10_000;
 /** What curl wrote is read back and hashed in pieces of this size, looking again this often when it is ahead. */
 const TAIL_BYTES = 4 << 20;
 const TAIL_POLL_MS = 3;
@@ -624,14 +628,27 @@ export class RegistryClient {
     }
   }
 
-  /** One request, through the registry's authentication (answering a 401 once per scheme and scope) and redirects. */
+  /**
+   * One request, through the registry's authentication (answering a 401 once per scheme and scope)
+   * and redirects. A read the registry answers with 429, 502, 503 or 504 (busy, or a proxy in front
+   * of it restarting) is tried again after a pause, a few times, before its answer is given back.
+   */
   private async send(call: Call): Promise<Answer> {
     throwIfAborted(call.signal, call.what);
     const refreshed = new Set<string>();
-    for (;;) {
+    for (let retried = 0; ; ) {
       const sent = this.current;
       const answer = await this.fetchFollowing(call, sent);
-      if (answer.response.status !== 401) return answer;
+      const status = answer.response.status;
+      if (TRANSIENT_STATUSES.has(status) && (call.method === 'GET' || call.method === 'HEAD') && retried < RETRY_PAUSES_MS.length) {
+        const pause = Math.min(RETRY_AFTER_MAX_MS, retryAfterMs(answer.response.headers.get('retry-after')) ?? (RETRY_PAUSES_MS[retried] as number));
+        this.logger.debug({ status, pause }, 'the registry is busy: trying again');
+        await discard(answer.response);
+        await sleep(pause, call.signal);
+        retried += 1;
+        continue;
+      }
+      if (status !== 401) return answer;
       const challenge = parseChallenge(answer.response.headers.get('www-authenticate'));
       const detail = await this.describeResponse(answer.response);
       if (!(await this.answerChallenge(call, challenge, sent, refreshed, detail))) throw await this.authError(detail);
@@ -861,6 +878,11 @@ export class RegistryClient {
   private scrub(text: string): string {
     return redactValues(text, this.secrets);
   }
+}
+
+/** A Retry-After in seconds as milliseconds; an HTTP date or anything else is left to the caller's own pause. */
+function retryAfterMs(value: string | null): number | undefined {
+  return value !== null && /^\d+$/.test(value.trim()) ? Number(value.trim()) * 1000 : undefined;
 }
 
 /** Reads a file's bytes `from`..`to` (inclusive) as they are sent, reporting how many have been read. */

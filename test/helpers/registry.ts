@@ -73,6 +73,8 @@ export interface ProxyBehaviour {
   redirectBlobs?: boolean;
   /** Relays each answer's body at most this fast (bytes per second, per answer), to catch a transfer midway. */
   throttleBytesPerSecond?: number;
+  /** Answers the next `count` GET and HEAD requests with `status` itself, as a registry behind a busy load balancer does. */
+  failNext?: { status: number; count: number };
 }
 
 export interface TestRegistryOptions {
@@ -134,7 +136,7 @@ export async function startRegistry(options: TestRegistryOptions = {}): Promise<
       servedBytes: () => proxy.served + storage.served,
       requests: () => [...proxy.relayed],
       setProxy: (behaviour) => {
-        proxy.behaviour = { ...behaviour };
+        proxy.behaviour = { ...behaviour, ...(behaviour.failNext ? { failNext: { ...behaviour.failNext } } : {}) };
       },
       storageRequests: () => [...storage.relayed],
       tokensIssued: () => token?.issued ?? 0,
@@ -263,6 +265,15 @@ async function startProxy(upstreamPort: number, options: { inject?: string | und
       proxy.relayed.push(relayed);
       return relayed;
     };
+    const failing = proxy.behaviour.failNext;
+    if (failing !== undefined && failing.count > 0 && (request.method === 'GET' || request.method === 'HEAD')) {
+      failing.count -= 1;
+      record(failing.status);
+      response.writeHead(failing.status, { 'content-type': 'text/plain', 'content-length': '5', 'retry-after': '0' });
+      response.end('busy\n');
+      request.resume();
+      return;
+    }
     if (proxy.behaviour.redirectBlobs && options.storagePort !== undefined && request.method === 'GET' && /^\/v2\/.+\/blobs\/sha256:/.test(request.url ?? '')) {
       record(307);
       response.writeHead(307, { location: `http://localhost:${options.storagePort}${request.url}`, 'content-length': '0' });

@@ -217,6 +217,32 @@ describe.each(['curl', 'fetch'] as const)('RegistryClient on a real registry (di
     expect(await exists(`${dest}.partial`)).toBe(false);
   });
 
+  it('tries a read again when the registry is busy (503), and gives its answer back after a few tries', async () => {
+    const snapshots = client('warmvm/chunked');
+    const dest = join(dir, `busy-${downloader}`);
+    const before = registry.requests().length;
+    registry.setProxy({ failNext: { status: 503, count: 2 } });
+    try {
+      await snapshots.pullBlob(digest, BLOB_BYTES, dest);
+    } finally {
+      registry.setProxy({});
+    }
+    expect((await readFile(dest)).equals(blob)).toBe(true);
+    expect(
+      registry
+        .requests()
+        .slice(before)
+        .filter((request) => request.status === 503),
+    ).toHaveLength(2);
+    registry.setProxy({ failNext: { status: 503, count: 10 } });
+    try {
+      const error = await snapshots.getManifest('busy').catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ code: 'E_REGISTRY', message: expect.stringContaining('answered HTTP 503'), hint: expect.stringContaining('try again later') });
+    } finally {
+      registry.setProxy({});
+    }
+  });
+
   it('says a blob the repository lacks is missing, and leaves no file', async () => {
     const dest = join(dir, `missing-${downloader}`);
     const unknown = `sha256:${'1'.repeat(64)}` as Digest;
