@@ -96,6 +96,8 @@ export async function startCurl(curl: string, fetch: CurlFetch): Promise<CurlRun
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   };
   fetch.signal?.addEventListener('abort', stop, { once: true });
+  // A signal that fired before the listener was added never calls it.
+  if (fetch.signal?.aborted) stop();
   const finished = new Promise<CurlOutcome>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => {
