@@ -37,12 +37,14 @@ const READS_AHEAD = 3;
 const WRITE_BATCH_BYTES = 8 << 20;
 /** The compressed input is read in pieces of this size. */
 const INPUT_BYTES = 16 << 20;
+/** zstd's level when none is given: what packing uses, and what judges a file worth packing. */
+const DEFAULT_LEVEL = 3;
 
 export interface CompressOptions {
   signal?: AbortSignal;
   /** In bytes of the file (its apparent size), holes included. */
   onProgress?(doneBytes: number, totalBytes: number): void;
-  /** zstd's level, 3 unless told. */
+  /** zstd's level, DEFAULT_LEVEL unless told. */
   level?: number;
 }
 
@@ -90,7 +92,7 @@ export async function compressFile(src: string, destFile: string, options: Compr
   const hasData = chunksWithData(await dataExtents(src), chunks);
   const binding = await loadBinding();
   const cctx = new binding.CCtx();
-  cctx.setParameter(binding.CParameter.compressionLevel, options.level ?? 3);
+  cctx.setParameter(binding.CParameter.compressionLevel, options.level ?? DEFAULT_LEVEL);
   cctx.setParameter(binding.CParameter.checksumFlag, 1);
   const compressed = Buffer.allocUnsafe(binding.compressBound(CHUNK_BYTES));
   const zeroFrames = new Map<number, Buffer>();
@@ -175,7 +177,7 @@ export async function zstdWouldNotShrink(src: string, signal?: AbortSignal): Pro
   if (found.size < SAMPLED_MIN_BYTES || found.blocks * 512 < found.size * NOT_WORTH_RATIO) return false;
   const binding = await loadBinding();
   const cctx = new binding.CCtx();
-  cctx.setParameter(binding.CParameter.compressionLevel, 3);
+  cctx.setParameter(binding.CParameter.compressionLevel, DEFAULT_LEVEL);
   const compressed = Buffer.allocUnsafe(binding.compressBound(CHUNK_BYTES));
   const slot = Buffer.allocUnsafe(CHUNK_BYTES);
   const chunks = Math.floor(found.size / CHUNK_BYTES);

@@ -298,22 +298,23 @@ export class RegistryClient {
         const curl = this.options.downloader === 'fetch' ? undefined : await findCurl();
         const range = (from: number): Record<string, string> => (curl !== undefined ? { range: `bytes=${from}-${from}` } : from > 0 ? { range: `bytes=${from}-` } : {});
         const call: Call = { what, method: 'GET', url: this.blobUrl(digest), headers: { 'accept-encoding': 'identity', ...range(have) }, signal };
+        const startOver = async (): Promise<void> => {
+          have = 0;
+          hash = createHash('sha256');
+          await handle.truncate(0);
+        };
         let { response, url } = await this.send(call);
         if (have > 0 && response.status === 416) {
           // The registry holds less than what is here: start over.
           await discard(response);
-          have = 0;
-          hash = createHash('sha256');
-          await handle.truncate(0);
+          await startOver();
           call.headers = { 'accept-encoding': 'identity', ...range(0) };
           ({ response, url } = await this.send(call));
         }
         if (response.status === 200 && have > 0) {
           // The registry ignored Range and sends the whole blob: start over.
           this.logger.debug({ digest }, 'the registry ignored Range: downloading from the start');
-          have = 0;
-          hash = createHash('sha256');
-          await handle.truncate(0);
+          await startOver();
         } else if (response.status === 206) {
           const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
           if (range === null || Number(range[1]) !== have) {

@@ -46,6 +46,17 @@ export function findCurl(): Promise<string | undefined> {
 /** util-linux's setpriv, to give curl a parent-death signal: a warmvm killed with -9 must not leave curl writing the partial file. */
 const SETPRIV = '/usr/bin/setpriv';
 
+let setprivFound: Promise<boolean> | undefined;
+
+/** Whether setpriv is there, looked up once per process like curl itself. */
+function hasSetpriv(): Promise<boolean> {
+  setprivFound ??= access(SETPRIV, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  return setprivFound;
+}
+
 /** A value in curl's config file syntax: quoted, with backslashes and quotes escaped. */
 function quoted(value: string): string {
   if (/[\r\n]/.test(value)) throw new Error('a curl config value may not hold a line break');
@@ -78,10 +89,7 @@ export function curlConfig(fetch: Omit<CurlFetch, 'signal'>, extraCaFile: string
 
 /** Starts curl on `fetch`. */
 export async function startCurl(curl: string, fetch: CurlFetch): Promise<CurlRun> {
-  const withDeathSignal = await access(SETPRIV, constants.X_OK).then(
-    () => true,
-    () => false,
-  );
+  const withDeathSignal = await hasSetpriv();
   const [command, args] = withDeathSignal ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', curl, '--config', '-']] : [curl, ['--config', '-']];
   const child: ChildProcess = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';

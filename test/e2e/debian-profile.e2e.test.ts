@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { homePaths } from '../../adapters/instance/paths.js';
-import type { ImageManifest } from '../../adapters/oci/types.js';
-import { LAYER_MEDIA_TYPE, RAW_LAYER_MEDIA_TYPE } from '../../adapters/snapshot/artifact.js';
+import { type ImageManifest, TITLE_ANNOTATION } from '../../adapters/oci/types.js';
+import { LAYER_MEDIA_TYPE, RAW_LAYER_MEDIA_TYPE, ROLE_ANNOTATION } from '../../adapters/snapshot/artifact.js';
 import { blobPath } from '../../adapters/snapshot/pack.js';
 import { cli, type CliResult } from '../helpers/cli.js';
 import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
@@ -107,9 +107,7 @@ describe('the Debian profile on real QEMU', () => {
       const manifest = JSON.parse(
         (await execFileAsync('tar', ['-xOf', file, `blobs/sha256/${String(exported.json.digest).slice('sha256:'.length)}`], { maxBuffer: 1 << 20 })).stdout,
       ) as ImageManifest;
-      const media = Object.fromEntries(
-        manifest.layers.map((layer) => [`${layer.annotations?.['dev.warmvm.role']}:${layer.annotations?.['org.opencontainers.image.title']}`, layer.mediaType]),
-      );
+      const media = Object.fromEntries(manifest.layers.map((layer) => [`${layer.annotations?.[ROLE_ANNOTATION]}:${layer.annotations?.[TITLE_ANNOTATION]}`, layer.mediaType]));
       expect(media['image:disk.qcow2']).toBe(RAW_LAYER_MEDIA_TYPE);
       expect(media['memory:mem.raw']).toBe(LAYER_MEDIA_TYPE);
 
