@@ -1,7 +1,7 @@
 import { assign, setup } from 'xstate';
 import { boundDelays, boundedSteps, delayOf, doneOutput } from './bounded.js';
 import { placeholder } from './placeholder.js';
-import { failedOutput, type Failure, type FailedOutput, toFailure } from './failure.js';
+import { failedOutput, type Failure, type FailedOutput, QEMU_GONE, toFailure } from './failure.js';
 import type { HealthResult, RotateResult } from './cold-boot.js';
 
 export interface CaptureBounds {
@@ -96,7 +96,7 @@ const capture = setup({
   guards: {
     keeping: ({ context }) => context.keep !== undefined,
     // A step whose QEMU died under it leaves no VM to run again: recover at once, naming that step.
-    keepingLiveVm: ({ context, event }) => context.keep !== undefined && !('error' in event && toFailure('', event.error).code === 'E_QEMU_EXITED'),
+    keepingLiveVm: ({ context, event }) => context.keep !== undefined && !('error' in event && QEMU_GONE.has(toFailure('', event.error).code)),
     rotationWanted: ({ context }) => context.keep?.rotation === true,
   },
   actions: {

@@ -10,6 +10,9 @@ export interface Failure {
   hint: string | undefined;
 }
 
+/** The codes of a step whose QEMU died under it: no VM is left to run on or to stop. */
+export const QEMU_GONE: ReadonlySet<ReportedCode> = new Set<ReportedCode>(['E_QEMU_EXITED', 'E_QEMU_CRASHED']);
+
 /** How a machine that owns a QEMU ends when it fails: why, and why that QEMU could not be stopped (if so). */
 export interface FailedOutput {
   outcome: 'failed';

@@ -94,6 +94,8 @@ interface StartContext {
   failuresInARow: number;
   /** Ctrl-C reached a child: whatever it ends with, nothing new may start. */
   interrupted: boolean;
+  /** A cold boot whose QEMU crashed by itself was booted once more: a second crash ends the start. */
+  bootedAgainAfterCrash: boolean;
   /** The steps that made the VM that ends up running: `cold`, `capture`, `resume`. */
   steps: string[];
   pid: number | undefined;
@@ -107,6 +109,7 @@ interface StartContext {
 
 export type StartEvent = { type: 'CANCEL' };
 
+const COLD_CRASH_WARNING = 'QEMU crashed by itself during the cold boot: it is booted once more';
 const NO_ROTATION_WARNING = 'rotation is off (--no-rotation): the guest runs with the placeholder secrets captured in the snapshot';
 
 const start = setup({
@@ -173,6 +176,12 @@ const start = setup({
       // The path names the steps that made the VM that runs: a failed pull made none of it.
       steps: context.steps.filter((step) => step !== 'pull'),
     })),
+    // The crashed cold boot made nothing that runs: its step leaves the path, the next entry adds it back.
+    bootAgainAfterCrash: assign(({ context }, output: ColdBootOutput) => ({
+      bootedAgainAfterCrash: true,
+      steps: context.steps.slice(0, -1),
+      warnings: [...context.warnings, `${crashWarning(output)}, so the cold boot was tried once more`],
+    })),
     recordColdFailure: assign((_, output: ColdBootOutput) => (output.outcome === 'failed' ? { failure: output.failure, stopError: output.stopError } : {})),
     recordNoFallback: assign((_, output: ChildOutput) =>
       output.outcome === 'failed' ? { failure: noFallbackFailure(output.failure, output.stopError), stopError: output.stopError } : {},
@@ -187,6 +196,9 @@ const start = setup({
     pulled: (_, result: PullResult) => result.status === 'usable',
     resumeHealthy: (_, output: ResumeOutput) => output.outcome === 'healthy',
     coldReady: (_, output: ColdBootOutput) => output.outcome === 'ready',
+    // QEMU's own crash (a TCG assertion, say) is not the guest's fault: one more boot, never after Ctrl-C.
+    firstColdCrash: ({ context }, output: ColdBootOutput) =>
+      output.outcome === 'failed' && output.failure.code === 'E_QEMU_CRASHED' && output.stopError === undefined && !context.interrupted && !context.bootedAgainAfterCrash,
     coldReadyToCapture: ({ context }, output: ColdBootOutput) => output.outcome === 'ready' && context.captureAfterCold,
     captured: (_, output: CaptureOutput) => output.outcome === 'captured',
     keptAfterCapture: (_, output: CaptureOutput) => output.outcome === 'kept',
@@ -222,6 +234,7 @@ export const startMachine = start.createMachine({
     fallbackReason: undefined,
     failuresInARow: 0,
     interrupted: false,
+    bootedAgainAfterCrash: false,
     steps: [],
     pid: undefined,
     health: [],
@@ -375,11 +388,17 @@ export const startMachine = start.createMachine({
         onDone: [
           { guard: { type: 'coldReadyToCapture', params: doneOutput }, target: 'capture' },
           { guard: { type: 'coldReady', params: doneOutput }, target: 'running', actions: { type: 'recordHealthy', params: doneOutput } },
+          { guard: { type: 'firstColdCrash', params: doneOutput }, target: 'bootingAgain', actions: { type: 'bootAgainAfterCrash', params: doneOutput } },
           { target: 'failed', actions: { type: 'recordColdFailure', params: doneOutput } },
         ],
         onError: failOnError('failed', 'start.coldBoot'),
       },
       on: { CANCEL: { actions: ['recordInterrupt', sendTo('coldBoot', { type: 'CANCEL' })] } },
+    },
+    // Passed through between a cold boot whose QEMU crashed by itself and the one more it gets: the trace shows both boots.
+    bootingAgain: {
+      meta: { warning: COLD_CRASH_WARNING },
+      always: 'coldBoot',
     },
     capture: {
       entry: { type: 'enterStep', params: { step: 'capture' } },
@@ -422,3 +441,9 @@ export const startMachine = start.createMachine({
           warnings: context.warnings,
         },
 });
+
+/** "QEMU crashed in coldBoot.booting (QEMU crashed (killed by SIGABRT) while …)": the message's first line, without QEMU's log. */
+function crashWarning(output: ColdBootOutput): string {
+  if (output.outcome !== 'failed') return 'QEMU crashed';
+  return `QEMU crashed in ${output.failure.state} (${output.failure.message.split('; it said:')[0]?.split('\n')[0]})`;
+}

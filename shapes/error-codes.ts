@@ -73,6 +73,7 @@ export const ERROR_CODES = [
   'E_PROVISION',
   'E_QEMU_BROKEN',
   'E_QEMU_CHANGED',
+  'E_QEMU_CRASHED',
   'E_QEMU_EXITED',
   'E_QEMU_MISSING',
   'E_QEMU_OLD',

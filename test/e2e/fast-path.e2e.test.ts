@@ -18,7 +18,7 @@ import { waitForState } from '../helpers/trace-watch.js';
 // cold fallback for each fault. Each test runs on its own instance with a config of its own
 // (caseConfig), so that each has its own snapshot: a snapshot belongs to a config.
 const TIMEOUT = 300_000;
-const names = ['fp-main', 'fp-trunc', 'fp-corrupt', 'fp-mismatch', 'fp-rotate', 'fp-kill', 'fp-interrupt'];
+const names = ['fp-main', 'fp-trunc', 'fp-corrupt', 'fp-mismatch', 'fp-rotate', 'fp-kill', 'fp-crash', 'fp-interrupt'];
 const configs = new Map<string, string>();
 
 const fingerprint = (result: CliResult): Promise<string> => secretFingerprint(result);
@@ -275,6 +275,27 @@ describe('fast path on real QEMU', () => {
       expect(rotating.result.json).toMatchObject({ path: 'cold', fallbackReason: expect.stringMatching(/^resume\.rotating: QEMU exited/) });
       await expectFallback(name, rotating.result, 'fallback-qemu-killed-rotating.json');
       expect(await snapshotDigest(name)).toBe(before);
+      await stopAndCheckTrace(name);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'a cold boot whose QEMU crashes by itself (SIGABRT) is booted once more: the first start ends healthy with a warning, one QEMU left',
+    async () => {
+      const name = 'fp-crash';
+      const crashed = await startKillingQemuAt(name, withConfig(name, []), 'coldBoot.booting', 0, { signal: 'SIGABRT' });
+      expect(crashed.landedIn).toBe('coldBoot.booting');
+      expect(crashed.result.json.outcome, crashed.result.stderr).toBe('healthy');
+      expect(crashed.result.json).toMatchObject({ path: 'cold+capture+resume' });
+      expect(crashed.result.json.fallbackReason).toBeUndefined();
+      expect(crashed.result.json.warnings).toEqual([
+        expect.stringMatching(/^QEMU crashed in coldBoot\.booting \(QEMU crashed \(killed by SIGABRT\) while .*\), so the cold boot was tried once more$/),
+      ]);
+      await expectFallback(name, crashed.result, 'cold-crash-booted-again.json');
+      await stopAndCheckTrace(name);
+      // What the second boot captured is a snapshot like any other.
+      expect((await start(name)).json).toMatchObject({ path: 'resume' });
       await stopAndCheckTrace(name);
     },
     TIMEOUT,

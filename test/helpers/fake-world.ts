@@ -5,7 +5,7 @@ import { resumeMachine } from '../../machines/resume.js';
 import { startMachine, type CaptureWait, type SnapshotChoice, type StartBounds } from '../../machines/start.js';
 
 /** What one call of a fake actor does. `late` settles well after the call, in simulated time. */
-export type Behaviour = { kind: 'ok' } | { kind: 'fail'; code: string } | { kind: 'hang' } | { kind: 'late'; ms: number } | { kind: 'qemuExits' };
+export type Behaviour = { kind: 'ok' } | { kind: 'fail'; code: string } | { kind: 'hang' } | { kind: 'late'; ms: number } | { kind: 'qemuExits'; crash?: boolean };
 
 /** Every actor the root machine and its children call, by the name the world knows it by. */
 export const ACTOR_NAMES = [
@@ -225,6 +225,8 @@ export class World {
   storeVersion = 0;
   cancelled = false;
   launchesAfterCancel = 0;
+  /** QEMUs that died by a crash of their own (E_QEMU_CRASHED), not killed from outside. */
+  crashes = 0;
   readonly snapshots: SnapshotSide;
   private current: number | undefined;
   /** From a wakeable findSuspended until that wake's QEMU is stopped: resume calls act on the suspended state. */
@@ -450,9 +452,10 @@ export class World {
             return;
           }
           case 'qemuExits':
-            void this.settle(`${name}: QEMU exits`, () => undefined).then(() => {
+            void this.settle(`${name}: QEMU ${behaviour.crash ? 'crashes' : 'exits'}`, () => undefined).then(() => {
               this.kill();
-              fail('E_QEMU_EXITED');
+              if (behaviour.crash) this.crashes += 1;
+              fail(behaviour.crash ? 'E_QEMU_CRASHED' : 'E_QEMU_EXITED');
             });
         }
       };

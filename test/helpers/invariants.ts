@@ -51,6 +51,9 @@ export function brokenInvariants(run: WorldRun): string[] {
   // A snapshot set aside while choosing counts as the fast path failing: the cold boot is the fallback.
   const fallbacks = fallbackCount(trace) + (world.choices.some((choice) => choice.status === 'setAside') ? 1 : 0);
   if (fallbacks > 1) broken.push(`4: fell back ${fallbacks} times`);
+  // …and booted cold again only after a QEMU crashed by itself, once.
+  const bootedAgain = trace.filter((entry) => entry.state === 'start.coldBoot' && entry.from === 'start.bootingAgain').length;
+  if (bootedAgain > Math.min(1, world.crashes)) broken.push(`4: booted cold again ${bootedAgain} times after ${world.crashes} QEMU crash(es)`);
   const last = trace.filter((entry) => entry.machine === 'start').at(-1)?.state;
   if (output !== undefined && last !== 'start.running' && last !== 'start.failed') broken.push(`4: ended in ${String(last)}`);
 

@@ -65,9 +65,16 @@ async function enteredState(name: string, state: string, since: number, ended: (
  * `warmvm start --name NAME --json ...args`, and a SIGKILL of the instance's QEMU `delayMs` after
  * the run's trace enters `state` (a state of the machine that owns that QEMU at the time). With
  * `freeze`, QEMU is first stopped (SIGSTOP) as the state is entered, so that a state lasting
- * milliseconds (a capture's) waits there on it, and killed `delayMs` later.
+ * milliseconds (a capture's) waits there on it, and killed `delayMs` later. `signal`: another
+ * signal than SIGKILL (SIGABRT: QEMU dies as when it crashes by itself).
  */
-export async function startKillingQemuAt(name: string, args: string[], state: string, delayMs = 0, options: { freeze?: boolean } = {}): Promise<KilledRun> {
+export async function startKillingQemuAt(
+  name: string,
+  args: string[],
+  state: string,
+  delayMs = 0,
+  options: { freeze?: boolean; signal?: NodeJS.Signals } = {},
+): Promise<KilledRun> {
   const since = Date.now();
   let ended = false;
   const run = startCli(['start', '--name', name, '--json', ...args]);
@@ -84,7 +91,7 @@ export async function startKillingQemuAt(name: string, args: string[], state: st
   if (frozen !== undefined) process.kill(frozen, 'SIGSTOP');
   if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
   const pid = frozen ?? (await qemu());
-  process.kill(pid, 'SIGKILL');
+  process.kill(pid, options.signal ?? 'SIGKILL');
   const landedIn = currentState(name, since, state.split('.')[0] as string);
   return { result: parse(await run), killed: pid, landedIn };
 }

@@ -74,8 +74,8 @@ export function nextTimer(clock: SimulatedClock): number | undefined {
   return next;
 }
 
-/** A generous ceiling: every bound of every machine, each machine run at most twice (the one fallback). */
-export const RUN_CEILING_MS = 2 * Object.values(uniformBounds()).reduce((sum, ms) => sum + ms, 0);
+/** A generous ceiling: every bound of every machine, each run at most three times (the one fallback, and one more cold boot after a crash). */
+export const RUN_CEILING_MS = 3 * Object.values(uniformBounds()).reduce((sum, ms) => sum + ms, 0);
 
 /** What one call of a fake actor does, weighted towards success. */
 export const behaviourArb: fc.Arbitrary<Behaviour> = fc.oneof(
@@ -84,7 +84,8 @@ export const behaviourArb: fc.Arbitrary<Behaviour> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'hang' } as const) },
   // Around the bound on purpose: an answer that lands as the bound expires.
   { weight: 2, arbitrary: fc.constantFrom(1, BOUND_MS - 1, BOUND_MS, BOUND_MS + 1, 3 * BOUND_MS).map((ms) => ({ kind: 'late', ms }) as const) },
-  { weight: 1, arbitrary: fc.constant({ kind: 'qemuExits' } as const) },
+  // Killed from outside, or a crash of QEMU's own (SIGABRT): only the crash boots cold once more.
+  { weight: 1, arbitrary: fc.boolean().map((crash) => ({ kind: 'qemuExits', crash }) as const) },
 );
 
 /** Faults of one run's actors: what each call does, how the incoming migration settles, when Ctrl-C comes. */

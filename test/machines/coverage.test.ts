@@ -43,6 +43,7 @@ const OUTPUTS: Record<string, unknown[]> = {
   coldBoot: [
     { outcome: 'ready', pid: 1, health, rotated: true },
     { outcome: 'failed', failure: failure('coldBoot.booting', 'E_X'), stopError: undefined },
+    { outcome: 'failed', failure: failure('coldBoot.booting', 'E_QEMU_CRASHED'), stopError: undefined },
   ],
   capture: [
     { outcome: 'captured', snapshot: '/x' },

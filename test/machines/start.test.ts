@@ -29,11 +29,14 @@ function world(faults: {
   pull?: PullResult | 'throw' | 'hang';
   /** What findSuspended answers (`none` when left out). */
   suspended?: SuspendedChoice;
+  /** The first N cold boots' QEMUs die while booting, by this code (E_QEMU_CRASHED: QEMU's own SIGABRT, say). */
+  coldDies?: { times: number; code: string };
 }) {
   const calls: string[] = [];
   let live = 0;
   let maxLive = 0;
   let resumes = 0;
+  let coldBoots = 0;
   // Typed loosely on purpose: each fake stands in for an actor of its own output type.
   const step = <T>(name: string, fn: () => T): never =>
     fromPromise<T, unknown>(async () => {
@@ -71,7 +74,14 @@ function world(faults: {
         actors: {
           prepareBoot: step('cold.prepare', () => ({ forwards: 1, overlay: true, runtimeDisk: true })),
           launchQemu: launch('cold.launch'),
-          waitForGuest: step('cold.guest', () => ({ runstate: 'running', agent: true })),
+          waitForGuest: step('cold.guest', () => {
+            coldBoots += 1;
+            if (faults.coldDies && coldBoots <= faults.coldDies.times) {
+              live = Math.max(0, live - 1);
+              throw errorWithCode(`QEMU crashed (killed by SIGABRT) while waiting for the guest agent; it said:\nqemu: assertion failed`, faults.coldDies.code);
+            }
+            return { runstate: 'running', agent: true };
+          }),
           rotateSecrets: step('cold.rotate', () => ({ secrets: 4, exitCode: 0 })),
           probeHealth: step('cold.health', () => health),
           stopQemu: stop('cold.stop'),
@@ -232,6 +242,25 @@ describe('start machine', () => {
     expect(calls).not.toContain('capture.continue');
     expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
     expect(maxLive).toBe(1);
+  });
+
+  it('a cold boot whose QEMU crashed by itself is booted once more, with a warning; the path names the boot that ran', async () => {
+    const { output, calls, maxLive } = await run({ coldDies: { times: 1, code: 'E_QEMU_CRASHED' } });
+    expect(output).toMatchObject({ outcome: 'healthy', path: 'cold+capture+resume' });
+    expect(calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
+    expect(output.warnings).toEqual([
+      'QEMU crashed in coldBoot.booting (QEMU crashed (killed by SIGABRT) while waiting for the guest agent), so the cold boot was tried once more',
+    ]);
+    expect(maxLive).toBe(1);
+  });
+
+  it('a second crash ends the start with it; a QEMU killed from outside (E_QEMU_EXITED) is not booted again', async () => {
+    const twice = await run({ coldDies: { times: 2, code: 'E_QEMU_CRASHED' } });
+    expect(twice.output).toMatchObject({ outcome: 'failed', failure: { state: 'coldBoot.booting', code: 'E_QEMU_CRASHED' } });
+    expect(twice.calls.filter((call) => call === 'cold.launch')).toHaveLength(2);
+    const killed = await run({ coldDies: { times: 1, code: 'E_QEMU_EXITED' } });
+    expect(killed.output).toMatchObject({ outcome: 'failed', failure: { code: 'E_QEMU_EXITED' } });
+    expect(killed.calls.filter((call) => call === 'cold.launch')).toHaveLength(1);
   });
 
   it('Ctrl-C while the cold boot prepares ends the start in failed, with no QEMU launched', async () => {

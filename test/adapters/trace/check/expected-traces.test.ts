@@ -35,6 +35,7 @@ const MATCHES: Record<string, string[]> = {
   'fallback-qemu-killed-incoming.json': ['fallback-qemu-killed-incoming.jsonl'],
   'unhealthy.json': ['unhealthy.jsonl'],
   'interrupted-cold-boot.json': ['ctrl-c-cold-boot.jsonl'],
+  'cold-crash-booted-again.json': ['cold-crash-booted-again.jsonl'],
 };
 
 describe('the expected traces in test/traces against the recorded runs', () => {
