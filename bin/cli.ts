@@ -265,6 +265,21 @@ snapshot
     await run(opts.json, async (output) => (await import('./commands/snapshot.js')).snapshotVerifyCommand({ keys, home: resolveHome(), output }));
   });
 snapshot
+  .command('seal')
+  .summary("Record the checksum of a snapshot's memory file, if not yet recorded (each capture starts this itself, in the background)")
+  .description(
+    "A capture publishes its snapshot once the memory file is flushed, and records that file's checksum just after, " +
+      "in a process of its own (the log: seal.log in the capturing instance's folder): this is that process. Until then " +
+      'a start trusts the file only as the capture stamped it (size, times, inode); one changed before the checksum was ' +
+      'recorded is damaged. "snapshot verify" and "snapshot export" record a missing checksum themselves. Exit 0: recorded ' +
+      '(now or before), or another process is recording it. Exit 1: the snapshot is missing, or changed since the capture.',
+  )
+  .argument('<key>', 'snapshot key ("warmvm list" shows them)')
+  .addOption(jsonOption())
+  .action(async (key: string, opts: { json?: boolean }) => {
+    await run(opts.json, async (output) => (await import('./commands/snapshot.js')).snapshotSealCommand({ key, home: resolveHome(), output }));
+  });
+snapshot
   .command('ls')
   .summary('List the snapshots: who captured each, when, its size, QEMU and machine, the running instances that use it')
   .description(

@@ -9,6 +9,7 @@ import { isInstanceQemu, readPidFile, removeRuntimeFiles, stopProcess } from '..
 import { readInstanceState } from '../adapters/instance/state.js';
 import { removeDeadWritersFiles } from '../adapters/instance/dead-leftovers.js';
 import { tryLock, type InstanceLock } from '../adapters/instance/lock.js';
+import { sameCapture } from '../adapters/snapshot/manifest.js';
 import { readSnapshot, setAside, snapshotPaths } from '../adapters/snapshot/store.js';
 import { WarmvmError } from '../adapters/support/errors.js';
 import { fileExists } from '../adapters/support/file-exists.js';
@@ -168,7 +169,7 @@ async function setAsideResumed(run: Run, reason: string): Promise<{ setAside: st
   if ('holder' in (await takeCaptureLock(run))) return { setAside: undefined, capturing: false };
   const found = await readSnapshot(snapshot);
   const resumed = run.manifest;
-  const same = found.kind !== 'found' || resumed === undefined || found.manifest.files.memory.checksum === resumed.files.memory.checksum;
+  const same = found.kind !== 'found' || resumed === undefined || sameCapture(found.manifest, resumed);
   if (same) return { setAside: await setAside(snapshot, reason), capturing: true };
   // A whole new one is there already: nothing to set aside, nothing to capture.
   await releaseCaptureLock(run);

@@ -10,6 +10,21 @@ export interface SnapshotFile {
   checksum: string;
 }
 
+/**
+ * The guest's RAM file. Its checksum is recorded just after the capture publishes it (seal.ts), so
+ * a capture waits only for the flush: until then `checksum` is absent, and the stamps taken at the
+ * capture (verified.json) are what shows the file unchanged.
+ */
+export interface MemoryFile {
+  name: string;
+  bytes: number;
+  dataBytes: number;
+  checksum?: string;
+}
+
+/** A file of the snapshot as the manifest records it: the memory file's checksum may still be on its way. */
+export type RecordedFile = SnapshotFile | MemoryFile;
+
 /** What a snapshot was taken with; a resume refuses a snapshot whose manifest does not match. */
 export interface SnapshotManifest {
   format: typeof SNAPSHOT_FORMAT;
@@ -30,12 +45,24 @@ export interface SnapshotManifest {
   spec: SpecFacts;
   files: {
     /** The guest's RAM: sparse, mode 0444, mapped by every clone and never written again. */
-    memory: SnapshotFile & { dataBytes: number };
+    memory: MemoryFile;
     /** The device state (a plain `file:` migration stream without the RAM): kilobytes. */
     state: SnapshotFile;
     /** The frozen disk overlay the RAM belongs to (disk guests); each clone runs on its own overlay over it. */
     disk: SnapshotFile | undefined;
   };
+}
+
+/**
+ * Whether two manifests record one capture (a pulled copy of it included): its time, the instance
+ * captured and the memory file's size, and its checksum where both record one. The memory
+ * checksum alone cannot say it: it may not be recorded yet (seal.ts).
+ */
+export function sameCapture(a: SnapshotManifest, b: SnapshotManifest): boolean {
+  const [ma, mb] = [a.files.memory, b.files.memory];
+  return (
+    a.createdAt === b.createdAt && a.capturedBy === b.capturedBy && ma.bytes === mb.bytes && (ma.checksum === undefined || mb.checksum === undefined || ma.checksum === mb.checksum)
+  );
 }
 
 /** The host facts a manifest must match. */

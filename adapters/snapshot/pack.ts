@@ -22,7 +22,8 @@ import {
   serializeConfig,
 } from './artifact.js';
 import { chunkChecksum, fileChecksum } from './checksum.js';
-import type { SnapshotFile, SnapshotManifest } from './manifest.js';
+import type { RecordedFile, SnapshotManifest } from './manifest.js';
+import { sealedManifest } from './seal.js';
 import { commitCapture, createCaptureDir, SNAPSHOT_FILE_MODE, type SnapshotPaths } from './store.js';
 import { expectChecksum, recordVerified, verifyBeforeLaunch } from './verify.js';
 
@@ -57,17 +58,19 @@ const PACKED_INDEX = 'packed';
  */
 export async function packSnapshot(
   paths: SnapshotPaths,
-  manifest: SnapshotManifest,
+  found: SnapshotManifest,
   options: { imagesDir: string; layoutRoot: string; signal?: AbortSignal; onProgress?: TransferProgress },
 ): Promise<PackedSnapshot> {
-  await verifyBeforeLaunch(paths, manifest, { signal: options.signal });
+  await verifyBeforeLaunch(paths, found, { signal: options.signal });
+  // What travels carries every checksum: one the seal has not recorded yet is recorded first.
+  const { manifest, memoryChecksum } = await sealedManifest(paths, found, options.signal);
   await mkdir(join(options.layoutRoot, 'blobs', 'sha256'), { recursive: true });
   const layers: PackedLayer[] = [];
   const add = async (role: LayerRole, file: string, name: string, imageDir: string | undefined, cacheKey: string) => {
     const blob = await packFile(file, cacheKey, name, options);
     layers.push({ role, name, imageDir, descriptor: layerDescriptor(role, name, imageDir, blob) });
   };
-  await add('memory', paths.memory, manifest.files.memory.name, undefined, manifest.files.memory.checksum);
+  await add('memory', paths.memory, manifest.files.memory.name, undefined, memoryChecksum);
   await add('state', paths.state, manifest.files.state.name, undefined, manifest.files.state.checksum);
   let diskBacking: DiskBacking | undefined;
   if (manifest.files.disk) {
@@ -115,7 +118,7 @@ export async function unpackSnapshot(
   try {
     const files = config.manifest.files;
     // What travelled was checked by digest; each file's checksum, taken as it is unpacked, proves it is what was captured.
-    const unpack = async (role: LayerRole, file: SnapshotFile) => {
+    const unpack = async (role: LayerRole, file: RecordedFile) => {
       const layer = layers.find((candidate) => candidate.role === role);
       if (!layer) throw missingLayer(role);
       const checksum = await unpackLayer(layoutRoot, layer, join(dir, file.name), {

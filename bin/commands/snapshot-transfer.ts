@@ -6,7 +6,7 @@ import { parseConfig, parseSnapshotArtifact, MAX_MANIFEST_BYTES } from '../../ad
 import { blobPath, packSnapshot, unpackSnapshot, type TransferProgress } from '../../adapters/snapshot/pack.js';
 import { listSnapshotKeys, readSnapshot, snapshotPaths, type SnapshotPaths, withCaptureLock } from '../../adapters/snapshot/store.js';
 import { mismatchError, portableMismatch, pullHead, pullLayers, pushSnapshot, type PulledHead } from '../../adapters/snapshot/transfer.js';
-import type { SnapshotManifest } from '../../adapters/snapshot/manifest.js';
+import { type SnapshotManifest, sameCapture } from '../../adapters/snapshot/manifest.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import type { RegistryClient } from '../../adapters/registry/client.js';
 import type { RegistryReference } from '../../adapters/registry/reference.js';
@@ -182,7 +182,7 @@ async function store(home: string, head: PulledHead, signal: AbortSignal, onProg
   const paths = snapshotPaths(homePaths(home).snapshots, manifest.specHash);
   const outcome = await withCaptureLock(paths, async (): Promise<Stored> => {
     const present = await readSnapshot(paths);
-    if (present.kind === 'found' && present.manifest.files.memory.checksum === manifest.files.memory.checksum) {
+    if (present.kind === 'found' && sameCapture(present.manifest, manifest)) {
       return { key: paths.key, dir: paths.dir, imagesInstalled: [], replaced: false, note: ': the store holds it already' };
     }
     const unpacked = await unpackSnapshot({ layoutRoot: home, config: head.config, layers: head.layers }, { paths, imagesDir: homePaths(home).images, signal, onProgress });

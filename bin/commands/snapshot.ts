@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { homePaths } from '../../adapters/instance/paths.js';
 import type { SnapshotManifest } from '../../adapters/snapshot/manifest.js';
 import { listSnapshotKeys, readSnapshot, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
+import { sealedManifest, sealMemory } from '../../adapters/snapshot/seal.js';
 import { snapshotFiles, verifyInFull } from '../../adapters/snapshot/verify.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { instancesNoting } from '../../adapters/vm/instances.js';
@@ -53,7 +54,8 @@ async function verifyOne(home: string, paths: SnapshotPaths, output: Output): Pr
   }
   if (found.kind === 'unreadable') return { ...checked, status: 'damaged', reason: found.reason, fix: await fixFor(home, paths) };
   try {
-    await verifyInFull(paths, found.manifest);
+    // A checksum the capture's seal has not recorded yet is recorded now: that is a full check of the memory file.
+    await verifyInFull(paths, (await sealedManifest(paths, found.manifest)).manifest);
     return { ...checked, status: 'ok', reason: undefined, fix: undefined };
   } catch (error) {
     if (!(error instanceof WarmvmError) || !DAMAGE.has(error.code)) throw error;
@@ -61,6 +63,22 @@ async function verifyOne(home: string, paths: SnapshotPaths, output: Output): Pr
     await rm(paths.verified, { force: true });
     return { ...checked, status: 'damaged', reason: error.message, fix: await fixFor(home, paths) };
   }
+}
+
+/** `warmvm snapshot seal KEY`: the memory file's checksum recorded, unless it is already or another process is on it. */
+export async function snapshotSealCommand(options: { key: string; home: string; output: Output }): Promise<number> {
+  const paths = snapshotPaths(homePaths(options.home).snapshots, options.key);
+  // A key is a folder's name in the store, never a path out of it.
+  const sealed = /^[^./][^/]*$/.test(paths.key) ? await sealMemory(paths) : ({ status: 'missing' } as const);
+  const text: Record<typeof sealed.status, string> = {
+    sealed: `${paths.key}: the memory file's checksum is recorded`,
+    'recorded already': `${paths.key}: the memory file's checksum was recorded already`,
+    busy: `${paths.key}: another warmvm (pid ${'holder' in sealed ? sealed.holder : '?'}) is recording it`,
+    changed: `${paths.key}: ${'reason' in sealed ? sealed.reason : ''}; a start of its config sets it aside and captures anew`,
+    missing: `there is no snapshot "${paths.key}" in ${paths.root}`,
+  };
+  options.output.result({ key: paths.key, dir: paths.dir, ...sealed }, text[sealed.status]);
+  return sealed.status === 'changed' || sealed.status === 'missing' ? 1 : 0;
 }
 
 /** Starting any instance of its config replaces it; `reset --snapshot` of an instance that last used it removes it. */

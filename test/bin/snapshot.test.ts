@@ -1,12 +1,36 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { fileChecksum } from '../../adapters/snapshot/checksum.js';
 import { cli } from '../helpers/cli.js';
 import { useTempDirs } from '../helpers/temp.js';
 import { damageMemory, writeInstance, writeSnapshot } from '../adapters/vm/home-fixture.js';
 
 // The built CLI as a real process (npm test builds first), on snapshots written to a temp home.
 const temp = useTempDirs();
+
+describe('warmvm snapshot seal', () => {
+  it("records the memory file's checksum once; exit 1 for a file changed since the capture and for a key not in the store", async () => {
+    const home = await temp();
+    const pending = await writeSnapshot(home, 'k1', {}, { sealed: false });
+    const first = await cli(['snapshot', 'seal', 'k1'], { WARMVM_HOME: home });
+    expect([first.exitCode, first.stdout]).toEqual([0, "k1: the memory file's checksum is recorded"]);
+    const { checksum } = await fileChecksum(pending.memory);
+    expect(JSON.parse(await readFile(pending.manifest, 'utf8')).files.memory.checksum).toBe(checksum);
+    const again = await cli(['snapshot', 'seal', 'k1', '--json'], { WARMVM_HOME: home });
+    expect([again.exitCode, again.json]).toEqual([0, { key: 'k1', dir: pending.dir, status: 'recorded already', checksum }]);
+    const changed = await writeSnapshot(home, 'k2', {}, { sealed: false });
+    await damageMemory(changed);
+    const refused = await cli(['snapshot', 'seal', 'k2'], { WARMVM_HOME: home });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stdout).toBe(
+      `k2: the snapshot's mem.raw in ${changed.dir} changed (its size, times or inode) before its checksum was recorded; a start of its config sets it aside and captures anew`,
+    );
+    expect(JSON.parse(await readFile(changed.manifest, 'utf8')).files.memory.checksum).toBeUndefined();
+    const outside = await cli(['snapshot', 'seal', '../k1'], { WARMVM_HOME: home });
+    expect([outside.exitCode, outside.stdout]).toEqual([1, `there is no snapshot "../k1" in ${join(home, 'snapshots')}`]);
+  });
+});
 
 describe('warmvm snapshot verify', () => {
   it('exits 0 when every snapshot is whole, with a progress line per snapshot on stderr', async () => {
@@ -44,6 +68,19 @@ describe('warmvm snapshot verify', () => {
     expect(text.stdout).toContain("k1: damaged: the snapshot's mem.raw");
     expect(text.stdout).toContain('\n  fix: start an instance of its config');
     expect(text.stdout).toContain('1 of 1 snapshot(s) failed the check');
+  });
+
+  it("records a memory checksum the capture's seal has not recorded yet, and finds a file changed before it damaged", async () => {
+    const home = await temp();
+    const pending = await writeSnapshot(home, 'k1', {}, { sealed: false });
+    const changed = await writeSnapshot(home, 'k2', {}, { sealed: false });
+    await damageMemory(changed);
+    const result = await cli(['snapshot', 'verify', '--json'], { WARMVM_HOME: home });
+    expect(result.exitCode).toBe(1);
+    const [k1, k2] = result.json.snapshots as Record<string, string>[];
+    expect(k1).toMatchObject({ key: 'k1', status: 'ok' });
+    expect(JSON.parse(await readFile(pending.manifest, 'utf8')).files.memory.checksum).toBe((await fileChecksum(pending.memory)).checksum);
+    expect(k2).toMatchObject({ key: 'k2', status: 'damaged', reason: expect.stringContaining('changed (its size, times or inode) before its checksum was recorded') });
   });
 
   it('forgets what was recorded as checked of a damaged snapshot, so the next start checksums it in full', async () => {

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
+import { fileChecksum } from '../../adapters/snapshot/checksum.js';
 import { parseManifest } from '../../adapters/snapshot/manifest.js';
 import { listCaptureDirs, SNAPSHOT_FILE_MODE } from '../../adapters/snapshot/store.js';
 import { cli, E2E_HOME, parse, startCli, type CliResult } from '../helpers/cli.js';
@@ -10,7 +12,7 @@ import { secretFingerprint, sha256 } from '../helpers/fingerprint.js';
 import { expectOnlyFinalQemuLeft } from '../helpers/instance-leftovers.js';
 import { startKillingQemuAt } from '../helpers/qemu-kill.js';
 import { slowQemuReplies } from '../helpers/slow-qemu.js';
-import { caseConfig, corruptMemory, newestSetAside, removeSnapshotsCapturedBy, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
+import { caseConfig, corruptMemory, newestSetAside, removeSnapshotsCapturedBy, sealedChecksum, snapshotDigest, snapshotOf } from '../helpers/store-check.js';
 import { expectedTracePath, expectTraceMatches, stopAndCheckTrace } from '../helpers/trace-expect.js';
 import { waitForState } from '../helpers/trace-watch.js';
 
@@ -74,13 +76,16 @@ describe('fast path on real QEMU', () => {
       const seconds = first.json.seconds as Record<string, number>;
       for (const phase of ['coldBoot.booting', 'capture.migrating', 'capture.storing', 'resume.incoming', 'resume.cont', 'resume.rotating', 'resume.probing'])
         expect(seconds[phase], phase).toBeTypeOf('number');
+      // The capture published before reading the memory file back; its seal, a process of its own, recorded the checksum after.
+      const paths = snapshotOf(name);
+      expect(await sealedChecksum(paths)).toBe((await fileChecksum(paths.memory)).checksum);
+      expect(await readFile(join(instancePaths(E2E_HOME, name).dir, 'seal.log'), 'utf8')).toContain("the memory file's checksum is recorded");
       const secretsFile = instancePaths(E2E_HOME, name).secretsFile;
       expect((await stat(secretsFile)).mode & 0o777).toBe(0o600);
       const firstPrint = await fingerprint(first);
       expect(firstPrint).toBe(sha256(await readFile(secretsFile)));
       expect(firstPrint).not.toBe(sha256('API_KEY=' + '0'.repeat(64) + '\n'));
       // The RAM stays in a sparse, read-only memory file; the migration stream holds only the devices.
-      const paths = snapshotOf(name);
       const memory = await stat(paths.memory);
       expect(memory.size).toBe(256 * 2 ** 20);
       expect(memory.blocks * 512).toBeLessThan(memory.size);

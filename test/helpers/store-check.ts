@@ -38,9 +38,30 @@ export async function caseConfig(name: string, extra: Record<string, unknown> = 
   return file;
 }
 
-/** Overwrites 64 KiB of the snapshot's memory file at 4 KiB, keeping its size: damage only a checksum finds. */
+/** How long the capture's seal may take to record a demo guest's memory checksum, on a loaded machine. */
+const SEAL_WAIT_MS = 60_000;
+
+/** The memory checksum the capture's seal (a process of its own) recorded in the manifest, once it has. */
+export async function sealedChecksum(paths: SnapshotPaths): Promise<string> {
+  const deadline = Date.now() + SEAL_WAIT_MS;
+  for (;;) {
+    const checksum = await readFile(paths.manifest, 'utf8').then(
+      (text) => parseManifest(text).files.memory.checksum,
+      () => undefined,
+    );
+    if (checksum !== undefined) return checksum;
+    if (Date.now() > deadline) throw new Error(`the seal recorded no memory checksum in ${paths.manifest} within ${SEAL_WAIT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * Overwrites 64 KiB of the snapshot's memory file at 4 KiB, keeping its size: damage only a
+ * checksum finds (once the seal has recorded it: before, changed stamps alone mark it damaged).
+ */
 export async function corruptMemory(name: string): Promise<void> {
   const paths = snapshotOf(name);
+  await sealedChecksum(paths);
   await chmod(paths.memory, 0o644);
   const handle = await open(paths.memory, 'r+');
   try {
@@ -60,6 +81,7 @@ async function sha256File(file: string): Promise<string> {
 /**
  * The snapshot's manifest, memory file and device state as they are (size and sha256 each), to
  * prove a failed attempt, or a clone, left a good snapshot untouched; undefined when there is none.
+ * The manifest without its memory checksum: the capture's seal records that after the capture.
  */
 export async function snapshotDigest(name: string): Promise<string | undefined> {
   let paths: SnapshotPaths;
@@ -69,7 +91,15 @@ export async function snapshotDigest(name: string): Promise<string | undefined> 
     return undefined;
   }
   const parts: string[] = [];
-  for (const file of [paths.manifest, paths.memory, paths.state]) {
+  const manifest = await readFile(paths.manifest, 'utf8').then(parseManifest, () => undefined);
+  if (!manifest) return undefined;
+  const { checksum: _sealed, ...memory } = manifest.files.memory;
+  parts.push(
+    `manifest:${createHash('sha256')
+      .update(JSON.stringify({ ...manifest, files: { ...manifest.files, memory } }))
+      .digest('hex')}`,
+  );
+  for (const file of [paths.memory, paths.state]) {
     const info = await stat(file).catch(() => undefined);
     if (!info) return undefined;
     parts.push(`${file.slice(paths.dir.length + 1)}:${info.size}:${await sha256File(file)}`);

@@ -242,6 +242,17 @@ describe('unpackSnapshot', () => {
     expect(await readdir(b.images)).toEqual([IMAGE]);
   });
 
+  it("packs a snapshot whose memory checksum the capture's seal has not recorded yet: recorded first, so it travels with it", async () => {
+    const { a, b, paths, manifest } = await twoHomes();
+    const { checksum: _recorded, ...pendingMemory } = manifest.files.memory;
+    const pending: SnapshotManifest = { ...manifest, files: { ...manifest.files, memory: pendingMemory } };
+    await writeFile(paths.manifest, `${JSON.stringify(pending, null, 2)}\n`);
+    const packed = await pack(a, paths, pending);
+    expect(packed.config.manifest).toEqual(manifest);
+    expect(parseManifest(await readFile(paths.manifest, 'utf8'))).toEqual(manifest);
+    expect((await unpackInto(b, await imported(a.home, packed))).manifest).toEqual(manifest);
+  });
+
   it('leaves a guest image folder the home has already as it is', async () => {
     const { a, b, paths, manifest } = await twoHomes();
     const packed = await pack(a, paths, manifest);

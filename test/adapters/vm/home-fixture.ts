@@ -4,6 +4,7 @@ import type { InstanceState } from '../../../adapters/instance/state.js';
 import { fileChecksum } from '../../../adapters/snapshot/checksum.js';
 import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../../adapters/snapshot/manifest.js';
 import { MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE, snapshotPaths, type SnapshotPaths } from '../../../adapters/snapshot/store.js';
+import { recordVerified } from '../../../adapters/snapshot/verify.js';
 
 /** A fake warmvm home on real files: instances' state and published snapshots, no QEMU. */
 
@@ -16,7 +17,12 @@ export const MEMORY_DATA_OFFSET = (4 << 20) + 4096;
  * A published snapshot `snapshots/<key>/` as a capture leaves it: a sparse mem.raw (mode 0444),
  * a state.raw and a format-2 manifest with their real checksums.
  */
-export async function writeSnapshot(home: string, key: string, facts: Partial<Pick<SnapshotManifest, 'capturedBy' | 'memoryMb' | 'createdAt'>> = {}): Promise<SnapshotPaths> {
+export async function writeSnapshot(
+  home: string,
+  key: string,
+  facts: Partial<Pick<SnapshotManifest, 'capturedBy' | 'memoryMb' | 'createdAt'>> = {},
+  options: { sealed?: boolean } = {},
+): Promise<SnapshotPaths> {
   const paths = snapshotPaths(join(home, 'snapshots'), key);
   await mkdir(paths.dir, { recursive: true });
   const memory = await open(paths.memory, 'w');
@@ -44,12 +50,14 @@ export async function writeSnapshot(home: string, key: string, facts: Partial<Pi
     specHash: key,
     spec: { memoryMb: facts.memoryMb ?? 256 },
     files: {
-      memory: { name: MEMORY_FILE, bytes: memorySum.bytes, dataBytes: memorySum.dataBytes, checksum: memorySum.checksum },
+      memory: { name: MEMORY_FILE, bytes: memorySum.bytes, dataBytes: memorySum.dataBytes, ...(options.sealed === false ? {} : { checksum: memorySum.checksum }) },
       state: { name: STATE_FILE, bytes: stateSum.bytes, checksum: stateSum.checksum },
       disk: undefined,
     },
   };
   await writeFile(paths.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
+  // As a capture publishes it: stamped, its memory checksum left to the seal.
+  if (options.sealed === false) await recordVerified(paths, manifest);
   return paths;
 }
 
