@@ -178,7 +178,11 @@ async function storeSnapshot(run: Run, signal: AbortSignal): Promise<Stored> {
   await noteSnapshotKey(run, snapshot.key);
   // Detached on purpose: it outlives this command, and nothing here waits for it.
   const sealer = sealInBackground(run.home, snapshot.key, join(run.paths.dir, SEAL_LOG));
-  run.progress.done(`capture: published; the memory file's checksum is being recorded (pid ${sealer ?? '?'}, log ${SEAL_LOG})`);
+  run.progress.done(
+    'pid' in sealer
+      ? `capture: published; the memory file's checksum is being recorded (pid ${sealer.pid}, log ${SEAL_LOG})`
+      : `capture: published, but its seal did not start (${sealer.error}); "warmvm snapshot seal ${snapshot.key}" records the memory file's checksum`,
+  );
   return { snapshot: snapshot.dir, memoryDataBytes: memory.dataBytes };
 }
 

@@ -81,10 +81,12 @@ export async function sealedManifest(paths: SnapshotPaths, manifest: SnapshotMan
  * `warmvm snapshot seal KEY` in a process of its own, detached, so that the command that captured
  * returns once the snapshot is published, and a Ctrl-C of it does not cut the seal short (a seal
  * cut short only leaves the checksum to the next verify or export). Its output goes to `logFile`.
+ * Never throws: the snapshot is published already, and a seal that could not start is only late.
  */
-export function sealInBackground(home: string, key: string, logFile: string): number | undefined {
-  const log = openSync(logFile, 'a', 0o600);
+export function sealInBackground(home: string, key: string, logFile: string): { pid: number } | { error: string } {
+  let log: number | undefined;
   try {
+    log = openSync(logFile, 'a', 0o600);
     const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'bin', 'warmvm.js'), 'snapshot', 'seal', key], {
       detached: true,
       stdio: ['ignore', log, log],
@@ -92,9 +94,11 @@ export function sealInBackground(home: string, key: string, logFile: string): nu
     });
     child.on('error', () => undefined);
     child.unref();
-    return child.pid;
+    return child.pid === undefined ? { error: 'the process did not start' } : { pid: child.pid };
+  } catch (error) {
+    return { error: (error as Error).message };
   } finally {
-    closeSync(log);
+    if (log !== undefined) closeSync(log);
   }
 }
 
