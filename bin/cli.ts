@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import type { Logger } from 'pino';
+import type { Logger } from '../adapters/support/logger.js';
 import { resolveHome } from '../adapters/instance/paths.js';
 import { keepNewFilesPrivate } from '../adapters/support/umask.js';
 import { createOutput, type Output } from './output.js';
@@ -546,11 +546,11 @@ trace
 async function run(json: boolean | undefined, command: (output: Output, logger: Logger) => Promise<number>): Promise<void> {
   const quiet = program.opts<{ quiet?: boolean }>().quiet ?? false;
   const output = await createOutput({ json: json ?? false, quiet });
-  // Loaded here, not at the top: pino costs ~30 ms that `--version` and `--help` need not pay.
   const { createLogger, prettyStderr } = await import('../adapters/support/logger.js');
+  // pino and pino-pretty load with the first line written: most runs write none.
   const logger = createLogger(
     process.stderr.isTTY === true && !json
-      ? { destination: await prettyStderr({ colorize: colorWanted(), writeLine: quiet ? undefined : (line) => output.progress.line(line) }) }
+      ? { destination: () => prettyStderr({ colorize: colorWanted(), writeLine: quiet ? undefined : (line) => output.progress.line(line) }) }
       : {},
   );
   let code: number;

@@ -19,10 +19,10 @@ await build({
   // A package's ES module build first: a CommonJS one imported with import() would give only a
   // default export once split into a chunk (hash-wasm's UMD build did), where Node gives named ones.
   mainFields: ['module', 'main'],
-  // zstd-napi loads a native addon by a computed path; pino-pretty (a terminal's log lines) is loaded
-  // only on a terminal. pino is bundled: it loaded as 25 files. Its transports (worker threads) are
-  // not used, so their worker files need not be found.
-  external: ['zstd-napi', 'pino-pretty'],
+  // zstd-napi loads a native addon by a computed path. pino and pino-pretty are loaded from
+  // node_modules by require() when the first log line is written (adapters/support/logger.ts), which
+  // most runs never do; their transports (worker threads) are not used.
+  external: ['zstd-napi', 'pino', 'pino-pretty'],
   // The CommonJS packages bundled in (commander, ws) call require() for Node's own modules.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from '../adapters/support/logger.js';
 import type { BootFiles } from '../adapters/guest/boot-files.js';
 import type { Exchange } from '../adapters/trace/record.js';
 import type { InstanceLock } from '../adapters/instance/lock.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../support/logger.js';
 import { demoGuestDir, ensureDemoGuest } from './demo/guest.js';
 import { WarmvmError } from '../support/errors.js';
 import type { CleanupStack } from '../support/cleanup.js';

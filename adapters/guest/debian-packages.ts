@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadExeca } from '../support/lazy-execa.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../support/logger.js';
 import { WarmvmError } from '../support/errors.js';
 import { silentLogger } from '../support/logger.js';
 

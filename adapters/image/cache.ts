@@ -1,6 +1,6 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../support/logger.js';
 import { tryLock } from '../instance/lock.js';
 import type { CleanupStack } from '../support/cleanup.js';
 import { syncDir } from '../support/durable.js';

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, open, readFile, rm, stat } from 'node:fs/promises';
-import type { Logger } from 'pino';
+import type { Logger } from '../support/logger.js';
 import { writeFileDurably } from '../support/durable.js';
 import { abortError, WarmvmError } from '../support/errors.js';
 import { silentLogger } from '../support/logger.js';

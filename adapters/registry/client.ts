@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../support/logger.js';
 import { syncDir } from '../support/durable.js';
 import { abortError, throwIfAborted, WarmvmError } from '../support/errors.js';
 import { silentLogger } from '../support/logger.js';

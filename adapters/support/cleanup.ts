@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from './logger.js';
 
 export interface CleanupHandle {
   /** Forget this step: the resource is handed on (a QEMU left running on success). */

@@ -1,29 +1,89 @@
+import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
-import { pino, type Logger, type DestinationStream } from 'pino';
+import type { DestinationStream, Logger as PinoLogger, pino as pinoFactory } from 'pino';
 import { LOG_REDACT_PATHS, REDACTED } from './redact.js';
+
+/** What warmvm logs through: pino's calls that it uses, pino behind them. */
+export interface Logger {
+  child(bindings: Record<string, unknown>): Logger;
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  flush?(): void;
+}
+
+interface LogFn {
+  (obj: object, msg?: string): void;
+  (msg: string): void;
+}
 
 export interface LoggerOptions {
   level?: string;
-  /** Where lines go (tests pass a stream to read them; a terminal, prettyStderr()). Defaults to stderr, as JSON lines. */
-  destination?: DestinationStream;
+  /**
+   * Where lines go (tests pass a stream to read them; a terminal, prettyStderr). A function is
+   * called when the first line is written. Defaults to stderr, as JSON lines.
+   */
+  destination?: DestinationStream | (() => DestinationStream);
 }
+
+/** pino's levels by number: a call below the logger's level is dropped before pino is even loaded. */
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Number.POSITIVE_INFINITY };
+type Level = 'debug' | 'info' | 'warn' | 'error';
+
+// pino (and pino-pretty) are loaded from node_modules the first time a line is written: loading
+// them cost every command ~10 ms bundled (~30 ms as files), and at the default level, warn, most
+// runs write no line at all.
+const load = createRequire(import.meta.url);
 
 /** The process-wide logger; modules take `logger.child({ module })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.WARMVM_LOG ?? 'warn';
-  const base = { level, redact: { paths: LOG_REDACT_PATHS, censor: REDACTED }, base: undefined };
-  // process.stderr, not pino.destination(2): that one fsyncs stderr when the process exits (~10 ms
-  // of every command's exit here), and writes to stderr are synchronous on files, pipes and terminals.
-  return pino(base, options.destination ?? process.stderr);
+  let real: PinoLogger | undefined;
+  const root = (): PinoLogger => {
+    if (!real) {
+      const { pino } = load('pino') as { pino: typeof pinoFactory };
+      const base = { level, redact: { paths: LOG_REDACT_PATHS, censor: REDACTED }, base: undefined };
+      const destination = typeof options.destination === 'function' ? options.destination() : options.destination;
+      // process.stderr, not pino.destination(2): that one fsyncs stderr when the process exits (~10 ms
+      // of every command's exit here), and writes to stderr are synchronous on files, pipes and terminals.
+      real = pino(base, destination ?? process.stderr);
+    }
+    return real;
+  };
+  return lazyLogger(LEVELS[level] ?? LEVELS.warn ?? 40, root, [], () => real);
+}
+
+/** A logger whose children and lines reach pino only when a line at an enabled level is written. */
+function lazyLogger(threshold: number, root: () => PinoLogger, bindings: Record<string, unknown>[], loaded: () => PinoLogger | undefined): Logger {
+  let mine: PinoLogger | undefined;
+  const target = (): PinoLogger => {
+    mine ??= bindings.reduce<PinoLogger>((logger, binding) => logger.child(binding), root());
+    return mine;
+  };
+  const at =
+    (level: Level): LogFn =>
+    (first: object | string, msg?: string) => {
+      if ((LEVELS[level] ?? 0) < threshold) return;
+      if (typeof first === 'string') target()[level](first);
+      else target()[level](first, msg);
+    };
+  return {
+    child: (binding) => lazyLogger(threshold, root, [...bindings, binding], loaded),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    flush: () => loaded()?.flush(),
+  };
 }
 
 /**
  * Human lines on stderr, for a terminal. pino-pretty runs in this thread, not as a pino transport
- * (a worker thread): a worker costs each start its own startup, and the CLI's bundle keeps pino
- * inside it, where a transport's worker file cannot be found. Loaded only when asked for.
+ * (a worker thread): a worker costs each start its own startup. Loaded when the first line is.
  */
-export async function prettyStderr(options: { colorize: boolean; writeLine?: (line: string) => void }): Promise<DestinationStream> {
-  const { default: pretty } = await import('pino-pretty');
+export function prettyStderr(options: { colorize: boolean; writeLine?: (line: string) => void }): DestinationStream {
+  const pretty = load('pino-pretty') as (options: Record<string, unknown>) => DestinationStream;
   const { writeLine } = options;
   // Through the progress renderer, a log line goes above a spinner instead of through it.
   const destination = writeLine
@@ -41,6 +101,5 @@ export function moduleLogger(logger: Logger, module: string): Logger {
   return logger.child({ module });
 }
 
-/** A logger that drops everything, for callers that pass none. */
-// Its own no-op stream: pino's default (a SonicBoom on stdout) would fsync stdout at every exit.
-export const silentLogger: Logger = pino({ level: 'silent' }, { write: () => undefined });
+/** A logger that drops everything, for callers that pass none: pino is never loaded for it. */
+export const silentLogger: Logger = createLogger({ level: 'silent' });

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from '../support/logger.js';
 import type { CleanupHandle, CleanupStack } from '../support/cleanup.js';
 import { WarmvmError } from '../support/errors.js';
 import type { Exchange } from '../trace/record.js';

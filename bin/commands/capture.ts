@@ -5,7 +5,7 @@ import { CleanupStack } from '../../adapters/support/cleanup.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
 import { readInstanceState } from '../../adapters/instance/state.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../../adapters/support/logger.js';
 import { ensureInstanceDir } from '../../adapters/instance/paths.js';
 import { isInstanceQemu, removeRuntimeFiles } from '../../adapters/qemu/process.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';

@@ -2,7 +2,7 @@ import { chooseAccelerator } from '../../adapters/qemu/accel-probe.js';
 import { findBuiltDemoGuest } from '../../adapters/guest/demo/guest.js';
 import { demoGuestRequirements } from '../../adapters/guest/demo/requirements.js';
 import { describeError, WarmvmError } from '../../adapters/support/errors.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../../adapters/support/logger.js';
 import { ensureHome, homePaths } from '../../adapters/instance/paths.js';
 import { commandExists } from '../../adapters/support/which.js';
 import { inspectQemu, QEMU_INSTALL_HINT, type QemuInfo } from '../../adapters/qemu/binary.js';

@@ -1,6 +1,6 @@
 import { ensureDebianGuest } from '../../adapters/guest/debian/guest.js';
 import { ensureDemoGuest } from '../../adapters/guest/demo/guest.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../../adapters/support/logger.js';
 import { ensureHome } from '../../adapters/instance/paths.js';
 import type { Output } from '../output.js';
 

@@ -3,7 +3,7 @@ import { createActor, waitFor } from 'xstate';
 import { CleanupStack } from '../../adapters/support/cleanup.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
 import { acquireInstanceLock } from '../../adapters/instance/lock.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../../adapters/support/logger.js';
 import { ensureInstanceDir } from '../../adapters/instance/paths.js';
 import { archivePreviousTrace } from '../../adapters/trace/archive.js';
 import { TraceRecorder } from '../../adapters/trace/recorder.js';

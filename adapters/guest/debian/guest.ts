@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../../support/logger.js';
 import { removeAbandonedBuildDirs } from '../abandoned-builds.js';
 import { reportProgress } from '../progress.js';
 import { configureRootfs, debootstrap, DEBIAN_PACKAGES, DEBIAN_SUITE, findBootFiles, unmountUnder, WORKLOAD_FILES } from './rootfs.js';

@@ -1,6 +1,6 @@
 import { chmod, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../../support/logger.js';
 import { throwIfAborted, WarmvmError } from '../../support/errors.js';
 import { downloadPackages, extractPackage, type DebianPackage } from '../debian-packages.js';
 import { DEMO_GUEST_BUILDER_VERSION } from './key.js';

@@ -1,5 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
-import type { Logger } from 'pino';
+import type { Logger } from '../../support/logger.js';
 import { pruneDownloadCache, type DebianPackage } from '../debian-packages.js';
 import { reportProgress } from '../progress.js';
 import { throwIfAborted } from '../../support/errors.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../../support/logger.js';
 import { aptStateFingerprint, resolveCandidateVersions, resolveDependencyName, type DebianPackage } from '../debian-packages.js';
 import { DEMO_GUEST_BUILDER_VERSION } from './key.js';
 

@@ -1,6 +1,6 @@
 import { mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Logger } from '../../support/logger.js';
 import type { DebianPackage } from '../debian-packages.js';
 import { WarmvmError } from '../../support/errors.js';
 import { removeAbandonedBuildDirs } from '../abandoned-builds.js';
