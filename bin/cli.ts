@@ -547,20 +547,21 @@ async function run(json: boolean | undefined, command: (output: Output, logger: 
   const quiet = program.opts<{ quiet?: boolean }>().quiet ?? false;
   const output = await createOutput({ json: json ?? false, quiet });
   const { createLogger, prettyStderr } = await import('../adapters/support/logger.js');
-  // pino and pino-pretty load with the first line written: most runs write none.
-  const logger = createLogger(
-    process.stderr.isTTY === true && !json
-      ? { destination: () => prettyStderr({ colorize: colorWanted(), writeLine: quiet ? undefined : (line) => output.progress.line(line) }) }
-      : {},
-  );
+  let logger: Logger | undefined;
   let code: number;
   try {
+    // pino and pino-pretty load with the first line written: most runs write none.
+    logger = createLogger(
+      process.stderr.isTTY === true && !json
+        ? { destination: () => prettyStderr({ colorize: colorWanted(), writeLine: quiet ? undefined : (line) => output.progress.line(line) }) }
+        : {},
+    );
     code = await command(output, logger);
   } catch (error) {
     output.error(error);
     code = (error as { code?: string }).code === 'E_ABORTED' ? 130 : 1;
   }
-  logger.flush?.();
+  logger?.flush?.();
   // Sockets to a detached QEMU are closed, but be sure nothing keeps the CLI alive.
   process.exitCode = code;
   setTimeout(() => process.exit(code), 50).unref();

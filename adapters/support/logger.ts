@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Writable } from 'node:stream';
 import type { DestinationStream, Logger as PinoLogger, pino as pinoFactory } from 'pino';
+import { WarmvmError } from './errors.js';
 import { LOG_REDACT_PATHS, REDACTED } from './redact.js';
 
 /** What warmvm logs through: pino's calls that it uses, pino behind them. */
@@ -39,6 +40,11 @@ const load = createRequire(import.meta.url);
 /** The process-wide logger; modules take `logger.child({ module })`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.WARMVM_LOG ?? 'warn';
+  const threshold = LEVELS[level];
+  // As pino would at once: a level it does not know is a mistake to say now, not at the first line.
+  if (threshold === undefined) {
+    throw new WarmvmError('E_USAGE', `unknown log level "${level}"`, { hint: `set WARMVM_LOG to one of ${Object.keys(LEVELS).join(', ')} (default warn)` });
+  }
   let real: PinoLogger | undefined;
   const root = (): PinoLogger => {
     if (!real) {
@@ -51,7 +57,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     }
     return real;
   };
-  return lazyLogger(LEVELS[level] ?? LEVELS.warn ?? 40, root, [], () => real);
+  return lazyLogger(threshold, root, [], () => real);
 }
 
 /** A logger whose children and lines reach pino only when a line at an enabled level is written. */

@@ -37,6 +37,12 @@ describe('logger', () => {
     expect(JSON.stringify(line)).not.toContain('QVBJX0tFWT0=');
   });
 
+  it('refuses a level pino does not know at once, naming the levels it does', () => {
+    expect(() => createLogger({ level: 'verbose' })).toThrow(
+      expect.objectContaining({ code: 'E_USAGE', message: 'unknown log level "verbose"', hint: expect.stringContaining('debug') }),
+    );
+  });
+
   it('loads pino only when a line at an enabled level is written', async () => {
     // A process of its own, on the compiled module (npm test builds first): vitest's may have pino loaded.
     const script = `
