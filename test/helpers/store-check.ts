@@ -6,6 +6,7 @@ import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
 import { parseManifest } from '../../adapters/snapshot/manifest.js';
 import { readResumeFailures } from '../../adapters/snapshot/resume-failures.js';
 import { listCaptureDirs, listSnapshotKeys, removeSnapshot, SNAPSHOT_FILE_MODE, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
+import { isProcessAlive } from '../../adapters/support/process-alive.js';
 import { E2E_HOME } from './cli.js';
 
 /** The snapshot an instance last ran from or captured (its config's), by the key its folder records. */
@@ -126,7 +127,7 @@ export async function snapshotProblem(name: string): Promise<string | undefined>
 
 /**
  * What a finished command must not leave in the snapshot store: capture folders, the old
- * snapshot of a replacement, and temp files (`*.tmp-<pid>`) at any depth.
+ * snapshot of a replacement, and temp files (`*.tmp-<pid>`) of processes that are gone, at any depth.
  */
 export async function storeLeftovers(): Promise<string[]> {
   const root = homePaths(E2E_HOME).snapshots;
@@ -134,12 +135,14 @@ export async function storeLeftovers(): Promise<string[]> {
   return [...new Set([...found, ...(await leftoversUnder(root))])];
 }
 
-/** Temp files (`*.tmp-<pid>`) and replaced snapshots under `dir`, at any depth. */
+/** Temp files (`*.tmp-<pid>`) of processes that are gone, and replaced snapshots, under `dir` at any depth. */
 export async function leftoversUnder(dir: string): Promise<string[]> {
   const found: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     const path = join(dir, entry.name);
-    if (/\.tmp-\d+$/.test(entry.name) || entry.name.includes('.replaced-')) found.push(path);
+    // A temp file of a live process is being written (a capture's seal, detached, writes the manifest after the start ended).
+    const writer = /\.tmp-(\d+)$/.exec(entry.name)?.[1];
+    if ((writer !== undefined && !(await isProcessAlive(Number(writer)))) || entry.name.includes('.replaced-')) found.push(path);
     if (entry.isDirectory()) found.push(...(await leftoversUnder(path)));
   }
   return found;
