@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { WarmvmError } from '../support/errors.js';
 import { isProcessAlive, processCommandLine } from '../support/process-alive.js';
@@ -37,6 +38,9 @@ export async function spawnQemu(options: LaunchOptions): Promise<QemuProcess> {
   let child: ChildProcess;
   try {
     child = spawn(options.binary, options.argv, { detached: true, stdio: ['ignore', log.fd, log.fd] });
+    // At once and synchronously: a warmvm killed from here on leaves the pid of the QEMU it started
+    // (written after an await, a kill in between left a QEMU that no pidfile named: status said stopped).
+    if (child.pid !== undefined) writeFileSync(options.pidFile, `${child.pid}\n`);
     // Listening before anything is awaited: a QEMU that fails at once exits within that wait.
     exited = new Promise<QemuExit>((resolve) => {
       child.once('exit', (code, signal) => {
@@ -61,7 +65,6 @@ export async function spawnQemu(options: LaunchOptions): Promise<QemuProcess> {
       hint: `see ${options.logFile}; run "warmvm doctor" to check the QEMU install`,
     });
   }
-  await writeFile(options.pidFile, `${pid}\n`);
   return { pid, exited, hasExited: () => gone };
 }
 
