@@ -20,9 +20,6 @@ import { cpuModel, specHash, specSummary } from './spec-facts.js';
 import { rotateOn } from './rotate.js';
 import { dropColdMemory, launchDevices, probeHealth, vmRunner } from './vm.js';
 
-/** The background seal's output, in the capturing instance's folder. */
-const SEAL_LOG = 'seal.log';
-
 /** The capture machine's steps, one per actor. */
 export interface CaptureSteps {
   pauseVm(signal: AbortSignal): Promise<Paused>;
@@ -177,10 +174,10 @@ async function storeSnapshot(run: Run, signal: AbortSignal): Promise<Stored> {
   await releaseCaptureLock(run);
   await noteSnapshotKey(run, snapshot.key);
   // Detached on purpose: it outlives this command, and nothing here waits for it.
-  const sealer = sealInBackground(run.home, snapshot.key, join(run.paths.dir, SEAL_LOG));
+  const sealer = sealInBackground(run.home, snapshot.key, run.paths.sealLog);
   run.progress.done(
     'pid' in sealer
-      ? `capture: published; the memory file's checksum is being recorded (pid ${sealer.pid}, log ${SEAL_LOG})`
+      ? `capture: published; the memory file's checksum is being recorded (pid ${sealer.pid}, log ${run.paths.sealLog})`
       : `capture: published, but its seal did not start (${sealer.error}); "warmvm snapshot seal ${snapshot.key}" records the memory file's checksum`,
   );
   return { snapshot: snapshot.dir, memoryDataBytes: memory.dataBytes };

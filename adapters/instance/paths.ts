@@ -23,6 +23,8 @@ export interface InstancePaths {
   stateFile: string;
   serialLog: string;
   qemuLog: string;
+  /** The output of the background seal that records a capture's memory checksum (seal.ts). */
+  sealLog: string;
   traceFile: string;
   overlay: string;
   /** The fresh secrets of the running VM, for the user only (mode 0600). */
@@ -72,6 +74,7 @@ export function instancePaths(home: string, name: string): InstancePaths {
     stateFile: join(dir, 'state.json'),
     serialLog: join(dir, 'serial.log'),
     qemuLog: join(dir, 'qemu.log'),
+    sealLog: join(dir, 'seal.log'),
     traceFile: join(dir, 'trace.jsonl'),
     overlay: join(dir, 'disk.qcow2'),
     secretsFile: join(dir, 'secrets.env'),

@@ -74,6 +74,11 @@ export async function pinSnapshot(paths: SnapshotPaths): Promise<{ paths: Snapsh
   return { paths: inFolder(paths.root, paths.key, `/proc/${process.pid}/fd/${handle.fd}`), close: () => handle.close() };
 }
 
+/** A key names a folder of the store, never a path out of it (nor a dot-file: locks, captures in progress). */
+export function isStoreKey(key: string): boolean {
+  return /^[^./][^/]*$/.test(key);
+}
+
 /** The config keys of the snapshots in the store (not captures in progress, set-aside or replaced ones). */
 export async function listSnapshotKeys(snapshotsRoot: string): Promise<string[]> {
   const entries = await readdir(snapshotsRoot, { withFileTypes: true }).catch(() => []);

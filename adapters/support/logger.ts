@@ -46,41 +46,53 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     throw new WarmvmError('E_USAGE', `unknown log level "${level}"`, { hint: `set WARMVM_LOG to one of ${Object.keys(LEVELS).join(', ')} (default warn)` });
   }
   let real: PinoLogger | undefined;
-  const root = (): PinoLogger => {
-    if (!real) {
-      const { pino } = load('pino') as { pino: typeof pinoFactory };
-      const base = { level, redact: { paths: LOG_REDACT_PATHS, censor: REDACTED }, base: undefined };
-      const destination = typeof options.destination === 'function' ? options.destination() : options.destination;
-      // process.stderr, not pino.destination(2): that one fsyncs stderr when the process exits (~10 ms
-      // of every command's exit here), and writes to stderr are synchronous on files, pipes and terminals.
-      real = pino(base, destination ?? process.stderr);
-    }
-    return real;
+  const root: Root = {
+    threshold,
+    get() {
+      if (!real) {
+        const { pino } = load('pino') as { pino: typeof pinoFactory };
+        const base = { level, redact: { paths: LOG_REDACT_PATHS, censor: REDACTED }, base: undefined };
+        const destination = typeof options.destination === 'function' ? options.destination() : options.destination;
+        // process.stderr, not pino.destination(2): that one fsyncs stderr when the process exits (~10 ms
+        // of every command's exit here), and writes to stderr are synchronous on files, pipes and terminals.
+        real = pino(base, destination ?? process.stderr);
+      }
+      return real;
+    },
+    flush: () => real?.flush(),
   };
-  return lazyLogger(threshold, root, [], () => real);
+  return lazyLogger(root, []);
+}
+
+/** The one pino logger behind a logger and its children, made when first asked for. */
+interface Root {
+  threshold: number;
+  get(): PinoLogger;
+  /** Flushes pino if it was ever made. */
+  flush(): void;
 }
 
 /** A logger whose children and lines reach pino only when a line at an enabled level is written. */
-function lazyLogger(threshold: number, root: () => PinoLogger, bindings: Record<string, unknown>[], loaded: () => PinoLogger | undefined): Logger {
+function lazyLogger(root: Root, bindings: Record<string, unknown>[]): Logger {
   let mine: PinoLogger | undefined;
   const target = (): PinoLogger => {
-    mine ??= bindings.reduce<PinoLogger>((logger, binding) => logger.child(binding), root());
+    mine ??= bindings.reduce<PinoLogger>((logger, binding) => logger.child(binding), root.get());
     return mine;
   };
   const at =
     (level: Level): LogFn =>
     (first: object | string, msg?: string) => {
-      if ((LEVELS[level] ?? 0) < threshold) return;
+      if ((LEVELS[level] ?? 0) < root.threshold) return;
       if (typeof first === 'string') target()[level](first);
       else target()[level](first, msg);
     };
   return {
-    child: (binding) => lazyLogger(threshold, root, [...bindings, binding], loaded),
+    child: (binding) => lazyLogger(root, [...bindings, binding]),
     debug: at('debug'),
     info: at('info'),
     warn: at('warn'),
     error: at('error'),
-    flush: () => loaded()?.flush(),
+    flush: root.flush,
   };
 }
 

@@ -3,6 +3,7 @@ import { blobCacheDir, blobCacheUsage, clearBlobCache } from '../../adapters/sna
 import {
   bytesOnDisk,
   captureLockHolder,
+  isStoreKey,
   listDeadLeftovers,
   listSetAsides,
   removeSnapshot,
@@ -18,9 +19,6 @@ import type { Output } from '../output.js';
 import { sizeText } from './list.js';
 
 const NONE = '—';
-
-/** A key is the name of a folder in the store: never a path, never a hidden or set-aside folder's name. */
-const KEY_PATTERN = /^[^./][^/]*$/;
 
 type SetAsideRow = SetAsideVersion & { bytesOnDisk: number };
 type LeftoverRow = StoreLeftover & { bytesOnDisk: number };
@@ -184,7 +182,7 @@ interface Removed {
  */
 export async function snapshotRmCommand(options: { keys: string[]; force: boolean; home: string; output: Output }): Promise<number> {
   const keys = [...new Set(options.keys)];
-  const bad = keys.filter((key) => !KEY_PATTERN.test(key));
+  const bad = keys.filter((key) => !isStoreKey(key));
   const root = homePaths(options.home).snapshots;
   if (bad.length > 0) {
     throw new WarmvmError('E_SNAPSHOT_KEY', `not a snapshot key: ${bad.map((key) => JSON.stringify(key)).join(', ')}; a key is the name of a folder in ${root}, not a path`, {

@@ -4,7 +4,7 @@ import { homePaths, instancePaths } from '../../adapters/instance/paths.js';
 import { inspectQemuCached } from '../../adapters/qemu/binary.js';
 import { parseConfig, parseSnapshotArtifact, MAX_MANIFEST_BYTES } from '../../adapters/snapshot/artifact.js';
 import { blobPath, packSnapshot, unpackSnapshot, type TransferProgress } from '../../adapters/snapshot/pack.js';
-import { listSnapshotKeys, readSnapshot, snapshotPaths, type SnapshotPaths, withCaptureLock } from '../../adapters/snapshot/store.js';
+import { isStoreKey, listSnapshotKeys, readSnapshot, snapshotPaths, type SnapshotPaths, withCaptureLock } from '../../adapters/snapshot/store.js';
 import { mismatchError, portableMismatch, pullHead, pullLayers, pushSnapshot, type PulledHead } from '../../adapters/snapshot/transfer.js';
 import { type SnapshotManifest, sameCapture } from '../../adapters/snapshot/manifest.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
@@ -25,7 +25,7 @@ async function chooseSnapshot(home: string, key: string | undefined, name: strin
   const root = homePaths(home).snapshots;
   const keys = await listSnapshotKeys(root);
   const chosen = key ?? (await readSnapshotKey(instancePaths(home, name))) ?? (keys.length === 1 ? keys[0] : undefined);
-  if (chosen === undefined || !/^[^./][^/]*$/.test(chosen) || !keys.includes(chosen)) {
+  if (chosen === undefined || !isStoreKey(chosen) || !keys.includes(chosen)) {
     const known = keys.length === 0 ? 'the store is empty: a first "warmvm start" captures one' : `the store holds ${keys.join(', ')}`;
     throw new WarmvmError('E_SNAPSHOT_MISSING', chosen === undefined ? `which snapshot? ${known}` : `there is no snapshot "${chosen}" in ${root}`, {
       hint: `name one as KEY ("warmvm snapshot ls" lists them)${chosen === undefined ? '' : `; ${known}`}`,

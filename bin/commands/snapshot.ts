@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { homePaths } from '../../adapters/instance/paths.js';
 import type { SnapshotManifest } from '../../adapters/snapshot/manifest.js';
-import { listSnapshotKeys, readSnapshot, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
+import { isStoreKey, listSnapshotKeys, readSnapshot, snapshotPaths, type SnapshotPaths } from '../../adapters/snapshot/store.js';
 import { sealedManifest, sealMemory } from '../../adapters/snapshot/seal.js';
 import { snapshotFiles, verifyInFull } from '../../adapters/snapshot/verify.js';
 import { WarmvmError } from '../../adapters/support/errors.js';
@@ -46,8 +46,7 @@ export async function snapshotVerifyCommand(options: { keys: string[]; home: str
 
 async function verifyOne(home: string, paths: SnapshotPaths, output: Output): Promise<Checked> {
   const checked = { key: paths.key, dir: paths.dir };
-  // A key is a folder's name in the store, never a path out of it.
-  const found = /^[^./][^/]*$/.test(paths.key) ? await readSnapshot(paths) : { kind: 'missing' as const };
+  const found = isStoreKey(paths.key) ? await readSnapshot(paths) : { kind: 'missing' as const };
   output.progress.line(`verifying snapshot ${paths.key}${found.kind === 'found' ? `: ${describeFiles(found.manifest)}` : ''}`);
   if (found.kind === 'missing') {
     return { ...checked, status: 'missing', reason: `there is no snapshot "${paths.key}" in ${paths.root}`, fix: '"warmvm list" shows the snapshots' };
@@ -68,8 +67,7 @@ async function verifyOne(home: string, paths: SnapshotPaths, output: Output): Pr
 /** `warmvm snapshot seal KEY`: the memory file's checksum recorded, unless it is already or another process is on it. */
 export async function snapshotSealCommand(options: { key: string; home: string; output: Output }): Promise<number> {
   const paths = snapshotPaths(homePaths(options.home).snapshots, options.key);
-  // A key is a folder's name in the store, never a path out of it.
-  const sealed = /^[^./][^/]*$/.test(paths.key) ? await sealMemory(paths) : ({ status: 'missing' } as const);
+  const sealed = isStoreKey(paths.key) ? await sealMemory(paths) : ({ status: 'missing' } as const);
   const text: Record<typeof sealed.status, string> = {
     sealed: `${paths.key}: the memory file's checksum is recorded`,
     'recorded already': `${paths.key}: the memory file's checksum was recorded already`,

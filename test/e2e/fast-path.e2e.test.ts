@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancePaths } from '../../adapters/instance/paths.js';
 import { QgaClient } from '../../adapters/qemu/protocol/qga-client.js';
@@ -79,7 +78,7 @@ describe('fast path on real QEMU', () => {
       // The capture published before reading the memory file back; its seal, a process of its own, recorded the checksum after.
       const paths = snapshotOf(name);
       expect(await sealedChecksum(paths)).toBe((await fileChecksum(paths.memory)).checksum);
-      expect(await readFile(join(instancePaths(E2E_HOME, name).dir, 'seal.log'), 'utf8')).toContain("the memory file's checksum is recorded");
+      expect(await readFile(instancePaths(E2E_HOME, name).sealLog, 'utf8')).toContain("the memory file's checksum is recorded");
       const secretsFile = instancePaths(E2E_HOME, name).secretsFile;
       expect((await stat(secretsFile)).mode & 0o777).toBe(0o600);
       const firstPrint = await fingerprint(first);
