@@ -37,6 +37,7 @@ import { cleanUpOnce, endQemusUnder } from './bench-cleanup.js';
 import { BLOB, FILL_TIMEOUT_MS, type Fill, fillGuest } from './guest-fill.js';
 import { type GuestShell, guestShell } from './guest-shell.js';
 import { progress } from './progress.js';
+import { secondsUntilSealed } from './sealed.js';
 import { formatSummary, parseRuns, summarize } from './stats.js';
 import { CLI, type CliRun, warmvmJson } from './warmvm-run.js';
 
@@ -318,17 +319,6 @@ async function captureFilled(build: Build, memoryMb: number): Promise<SizeResult
   const sealedAfter = build.label === 'new' ? await secondsUntilSealed(snapshot) : undefined;
   if (sealedAfter !== undefined) progress(`${build.label} ${memoryMb} MB: memory checksum recorded ${sealedAfter.toFixed(3)} s after the capture returned`);
   return { fill, capture: { seconds, wall: run.wall, snapshot, files: await snapshotFiles(snapshot), sealedAfter }, resumes: [], failedResumes: [] };
-}
-
-/** Seconds until the capture's seal (a process of its own) has recorded the memory checksum in the manifest. */
-async function secondsUntilSealed(snapshot: string): Promise<number> {
-  const started = performance.now();
-  for (;;) {
-    const manifest = JSON.parse(await readFile(join(snapshot, 'manifest.json'), 'utf8')) as { files: { memory: { checksum?: string } } };
-    if (manifest.files.memory.checksum !== undefined) return (performance.now() - started) / 1000;
-    if (performance.now() - started > 120_000) throw new Error(`no memory checksum in ${snapshot}/manifest.json 120 s after the capture`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** One resume and its stop; `--no-capture` so that a fallback's cold boot never replaces the filled snapshot. */

@@ -2,11 +2,14 @@ import { Command, Option } from 'commander';
 import type { Logger } from '../adapters/support/logger.js';
 import { resolveHome } from '../adapters/instance/paths.js';
 import { keepNewFilesPrivate } from '../adapters/support/umask.js';
+import { joinProseLines } from './help-layout.js';
 import { createOutput, type Output } from './output.js';
 import { colorWanted } from './progress.js';
 import { packageVersion } from './version.js';
 
 const program = new Command();
+// Before any command is added: subcommands copy the help settings when they are created.
+program.configureHelp({ commandDescription: (command) => joinProseLines(command.description()) });
 
 program
   .name('warmvm')
@@ -29,7 +32,7 @@ program
       'health), else cold-boots; a first start cold-boots, captures, then resumes. Every instance of one\n' +
       'config resumes the same snapshot, on its own ports; a start that finds another capturing it waits\n' +
       'for that capture. Any failure on the resume path falls back to a cold boot, once. Without --config\n' +
-      'the embedded demo guest is used.\n' +
+      'the embedded demo guest is used.\n\n' +
       'With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, the run is sent as\n' +
       'OpenTelemetry spans over OTLP/HTTP once it is over (at most 2 s; a failed send is a warning):\n' +
       '  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 warmvm start --name web',

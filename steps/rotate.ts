@@ -14,7 +14,10 @@ export async function rotateOn(run: Run, runner: VmRunner, signal: AbortSignal):
     emitExchange(run, { channel: 'exec', what: rotation.command, ok: false, summary: (error as Error).message, ms: Date.now() - started });
     throw error;
   });
-  const summary = `exit ${result.exitCode}, ${result.secrets} secrets in${result.clockSet ? ', clock set' : ''}`;
-  emitExchange(run, { channel: 'exec', what: rotation.command, ok: true, summary, ms: Date.now() - started });
+  emitExchange(run, { channel: 'exec', what: rotation.command, ok: true, summary: `exit ${result.exitCode}, ${result.secrets} secrets in`, ms: Date.now() - started });
+  // The clock's answer comes while the health is probed, or after the start ends (then it is lost).
+  void result.clock.then((set) => {
+    if (set === false) run.logger.warn("the guest agent refused guest-set-time: the guest's clock stays the capture's (see qemu-ga's block-rpcs and allow-rpcs settings)");
+  });
   return { secrets: result.secrets, exitCode: result.exitCode };
 }

@@ -92,6 +92,25 @@ describe('the Debian profile on real QEMU', () => {
     await stopAndCheckTrace(name);
   }, 1_800_000);
 
+  it("sets the guest's clock without util-linux's wait: the agent's /sbin/hwclock is busybox's, the RTC kept in UTC", async () => {
+    await startHealthy(name, config);
+    await withGuestAgent(name, async (qga) => {
+      const run = async (path: string, args: string[]): Promise<string> => {
+        const out = await qga.exec(path, args, { timeoutMs: 60_000 });
+        expect(out.exitCode, `${path} ${args.join(' ')}: ${out.stderr.toString()}`).toBe(0);
+        return out.stdout.toString().trim();
+      };
+      // util-linux's hwclock -w waits for a second boundary (0.5-1 s), the agent answering nothing meanwhile.
+      expect(await run('/bin/readlink', ['/sbin/hwclock'])).toBe('/bin/busybox');
+      expect((await run('/bin/cat', ['/etc/adjtime'])).split('\n').at(-1)).toBe('UTC');
+      // An hour off, then set again from the host: guest-set-time sets it and runs that hwclock.
+      await qga.setTime(BigInt(Date.now() + 3_600_000) * 1_000_000n, { timeoutMs: 30_000 });
+      await qga.setTime(undefined, { timeoutMs: 30_000 });
+      expect(Math.abs(Number(await run('/bin/date', ['+%s'])) - Date.now() / 1000)).toBeLessThan(30);
+    });
+    await stopAndCheckTrace(name);
+  }, 1_800_000);
+
   it('its disk is compressed clusters that travel as they are: exported, imported into an empty home, linked into place, and resumed there', async () => {
     await startHealthy(name, config);
     expect((await cli(['stop', '--name', name])).exitCode).toBe(0);

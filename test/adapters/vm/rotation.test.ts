@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { QgaClient } from '../../../adapters/qemu/protocol/qga-client.js';
 import { rotateSecrets } from '../../../adapters/vm/rotation.js';
 import { caught, useCleanups } from '../../helpers/client-harness.js';
@@ -31,20 +31,48 @@ async function agent(options: FakeQgaOptions): Promise<{ server: FakeQga; qga: Q
 const spec = { command: '/usr/local/bin/rotate-secrets', names: ['API_KEY', 'DB_PASSWORD'] };
 
 describe('rotateSecrets', () => {
-  it('sets the clock while the hook runs (queued right behind guest-exec), then keeps the secrets it sent, mode 0600', async () => {
+  it('sets the clock once the hook exited, then keeps the secrets it sent, mode 0600', async () => {
     const { server, qga } = await agent({ exec: () => ({ pollsBeforeExit: 2 }) });
     const result = await rotateSecrets(qga, spec, { secretsFile, timeoutMs: 5000 });
-    expect(result).toMatchObject({ secrets: 2, exitCode: 0, clockSet: true });
-    expect(server.requests.map((request) => request.execute)).toEqual(['guest-sync-delimited', 'guest-exec', 'guest-set-time', ...Array(3).fill('guest-exec-status')]);
+    expect(result).toMatchObject({ secrets: 2, exitCode: 0 });
+    expect(await result.clock).toBe(true);
+    expect(server.requests.map((request) => request.execute)).toEqual(['guest-sync-delimited', 'guest-exec', ...Array(3).fill('guest-exec-status'), 'guest-set-time']);
     const sent = server.execCalls[0]?.input?.toString();
     expect(await readFile(secretsFile, 'utf8')).toBe(sent);
     expect(sent).toMatch(/^API_KEY=[0-9a-f]{64}\nDB_PASSWORD=[0-9a-f]{64}\n$/);
     expect((await stat(secretsFile)).mode & 0o777).toBe(0o600);
   });
 
+  it("does not wait for the clock's answer (util-linux's hwclock holds it up to a second)", async () => {
+    let answer: (() => void) | undefined;
+    const { qga } = await agent({
+      commands: {
+        'guest-set-time': (request, peer) => {
+          answer = () => peer.reply(request, {});
+        },
+      },
+    });
+    const result = await rotateSecrets(qga, spec, { secretsFile, timeoutMs: 5000 });
+    // Returned while the agent holds the clock's answer: the secrets are already kept.
+    expect(await readFile(secretsFile, 'utf8')).toMatch(/^API_KEY=/);
+    await vi.waitFor(() => expect(answer).toBeDefined());
+    expect(await Promise.race([result.clock, Promise.resolve('pending')])).toBe('pending');
+    answer?.();
+    expect(await result.clock).toBe(true);
+  });
+
   it('reports a clock the agent refuses to set, and still succeeds', async () => {
     const { qga } = await agent({ commands: { 'guest-set-time': (request, peer) => peer.fail(request, 'CommandNotFound', 'blocked by the agent') } });
-    expect(await rotateSecrets(qga, spec, { secretsFile, timeoutMs: 5000 })).toMatchObject({ exitCode: 0, clockSet: false });
+    const result = await rotateSecrets(qga, spec, { secretsFile, timeoutMs: 5000 });
+    expect(result.exitCode).toBe(0);
+    expect(await result.clock).toBe(false);
+  });
+
+  it('says nothing of the clock when the connection ends before its answer', async () => {
+    const { qga } = await agent({ commands: { 'guest-set-time': () => undefined } });
+    const result = await rotateSecrets(qga, spec, { secretsFile, timeoutMs: 5000 });
+    await qga.close();
+    expect(await result.clock).toBeUndefined();
   });
 
   it('a hook that fails keeps no secrets and says how it ended, with the secrets taken out of its stderr', async () => {
