@@ -57,6 +57,7 @@ export async function runGuestCommand(qga: QgaClient, command: readonly string[]
   let termSentAt = 0;
   try {
     let status: { exitCode: number | undefined; signal: number | undefined; ownStdout: string } | undefined;
+    const startedAt = Date.now();
     for (let interval = 0; ; ) {
       const outChunk = await out.readNew();
       const errChunk = await err.readNew();
@@ -82,7 +83,7 @@ export async function runGuestCommand(qga: QgaClient, command: readonly string[]
       }
       status = await exitStatus(qga, pid, request.timeoutMs);
       if (status) continue;
-      interval = outChunk.length + errChunk.length > 0 ? 0 : nextPollInterval(interval, options.maxPollMs ?? DEFAULT_MAX_POLL_MS);
+      interval = outChunk.length + errChunk.length > 0 ? 0 : nextPollInterval(interval, Date.now() - startedAt, options.maxPollMs ?? DEFAULT_MAX_POLL_MS);
       await sleep(interval, options.stop?.aborted ? undefined : options.stop).catch(() => undefined);
     }
     const failure = wrapperFailure(status.exitCode, status.ownStdout);

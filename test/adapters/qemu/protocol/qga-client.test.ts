@@ -300,13 +300,19 @@ describe('QgaClient.exec', () => {
     expect(commandsSeen(server)).toEqual(['guest-sync-delimited', 'guest-exec', ...Array(4).fill('guest-exec-status')]);
   });
 
-  it('backs off between polls, from 10 ms up to pollIntervalMs', async () => {
+  it('backs off between polls from 10 ms: up to 20 ms in the first second, then up to pollIntervalMs', async () => {
     const pauses: number[] = [];
-    for (let pause = nextPollInterval(0, 40); pauses.length < 6; pause = nextPollInterval(pause, 40)) pauses.push(pause);
-    expect(pauses).toEqual([10, 20, 40, 40, 40, 40]);
-    expect(nextPollInterval(0, 5)).toBe(5);
-    expect(nextPollInterval(5, 5)).toBe(5);
-    expect(nextPollInterval(10, 100)).toBe(20);
+    let elapsed = 0;
+    for (let pause = nextPollInterval(0, 0, 100); elapsed < 1500; pause = nextPollInterval(pause, elapsed, 100)) {
+      pauses.push(pause);
+      elapsed += pause;
+    }
+    expect(pauses.slice(0, 4)).toEqual([10, 20, 20, 20]);
+    expect(pauses.filter((pause) => pause > 20)).toEqual([40, 80, 100, 100, 100, 100]);
+    expect(nextPollInterval(0, 0, 5)).toBe(5);
+    expect(nextPollInterval(5, 2000, 5)).toBe(5);
+    expect(nextPollInterval(20, 999, 100)).toBe(20);
+    expect(nextPollInterval(20, 1000, 100)).toBe(40);
   });
 
   it('polls until the program exits', async () => {
