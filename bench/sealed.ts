@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { homePaths, instancePaths } from '../adapters/instance/paths.js';
+import { parseManifest } from '../adapters/snapshot/manifest.js';
 import { snapshotPaths } from '../adapters/snapshot/store.js';
 
 /**
@@ -12,8 +13,7 @@ export async function secondsUntilSealed(snapshotDir: string): Promise<number> {
   const started = performance.now();
   const manifest = join(snapshotDir, 'manifest.json');
   for (;;) {
-    const read = JSON.parse(await readFile(manifest, 'utf8')) as { files: { memory: { checksum?: string } } };
-    if (read.files.memory.checksum !== undefined) return (performance.now() - started) / 1000;
+    if (parseManifest(await readFile(manifest, 'utf8')).files.memory.checksum !== undefined) return (performance.now() - started) / 1000;
     if (performance.now() - started > 120_000) throw new Error(`no memory checksum in ${manifest} 120 s after the capture`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -4,7 +4,7 @@ import type { InstanceState } from '../adapters/instance/state.js';
 import type { LaunchPlan } from '../adapters/qemu/argv.js';
 import { inspectQemu } from '../adapters/qemu/binary.js';
 import { captureToFile, continueAfterFailedMigration, continueVcpus, type MigrationProgress, pauseVcpus, quit } from '../adapters/qemu/monitor.js';
-import { fileChecksum } from '../adapters/snapshot/checksum.js';
+import { allocatedBytes, fileChecksum } from '../adapters/snapshot/checksum.js';
 import { type MemoryFile, SNAPSHOT_FORMAT, type SnapshotFile, type SnapshotManifest } from '../adapters/snapshot/manifest.js';
 import { sealInBackground } from '../adapters/snapshot/seal.js';
 import { commitCapture, createCaptureDir, FROZEN_DISK, MEMORY_FILE, SNAPSHOT_FILE_MODE, STATE_FILE } from '../adapters/snapshot/store.js';
@@ -128,8 +128,7 @@ async function freezeMemory(path: string, flushed: Promise<void> | undefined): P
   await (flushed ?? syncFile(path));
   await chmod(path, SNAPSHOT_FILE_MODE);
   const found = await stat(path);
-  // What the file takes on the disk (its allocated blocks): the rest are holes.
-  return { name: basename(path), bytes: found.size, dataBytes: Math.min(found.size, found.blocks * 512) };
+  return { name: basename(path), bytes: found.size, dataBytes: allocatedBytes(found) };
 }
 
 /**

@@ -52,8 +52,12 @@ export async function fileChecksum(path: string, options: { signal?: AbortSignal
   } finally {
     await handle.close();
   }
-  // What the file takes on the disk (its allocated blocks, delayed ones included): the rest are holes.
-  return { checksum: checksum.finish(), bytes, dataBytes: Math.min(bytes, found.blocks * 512) };
+  return { checksum: checksum.finish(), bytes, dataBytes: allocatedBytes(found) };
+}
+
+/** What a file takes on the disk (its allocated blocks, delayed ones included): the rest are holes. */
+export function allocatedBytes(found: { size: number; blocks: number }): number {
+  return Math.min(found.size, found.blocks * 512);
 }
 
 /** The checksum of a file given chunk by chunk, as it is read or written. */

@@ -65,6 +65,11 @@ export function sameCapture(a: SnapshotManifest, b: SnapshotManifest): boolean {
   );
 }
 
+/** The manifest with the memory file's checksum recorded (seal.ts). */
+export function withMemoryChecksum(manifest: SnapshotManifest, checksum: string): SnapshotManifest {
+  return { ...manifest, files: { ...manifest.files, memory: { ...manifest.files.memory, checksum } } };
+}
+
 /** The host facts a manifest must match. */
 export interface HostFacts {
   qemuVersion: string;

@@ -8,7 +8,7 @@ import { WarmvmError } from '../support/errors.js';
 import { projectRoot } from '../support/project-root.js';
 import { sleep } from '../support/sleep.js';
 import { fileChecksum } from './checksum.js';
-import { parseManifest, type SnapshotManifest } from './manifest.js';
+import { parseManifest, type SnapshotManifest, withMemoryChecksum } from './manifest.js';
 import { pinSnapshot, type SnapshotPaths } from './store.js';
 import { changedBeforeSealed, unchangedSinceStamped } from './verify.js';
 
@@ -52,8 +52,7 @@ export async function sealMemory(paths: SnapshotPaths, options: { signal?: Abort
       if (!(await unchanged())) return changed;
       const { checksum } = await fileChecksum(pinned.paths.memory, { signal: options.signal });
       if (!(await unchanged())) return changed;
-      const sealed: SnapshotManifest = { ...manifest, files: { ...manifest.files, memory: { ...memory, checksum } } };
-      await writeFileDurably(pinned.paths.manifest, `${JSON.stringify(sealed, null, 2)}\n`);
+      await writeFileDurably(pinned.paths.manifest, `${JSON.stringify(withMemoryChecksum(manifest, checksum), null, 2)}\n`);
       return { status: 'sealed', checksum, ms: Date.now() - started };
     } finally {
       await taken.lock.release();
@@ -68,7 +67,7 @@ export async function sealedManifest(paths: SnapshotPaths, manifest: SnapshotMan
   if (manifest.files.memory.checksum !== undefined) return { manifest, memoryChecksum: manifest.files.memory.checksum };
   const sealed = await sealMemory(paths, { signal, wait: true });
   if (sealed.status === 'sealed' || sealed.status === 'recorded already') {
-    return { manifest: { ...manifest, files: { ...manifest.files, memory: { ...manifest.files.memory, checksum: sealed.checksum } } }, memoryChecksum: sealed.checksum };
+    return { manifest: withMemoryChecksum(manifest, sealed.checksum), memoryChecksum: sealed.checksum };
   }
   if (sealed.status === 'changed') throw changedBeforeSealed(manifest.files.memory.name, paths.dir);
   if (sealed.status === 'missing') throw new WarmvmError('E_SNAPSHOT_MISSING', `the snapshot ${paths.dir} is gone`, { hint: '"warmvm list" shows the snapshots' });
