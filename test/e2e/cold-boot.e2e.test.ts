@@ -74,6 +74,12 @@ describe('cold boot of the demo guest on real QEMU', () => {
       expect(health).toHaveLength(1);
       expect(health[0]?.status).toBe(200);
 
+      // The agent came up only once the workload's supervisor had: a cold boot rotates when the agent
+      // answers, and a hook run before the supervisor started a server that the supervisor then replaced.
+      // (The agent's own marker may still be on its way: it answers before init sees it listening.)
+      const serial = readFileSync(instancePaths(E2E_HOME, name).serialLog, 'utf8');
+      expect(serial.split('warmvm: agent up')[0]).toContain('warmvm: workload healthy');
+
       // QEMU runs on, detached, after the CLI has exited, its RAM in the instance's memory file (a cold boot's).
       expectColdMemory(name, true);
       const answer = await getStatus(health[0]?.url as string, 5_000);
